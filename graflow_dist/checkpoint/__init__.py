@@ -1,0 +1,1 @@
+"""Checkpoints: format, stores (filesystem, Redis) and the write/load logic."""

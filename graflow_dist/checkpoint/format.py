@@ -1,0 +1,204 @@
+"""The three checkpoint files and their contents.
+
+``BASE.pkl``: a signed envelope (msgpack) around the cloudpickled graph and channel
+data (or, for a Redis channel, its session reference), plus run settings without
+secrets. ``BASE.state.json``: the frontier. ``BASE.meta.json``: the commit marker,
+written last.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgpack
+
+from graflow_dist.errors import CheckpointError, SignatureError
+from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.wire.signing import sign, verify
+
+SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+PAYLOAD_FORMAT = "graflow-dist/context"
+
+PKL, STATE, META = ".pkl", ".state.json", ".meta.json"
+SUFFIXES = (PKL, STATE, META)
+
+
+@dataclass
+class CheckpointMetadata:
+    """What ``BASE.meta.json`` holds."""
+
+    checkpoint_id: str
+    session_id: str
+    created_at: str
+    steps: int
+    start_node: str | None = None
+    backend: dict[str, Any] = field(default_factory=dict)
+    user_metadata: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    path: str | None = None  # where it was read from; not written
+
+    @classmethod
+    def create(
+        cls,
+        session_id: str,
+        steps: int,
+        start_node: str | None = None,
+        backend: dict[str, Any] | None = None,
+        user_metadata: dict[str, Any] | None = None,
+    ) -> CheckpointMetadata:
+        now = datetime.now(UTC)
+        return cls(
+            checkpoint_id=f"{session_id}_{steps}_{int(now.timestamp())}_{uuid.uuid4().hex[:8]}",
+            session_id=session_id,
+            created_at=now.isoformat(),
+            steps=steps,
+            start_node=start_node,
+            backend=dict(backend or {}),
+            user_metadata=dict(user_metadata or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: str | None = None) -> CheckpointMetadata:
+        return cls(
+            checkpoint_id=data["checkpoint_id"],
+            session_id=data["session_id"],
+            created_at=data["created_at"],
+            steps=int(data["steps"]),
+            start_node=data.get("start_node"),
+            backend=dict(data.get("backend") or {}),
+            user_metadata=dict(data.get("user_metadata") or {}),
+            schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
+            path=path,
+        )
+
+
+@dataclass
+class ContextPayload:
+    """The content of ``BASE.pkl``: user code and data stay pickled (and signed), so a
+    coordinator can write a checkpoint without importing the user's modules."""
+
+    session_id: str
+    graph_blob: bytes
+    channel: dict[str, Any]
+    start_node: str | None
+    max_steps: int
+    default_max_cycles: int
+    default_max_retries: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        body = asdict(self)
+        body["format"] = PAYLOAD_FORMAT
+        body["schema_version"] = SCHEMA_VERSION
+        return sign(msgpack.packb(body, use_bin_type=True))
+
+    @classmethod
+    def decode(cls, blob: bytes, path: str) -> ContextPayload:
+        try:
+            body = msgpack.unpackb(verify(blob, path), raw=False, strict_map_key=False)
+        except SignatureError as exc:
+            raise CheckpointError(path, str(exc).removeprefix(f"{path}: ")) from None
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise CheckpointError(path, f"corrupt context payload ({exc})") from None
+        if not isinstance(body, dict) or body.get("format") != PAYLOAD_FORMAT:
+            raise CheckpointError(path, "not a graflow-dist context payload")
+        _check_schema(body.get("schema_version"), path)
+        try:
+            return cls(**{k: body[k] for k in cls.__dataclass_fields__})
+        except KeyError as exc:
+            raise CheckpointError(path, f"context payload lacks field {exc}") from None
+
+
+def _check_schema(version: Any, path: str) -> None:
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise CheckpointError(
+            path,
+            f"unknown schema_version {version!r} (this graflow-dist reads "
+            f"{sorted(SUPPORTED_SCHEMA_VERSIONS)}); was it written by a newer release?",
+        )
+
+
+def state_document(
+    frontier: FrontierSnapshot,
+    *,
+    trace_id: str,
+    start_node: str | None,
+    max_steps: int,
+    backend: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``.state.json`` document for ``frontier``."""
+    body = frontier.to_dict()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "session_id": frontier.session_id,
+        "trace_id": trace_id,
+        "start_node": start_node,
+        "steps": frontier.steps,
+        "max_steps": max_steps,
+        "completed_tasks": body.pop("completed_tasks"),
+        "pending_tasks": body.pop("pending_tasks"),
+        "cycle_counts": body.pop("cycle_counts"),
+        "backend": backend,
+        "frontier": {k: v for k, v in body.items() if k not in ("session_id", "steps")},
+    }
+
+
+def parse_state(raw: bytes, path: str) -> tuple[FrontierSnapshot, dict[str, Any]]:
+    """Validate a ``.state.json`` and return the frontier and the document."""
+    doc = parse_json(raw, path)
+    _check_schema(doc.get("schema_version"), path)
+    try:
+        frontier = FrontierSnapshot.from_dict(
+            {
+                "session_id": doc["session_id"],
+                "steps": doc["steps"],
+                "completed_tasks": doc["completed_tasks"],
+                "pending_tasks": doc["pending_tasks"],
+                "cycle_counts": doc["cycle_counts"],
+                **doc.get("frontier", {}),
+            }
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            path, f"malformed state document ({type(exc).__name__}: {exc})"
+        ) from None
+    return frontier, doc
+
+
+def parse_json(raw: bytes, path: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(path, f"corrupt or truncated JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(path, "expected a JSON object")
+    return doc
+
+
+def parse_meta(raw: bytes, path: str) -> CheckpointMetadata:
+    doc = parse_json(raw, path)
+    _check_schema(doc.get("schema_version", SCHEMA_VERSION), path)
+    try:
+        return CheckpointMetadata.from_dict(doc, path)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"malformed metadata ({type(exc).__name__}: {exc})") from None
+
+
+def dump_json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=_json_default).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return repr(value)

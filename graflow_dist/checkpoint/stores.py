@@ -1,0 +1,97 @@
+"""Checkpoint stores: where the three files of a checkpoint live.
+
+`FileCheckpointStore` writes each file crash-safely (temp file, fsync, rename, then the
+directory fsync) with ``.meta.json`` last: a checkpoint without its meta file was never
+committed and is refused. `RedisCheckpointStore` writes all three in one transaction,
+for pods without a shared disk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from graflow_dist.checkpoint.format import META, PKL, STATE, SUFFIXES
+from graflow_dist.errors import CheckpointError
+
+
+class CheckpointStore(Protocol):
+    """Where checkpoints are written; ``base`` is the path without suffix."""
+
+    def write(self, base: str, files: dict[str, bytes]) -> None: ...
+
+    def read(self, base: str, suffix: str) -> bytes: ...
+
+    def list_bases(self, session_id: str | None = None) -> list[str]: ...
+
+
+def split_base(path: str) -> str:
+    """``x.pkl``, ``x.meta.json``, ``x.state.json`` and ``x`` all name checkpoint ``x``."""
+    for suffix in (META, STATE, PKL):
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
+class FileCheckpointStore:
+    """Checkpoints as files on a local or shared filesystem."""
+
+    def __init__(self, root: str | os.PathLike[str] = "checkpoints") -> None:
+        self.root = Path(root)
+
+    def write(self, base: str, files: dict[str, bytes]) -> None:
+        target = Path(base)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for suffix in (PKL, STATE, META):  # meta last: it commits the checkpoint
+                _atomic_write(Path(base + suffix), files[suffix])
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise CheckpointError(base + META, f"cannot write ({exc.strerror or exc})") from None
+
+    def read(self, base: str, suffix: str) -> bytes:
+        path = base + suffix
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            hint = (
+                " (the write never completed: a checkpoint is valid only once its .meta.json "
+                "exists)"
+                if suffix == META and any(Path(base + s).exists() for s in (PKL, STATE))
+                else ""
+            )
+            raise CheckpointError(path, f"file is missing{hint}") from None
+        except OSError as exc:
+            raise CheckpointError(path, f"cannot read ({exc.strerror or exc})") from None
+
+    def list_bases(self, session_id: str | None = None) -> list[str]:
+        root = self.root / session_id if session_id else self.root
+        if not root.exists():
+            return []
+        return sorted(str(p)[: -len(META)] for p in root.rglob(f"*{META}"))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["CheckpointStore", "FileCheckpointStore", "SUFFIXES", "split_base"]

@@ -1,0 +1,1 @@
+"""The Graflow-compatible workflow model: tasks, graphs, contexts, engine, checkpoints."""

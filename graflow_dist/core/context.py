@@ -1,0 +1,306 @@
+"""ExecutionContext (one run) and TaskExecutionContext (one task execution)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from graflow_dist.channels.base import Channel, iteration_key, result_key
+from graflow_dist.channels.memory import MemoryChannel
+from graflow_dist.core.graph import TaskGraph, node_shape
+from graflow_dist.errors import CycleLimitExceededError
+from graflow_dist.scheduler.events import CheckpointRequest, NextTask, RunStatus, TaskOutcome
+from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
+from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS
+
+if TYPE_CHECKING:
+    from graflow_dist.scheduler.state import Scheduler
+
+
+class ExecutionContext:
+    """The state of one run: graph, channel, frontier and checkpoint bookkeeping.
+
+    Parameters
+    ----------
+    graph:
+        The workflow graph.
+    start_node:
+        Where the run starts (default: every node without predecessors).
+    max_steps:
+        Upper bound on task executions; exceeding it raises `MaxStepsExceededError`.
+    channel:
+        The run's channel (default: a `MemoryChannel` named after the session).
+    """
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        start_node: str | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        *,
+        session_id: str | None = None,
+        channel: Channel | None = None,
+        default_max_cycles: int = DEFAULT_MAX_CYCLES,
+        default_max_retries: int = 0,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        self.graph = graph
+        self.start_node = start_node
+        self.max_steps = max_steps
+        self.session_id = session_id or uuid.uuid4().hex
+        self.trace_id = self.session_id
+        self.channel: Channel = channel if channel is not None else MemoryChannel(self.session_id)
+        self.default_max_cycles = default_max_cycles
+        self.default_max_retries = default_max_retries
+        self.config = dict(config or {})
+        self.frontier: FrontierSnapshot | None = None
+        self.last_checkpoint_path: str | None = None
+        self.checkpoint_metadata: dict[str, Any] = {}
+        self.checkpoint_requested = False
+        self.checkpoint_request_metadata: dict[str, Any] | None = None
+        self.checkpoint_request_path: str | None = None
+        self.status = RunStatus.RUNNING
+        self.last_result: Any = None
+        self._scheduler: Scheduler | None = None
+
+    @classmethod
+    def create(
+        cls,
+        graph: TaskGraph,
+        start_node: str | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        default_max_cycles: int = DEFAULT_MAX_CYCLES,
+        default_max_retries: int = 0,
+        channel_backend: str = "memory",
+        config: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> ExecutionContext:
+        return cls(
+            graph,
+            start_node,
+            max_steps,
+            default_max_cycles=default_max_cycles,
+            default_max_retries=default_max_retries,
+            config=config,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self._scheduler is not None:
+            state["frontier"] = self._scheduler.snapshot()
+        state["_scheduler"] = None
+        return state
+
+    # --- the frontier, live while running, else from the last snapshot ------------------
+
+    def attach_scheduler(self, scheduler: Scheduler | None) -> None:
+        self._scheduler = scheduler
+
+    def current_frontier(self) -> FrontierSnapshot:
+        if self._scheduler is not None:
+            return self._scheduler.snapshot()
+        return self.frontier or FrontierSnapshot(self.session_id)
+
+    @property
+    def steps(self) -> int:
+        if self._scheduler is not None:
+            return self._scheduler.steps
+        return self.frontier.steps if self.frontier else 0
+
+    @property
+    def completed_tasks(self) -> list[str]:
+        if self._scheduler is not None:
+            return list(self._scheduler.completed)
+        return list(self.frontier.completed_tasks) if self.frontier else []
+
+    @property
+    def cycle_counts(self) -> dict[str, int]:
+        if self._scheduler is not None:
+            return dict(self._scheduler.cycle_counts)
+        return dict(self.frontier.cycle_counts) if self.frontier else {}
+
+    @property
+    def pending_tasks(self) -> list[TaskSpec]:
+        if self._scheduler is not None:
+            return self._scheduler.pending
+        return list(self.frontier.pending_tasks) if self.frontier else []
+
+    # --- results ----------------------------------------------------------------------
+
+    def set_result(self, task_id: str, value: Any) -> None:
+        self.channel.set(result_key(task_id), value)
+
+    def get_result(self, task_id: str, default: Any = None) -> Any:
+        return self.channel.get(result_key(task_id), default)
+
+    def clear_checkpoint_request(self) -> None:
+        self.checkpoint_requested = False
+        self.checkpoint_request_metadata = None
+        self.checkpoint_request_path = None
+
+    def execute(self) -> Any:
+        from graflow_dist.core.engine import WorkflowEngine
+
+        return WorkflowEngine().execute(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"ExecutionContext(session_id={self.session_id!r}, steps={self.steps}, "
+            f"status={self.status.value})"
+        )
+
+
+class TaskExecutionContext:
+    """What a task with ``inject_context=True`` receives as its first argument.
+
+    Control calls (``checkpoint``, ``next_iteration``, ``next_task``,
+    ``terminate_workflow``, ``cancel_workflow``) are recorded and take effect after the
+    task returns, so a task is always either completed or pending, never half-done.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        execution_context: ExecutionContext,
+        spec: TaskSpec | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.execution_context = execution_context
+        self.spec = spec or TaskSpec(task_id=task_id, token="local")
+        self.worker_id = worker_id or f"local-{os.getpid()}"
+        self.start_time = time.time()
+        self.local_data: dict[str, Any] = {}
+        self.outcome = TaskOutcome()
+        self.new_tasks: dict[str, Any] = {}
+
+    # --- identity -----------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return self.execution_context.session_id
+
+    @property
+    def trace_id(self) -> str:
+        return self.execution_context.trace_id
+
+    @property
+    def graph(self) -> TaskGraph:
+        return self.execution_context.graph
+
+    @property
+    def cycle_count(self) -> int:
+        """1 on a task's first run, 2 on its second iteration, and so on."""
+        return self.spec.cycle + 1
+
+    @property
+    def max_cycles(self) -> int:
+        node = self.graph.get_node_or_none(self.task_id)
+        if node is not None and getattr(node, "max_cycles", None) is not None:
+            return int(node.max_cycles)
+        return self.execution_context.default_max_cycles
+
+    @property
+    def retry_count(self) -> int:
+        return self.spec.attempt - 1
+
+    @property
+    def max_retries(self) -> int:
+        node = self.graph.get_node_or_none(self.task_id)
+        return int(getattr(node, "max_retries", 0) or 0)
+
+    @property
+    def attempt(self) -> int:
+        return self.spec.attempt
+
+    @property
+    def dispatch_token(self) -> str:
+        return self.spec.token
+
+    def elapsed_time(self) -> float:
+        return time.time() - self.start_time
+
+    # --- state --------------------------------------------------------------------
+
+    def get_channel(self) -> Channel:
+        return self.execution_context.channel
+
+    def get_result(self, task_id: str, default: Any = None) -> Any:
+        return self.execution_context.get_result(task_id, default)
+
+    def set_local_data(self, key: str, value: Any) -> None:
+        self.local_data[key] = value
+
+    def get_local_data(self, key: str, default: Any = None) -> Any:
+        return self.local_data.get(key, default)
+
+    # --- control ------------------------------------------------------------------
+
+    def checkpoint(
+        self,
+        metadata: dict[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        deferred: bool = True,
+    ) -> None:
+        """Ask for a checkpoint once this task has completed successfully.
+
+        ``metadata`` lands in ``.meta.json`` as ``user_metadata``; ``path`` is a base
+        name (``BASE.pkl``, ``BASE.state.json``, ``BASE.meta.json``), default
+        ``checkpoints/{session_id}/...``. A path given positionally is accepted too.
+        Checkpoints are always deferred: a checkpoint never records a running task.
+        """
+        if isinstance(metadata, str | os.PathLike):
+            path, metadata = metadata, None
+        meta = dict(metadata or {})
+        meta.setdefault("task_id", self.task_id)
+        meta.setdefault("cycle_count", self.cycle_count)
+        meta.setdefault("elapsed_time", self.elapsed_time())
+        meta.setdefault("mode", "deferred")
+        request = CheckpointRequest(os.fspath(path) if path is not None else None, meta)
+        self.outcome.checkpoint = request
+        ctx = self.execution_context
+        ctx.checkpoint_requested = True
+        ctx.checkpoint_request_metadata = meta
+        ctx.checkpoint_request_path = request.path
+
+    def can_iterate(self) -> bool:
+        return self.cycle_count < self.max_cycles
+
+    def next_iteration(self, data: Any = None) -> str:
+        """Run this task again after it returns (its successors wait for the last
+        iteration). ``data`` is passed to the next run as its positional argument."""
+        if not self.can_iterate():
+            raise CycleLimitExceededError(self.task_id, self.max_cycles)
+        self.outcome.iterate = True
+        if data is not None:
+            self.get_channel().set(iteration_key(self.task_id, self.cycle_count + 1), data)
+        return self.task_id
+
+    def next_task(self, executable: Any, goto: bool = False) -> str:
+        """Schedule ``executable`` after this task. A new task is added to the graph and
+        the normal successors still run; ``goto=True`` (or an existing task) jumps
+        there instead of the successors."""
+        task_id = executable.task_id
+        shape = None
+        if not self.graph.has_node(task_id):
+            self.graph.add_node(executable)
+            shape = node_shape(executable, None, self.execution_context.default_max_cycles)
+            self.new_tasks[task_id] = executable
+        self.outcome.next_tasks.append(NextTask(task_id, goto, shape))
+        return task_id
+
+    def terminate_workflow(self, message: str = "terminated") -> None:
+        """End the run successfully after this task (its successors do not run)."""
+        self.outcome.terminate = message
+
+    def cancel_workflow(self, message: str = "Workflow canceled") -> None:
+        """Cancel the run after this task returns; the run fails with
+        `WorkflowCancelledError` and this task is not recorded as completed."""
+        self.outcome.cancel = message
+
+    def __repr__(self) -> str:
+        return f"TaskExecutionContext(task_id={self.task_id!r}, cycle={self.cycle_count})"

@@ -1,0 +1,60 @@
+"""``@task``: turn a function into a workflow task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, overload
+
+from graflow_dist.core.retry import RetryPolicy
+from graflow_dist.core.task import TaskWrapper
+
+
+@overload
+def task(id_or_func: Callable[..., Any]) -> TaskWrapper: ...
+
+
+@overload
+def task(
+    id_or_func: str | None = None,
+    *,
+    id: str | None = None,
+    inject_context: bool = False,
+    resolve_keyword_args: bool = True,
+    max_cycles: int | None = None,
+    max_retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
+
+
+def task(
+    id_or_func: str | Callable[..., Any] | None = None,
+    *,
+    id: str | None = None,  # noqa: A002 - Graflow's parameter name
+    inject_context: bool = False,
+    resolve_keyword_args: bool = True,
+    max_cycles: int | None = None,
+    max_retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> TaskWrapper | Callable[[Callable[..., Any]], TaskWrapper]:
+    """Declare a task: ``@task``, ``@task("id")`` or ``@task(id=..., inject_context=...,
+    max_cycles=..., max_retries=..., retry_policy=...)``.
+
+    The task id is the function's name unless given. Inside ``with workflow(...)`` the
+    task joins that workflow's graph as soon as it is declared.
+    """
+
+    def decorate(func: Callable[..., Any]) -> TaskWrapper:
+        task_id = id or (id_or_func if isinstance(id_or_func, str) else None) or func.__name__
+        return TaskWrapper(
+            task_id,
+            func,
+            inject_context=inject_context,
+            resolve_keyword_args=resolve_keyword_args,
+            max_cycles=max_cycles,
+            max_retries=max_retries,
+            retry_policy=retry_policy,
+        )
+
+    if callable(id_or_func) and not isinstance(id_or_func, str):
+        return decorate(id_or_func)
+    return decorate

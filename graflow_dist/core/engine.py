@@ -1,0 +1,115 @@
+"""WorkflowEngine: runs a workflow in this process, driving the pure scheduler."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from graflow_dist.core.context import ExecutionContext
+from graflow_dist.core.invoke import invoke_task
+from graflow_dist.errors import GraflowError
+from graflow_dist.scheduler.events import Decision, RunEnd
+from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.scheduler.state import Scheduler
+
+
+class WorkflowEngine:
+    """Runs tasks one at a time, in ready order, in the calling thread.
+
+    ``execute`` starts a new context or continues a restored one (after
+    ``CheckpointManager.resume_from_checkpoint``) and returns the last executed task's
+    result. A failed, cancelled or step-limited run raises the matching
+    `WorkflowError` subclass; the context keeps the frontier for inspection.
+    """
+
+    def execute(self, context: ExecutionContext, start_task_id: str | None = None) -> Any:
+        scheduler, first = self._scheduler_for(context, start_task_id)
+        context.attach_scheduler(scheduler)
+        ready: deque[TaskSpec] = deque(first.dispatch)
+        end = first.end
+        last_failure: BaseException | None = None
+        try:
+            while end is None:
+                if not ready:
+                    ready.extend(self._wait_for_retries(scheduler))
+                    continue
+                spec = ready.popleft()
+                if spec.token not in scheduler.inflight:
+                    continue
+                decision, failure = self._run_one(context, scheduler, spec)
+                last_failure = failure or last_failure
+                ready.extend(decision.dispatch)
+                if decision.checkpoint is not None:
+                    self._write_checkpoint(context, decision)
+                end = decision.end
+        finally:
+            context.frontier = scheduler.snapshot()
+            context.attach_scheduler(None)
+        return self._finish(context, end, last_failure)
+
+    @staticmethod
+    def _scheduler_for(
+        context: ExecutionContext, start_task_id: str | None
+    ) -> tuple[Scheduler, Decision]:
+        shape = context.graph.shape(context.default_max_cycles)
+        if context.frontier is not None:
+            scheduler = Scheduler.restore(
+                shape, context.frontier, max_steps=context.max_steps, now=time.time()
+            )
+            first = scheduler.resume()
+            return scheduler, first
+        scheduler = Scheduler(shape, context.session_id, max_steps=context.max_steps)
+        start = start_task_id or context.start_node
+        return scheduler, scheduler.start([start] if start else None)
+
+    @staticmethod
+    def _wait_for_retries(scheduler: Scheduler) -> list[TaskSpec]:
+        due_at = scheduler.next_due()
+        if due_at is None:  # nothing in flight and nothing delayed: cannot happen
+            raise GraflowError("engine: no runnable task while the run is unfinished")
+        time.sleep(max(0.0, due_at - time.time()))
+        return scheduler.release_due(time.time())
+
+    @staticmethod
+    def _run_one(
+        context: ExecutionContext, scheduler: Scheduler, spec: TaskSpec
+    ) -> tuple[Decision, BaseException | None]:
+        task = context.graph.get_node(spec.task_id)
+        invocation = invoke_task(task, context, spec)
+        if invocation.ok:
+            context.set_result(spec.task_id, invocation.result)
+            context.last_result = invocation.result
+            return scheduler.complete(spec.token, invocation.outcome, now=time.time()), None
+        decision = scheduler.fail(
+            spec.token,
+            invocation.error_text,
+            now=time.time(),
+            error=invocation.error if invocation.fatal else None,
+            retryable=not invocation.fatal,
+        )
+        return decision, invocation.error
+
+    @staticmethod
+    def _write_checkpoint(context: ExecutionContext, decision: Decision) -> None:
+        from graflow_dist.core.checkpoint import CheckpointManager
+
+        request = decision.checkpoint
+        assert request is not None
+        CheckpointManager.create_checkpoint(
+            context, path=request.path, metadata=request.metadata
+        )
+        context.clear_checkpoint_request()
+
+    @staticmethod
+    def _finish(
+        context: ExecutionContext, end: RunEnd | None, last_failure: BaseException | None
+    ) -> Any:
+        assert end is not None
+        context.status = end.status
+        if end.error is not None:
+            error = end.error
+            if error is last_failure:
+                raise error
+            raise error from last_failure
+        return context.last_result

@@ -1,0 +1,142 @@
+"""TaskGraph: the nodes (executables) of a workflow and the ``>>`` edges between them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from graflow_dist.errors import DuplicateTaskError, UnknownTaskError
+from graflow_dist.scheduler.specs import (
+    DEFAULT_MAX_CYCLES,
+    GraphShape,
+    NodeShape,
+    RetrySettings,
+)
+
+
+class NodeView(Mapping[str, dict[str, Any]]):
+    """``graph.nodes``: iterates over task ids; ``graph.nodes[id]["task"]`` is the
+    executable (the shape networkx gives Graflow users)."""
+
+    def __init__(self, nodes: dict[str, Any]) -> None:
+        self._nodes = nodes
+
+    def __getitem__(self, node_id: str) -> dict[str, Any]:
+        return {"task": self._nodes[node_id]}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __repr__(self) -> str:
+        return f"NodeView({list(self._nodes)})"
+
+
+class TaskGraph:
+    """A directed graph of executables keyed by task id, edges in insertion order."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[str, Any] = {}
+        self._succ: dict[str, list[str]] = {}
+        self._pred: dict[str, list[str]] = {}
+
+    @property
+    def nodes(self) -> NodeView:
+        return NodeView(self._nodes)
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return [(a, b) for a, succ in self._succ.items() for b in succ]
+
+    def add_node(self, executable: Any, *, skip_if_exists: bool = False) -> None:
+        node_id = executable.task_id
+        existing = self._nodes.get(node_id)
+        if existing is not None and existing is not executable:
+            if skip_if_exists:
+                return
+            raise DuplicateTaskError(node_id)
+        if existing is None:
+            self._nodes[node_id] = executable
+            self._succ.setdefault(node_id, [])
+            self._pred.setdefault(node_id, [])
+
+    def add_edge(self, source: str, target: str) -> None:
+        for node in (source, target):
+            if node not in self._nodes:
+                raise UnknownTaskError(node, "the workflow graph (edge)")
+        if target not in self._succ[source]:
+            self._succ[source].append(target)
+            self._pred[target].append(source)
+
+    def remove_node(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
+        for other in self._succ.pop(node_id, []):
+            self._pred[other].remove(node_id)
+        for other in self._pred.pop(node_id, []):
+            self._succ[other].remove(node_id)
+
+    def rename_node(self, old: str, new: str) -> None:
+        if new in self._nodes:
+            raise DuplicateTaskError(new)
+        self._nodes = {(new if k == old else k): v for k, v in self._nodes.items()}
+        for table in (self._succ, self._pred):
+            renamed = {(new if k == old else k): v for k, v in table.items()}
+            for targets in renamed.values():
+                targets[:] = [new if t == old else t for t in targets]
+            table.clear()
+            table.update(renamed)
+
+    def has_node(self, node_id: str) -> bool:
+        return node_id in self._nodes
+
+    def get_node(self, node_id: str) -> Any:
+        try:
+            return self._nodes[node_id]
+        except KeyError:
+            raise UnknownTaskError(node_id, "the workflow graph") from None
+
+    def get_node_or_none(self, node_id: str) -> Any:
+        return self._nodes.get(node_id)
+
+    def successors(self, node_id: str) -> list[str]:
+        return list(self._succ.get(node_id, []))
+
+    def predecessors(self, node_id: str) -> list[str]:
+        return list(self._pred.get(node_id, []))
+
+    def get_start_nodes(self) -> list[str]:
+        return self.shape().roots()
+
+    def shape(self, default_max_cycles: int = DEFAULT_MAX_CYCLES) -> GraphShape:
+        """The structure the scheduler needs, without user code."""
+        return GraphShape({nid: node_shape(ex, self, default_max_cycles)
+                           for nid, ex in self._nodes.items()})
+
+    def __repr__(self) -> str:
+        return f"TaskGraph(nodes={list(self._nodes)}, edges={self.edges})"
+
+
+def node_shape(executable: Any, graph: TaskGraph | None = None,
+               default_max_cycles: int = DEFAULT_MAX_CYCLES) -> NodeShape:
+    """The scheduler's view of one executable (also used for dynamic tasks)."""
+    from graflow_dist.core.task import ParallelGroup, TaskWrapper
+
+    node_id = executable.task_id
+    shape = NodeShape(
+        node_id=node_id,
+        successors=graph.successors(node_id) if graph else [],
+        predecessors=graph.predecessors(node_id) if graph else [],
+        max_cycles=default_max_cycles,
+    )
+    if isinstance(executable, ParallelGroup):
+        shape.members = executable.member_ids
+        shape.policy = executable.policy
+    elif isinstance(executable, TaskWrapper):
+        shape.max_cycles = executable.effective_max_cycles(default_max_cycles)
+        if executable.retry_policy is not None:
+            shape.retry = executable.retry_policy.settings()
+        else:
+            shape.retry = RetrySettings(max_retries=executable.max_retries)
+    return shape

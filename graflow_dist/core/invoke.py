@@ -1,0 +1,113 @@
+"""Running one task function: argument resolution, context injection, outcome capture.
+
+Shared by the in-process engine and the distributed worker, so a task behaves the
+same wherever it runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from graflow_dist.channels.base import iteration_key, result_key
+from graflow_dist.core.context import ExecutionContext, TaskExecutionContext
+from graflow_dist.core.task import TaskWrapper
+from graflow_dist.core.workflow import restore_workflow_context, suspend_workflow_context
+from graflow_dist.errors import CycleLimitExceededError, GraflowError, WorkflowError
+from graflow_dist.scheduler.events import TaskOutcome
+from graflow_dist.scheduler.specs import TaskSpec
+
+# Errors a retry cannot fix: the run fails with them as they are.
+FATAL_ERRORS: tuple[type[BaseException], ...] = (CycleLimitExceededError,)
+
+_KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+@dataclass
+class Invocation:
+    """What running a task produced."""
+
+    result: Any = None
+    outcome: TaskOutcome = field(default_factory=TaskOutcome)
+    error: BaseException | None = None
+    error_text: str = ""
+    traceback: str = ""
+    new_tasks: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def fatal(self) -> bool:
+        return isinstance(self.error, FATAL_ERRORS)
+
+
+@lru_cache(maxsize=4096)
+def _parameter_names(func: Any) -> tuple[str, ...]:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    return tuple(p.name for p in params if p.kind in _KEYWORD_KINDS)
+
+
+def _arguments(
+    task: TaskWrapper, task_ctx: TaskExecutionContext
+) -> tuple[list[Any], dict[str, Any]]:
+    channel = task_ctx.get_channel()
+    args: list[Any] = [task_ctx] if task.inject_context else []
+    if task_ctx.cycle_count > 1:
+        data = channel.get(iteration_key(task.task_id, task_ctx.cycle_count))
+        if data is not None:
+            args.append(data)
+    names = _parameter_names(task.func)[len(args):]
+    kwargs: dict[str, Any] = {}
+    if task.resolve_keyword_args and names:
+        wanted = [n for n in names if n not in task.bound_kwargs]
+        lookups = [result_key(n) for n in wanted] + wanted
+        found = channel.get_many(lookups)
+        for name in wanted:
+            if result_key(name) in found:
+                kwargs[name] = found[result_key(name)]
+            elif name in found:
+                kwargs[name] = found[name]
+    kwargs.update(task.bound_kwargs)
+    return args, kwargs
+
+
+def describe_error(error: BaseException) -> str:
+    if isinstance(error, GraflowError):
+        return str(error)
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def invoke_task(
+    task: Any,
+    ctx: ExecutionContext,
+    spec: TaskSpec | None,
+    *,
+    worker_id: str | None = None,
+) -> Invocation:
+    """Run ``task`` once under ``spec``; never raises for errors of the task itself."""
+    task_ctx = TaskExecutionContext(task.task_id, ctx, spec, worker_id)
+    token = suspend_workflow_context()
+    try:
+        if not isinstance(task, TaskWrapper):
+            raise WorkflowError(f"node {task.task_id!r} is a {type(task).__name__}, not a task")
+        args, kwargs = _arguments(task, task_ctx)
+        result = task.func(*args, **kwargs)
+    except Exception as exc:  # a task's own failure, reported, never propagated here
+        return Invocation(
+            outcome=task_ctx.outcome,
+            error=exc,
+            error_text=describe_error(exc),
+            traceback=traceback.format_exc(),
+        )
+    finally:
+        restore_workflow_context(token)
+    return Invocation(result=result, outcome=task_ctx.outcome, new_tasks=task_ctx.new_tasks)

@@ -1,0 +1,356 @@
+"""Executables: a task (`TaskWrapper`), a chain (`SequentialTask`) and a
+`ParallelGroup`, with the ``>>`` and ``|`` operators that wire them into a workflow."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from graflow_dist.core.retry import RetryPolicy
+from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, GroupPolicySpec
+
+if TYPE_CHECKING:
+    from graflow_dist.core.workflow import WorkflowContext
+
+
+class Executable:
+    """Something that can stand on either side of ``>>`` and ``|``."""
+
+    task_id: str
+
+    @property
+    def leftmost(self) -> Executable:
+        return self
+
+    @property
+    def rightmost(self) -> Executable:
+        return self
+
+    def _ensure_registered(self, wf: WorkflowContext) -> None:
+        wf.graph.add_node(self, skip_if_exists=True)
+
+    def __rshift__(self, other: Executable) -> SequentialTask:
+        from graflow_dist.core.workflow import current_workflow_context
+
+        wf = current_workflow_context()
+        left, right = self.rightmost, other.leftmost
+        left._ensure_registered(wf)
+        right._ensure_registered(wf)
+        wf.graph.add_edge(left.task_id, right.task_id)
+        return SequentialTask([*_flatten(self), *_flatten(other)])
+
+    def __lshift__(self, other: Executable) -> SequentialTask:
+        return other >> self
+
+    def __or__(self, other: Executable) -> ParallelGroup:
+        if isinstance(other, ParallelGroup) and not isinstance(self, ParallelGroup):
+            return other.__ror__(self)
+        return ParallelGroup([self.leftmost, other.leftmost])
+
+
+def _flatten(ex: Executable) -> list[Executable]:
+    return list(ex.tasks) if isinstance(ex, SequentialTask) else [ex]
+
+
+class TaskWrapper(Executable):
+    """A task: a plain function plus its scheduling settings.
+
+    Calling it with no arguments runs the function (outside any workflow); calling it
+    with keyword arguments creates a new task instance with those arguments bound
+    (``task_id=`` names it), as in Graflow.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        func: Callable[..., Any],
+        *,
+        inject_context: bool = False,
+        resolve_keyword_args: bool = True,
+        max_cycles: int | None = None,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        bound_kwargs: dict[str, Any] | None = None,
+        register_to_context: bool = True,
+    ) -> None:
+        self._task_id = task_id
+        self.func = func
+        self.inject_context = inject_context
+        self.resolve_keyword_args = resolve_keyword_args
+        self.max_cycles = max_cycles
+        self.retry_policy = retry_policy
+        self.max_retries = retry_policy.max_retries if retry_policy else (max_retries or 0)
+        self._bound_kwargs = dict(bound_kwargs or {})
+        for attr in ("__name__", "__doc__", "__module__", "__qualname__"):
+            if hasattr(func, attr):
+                setattr(self, attr, getattr(func, attr))
+        if register_to_context:
+            from graflow_dist.core.workflow import get_current_workflow_context
+
+            wf = get_current_workflow_context()
+            if wf is not None:
+                wf.graph.add_node(self)
+
+    @property
+    def task_id(self) -> str:  # type: ignore[override]
+        return self._task_id
+
+    @property
+    def name(self) -> str:
+        return self._task_id
+
+    @property
+    def bound_kwargs(self) -> dict[str, Any]:
+        return dict(self._bound_kwargs)
+
+    def effective_max_cycles(self, default: int = DEFAULT_MAX_CYCLES) -> int:
+        return self.max_cycles if self.max_cycles is not None else default
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            raise TypeError(
+                f"task {self.task_id!r}: call it with keyword arguments to create a bound "
+                f"task instance, or call {self.task_id}.func(...) to run the plain function"
+            )
+        if kwargs:
+            task_id = kwargs.pop("task_id", None) or f"{self.task_id}_{uuid.uuid4().hex[:8]}"
+            return TaskWrapper(
+                task_id,
+                self.func,
+                inject_context=self.inject_context,
+                resolve_keyword_args=self.resolve_keyword_args,
+                max_cycles=self.max_cycles,
+                max_retries=self.max_retries,
+                retry_policy=self.retry_policy,
+                bound_kwargs={**self._bound_kwargs, **kwargs},
+            )
+        return self.run()
+
+    def run(self) -> Any:
+        """Run the function once on its own, in a throwaway context."""
+        from graflow_dist.core.context import ExecutionContext
+        from graflow_dist.core.graph import TaskGraph
+        from graflow_dist.core.invoke import invoke_task
+
+        graph = TaskGraph()
+        graph.add_node(self)
+        ctx = ExecutionContext(graph)
+        return invoke_task(self, ctx, None).result
+
+    def __repr__(self) -> str:
+        return f"TaskWrapper({self.task_id})"
+
+
+class SequentialTask(Executable):
+    """The value of ``a >> b``: a chain whose id is its first task's."""
+
+    def __init__(self, tasks: Iterable[Executable]) -> None:
+        self.tasks = list(tasks)
+        if not self.tasks:
+            raise ValueError("a chain needs at least one task")
+
+    @property
+    def task_id(self) -> str:  # type: ignore[override]
+        return self.tasks[0].task_id
+
+    @property
+    def leftmost(self) -> Executable:
+        return self.tasks[0].leftmost
+
+    @property
+    def rightmost(self) -> Executable:
+        return self.tasks[-1].rightmost
+
+    def _ensure_registered(self, wf: WorkflowContext) -> None:
+        for t in self.tasks:
+            t._ensure_registered(wf)
+
+    def __repr__(self) -> str:
+        return " >> ".join(repr(t) for t in self.tasks)
+
+
+class ParallelGroup(Executable):
+    """Tasks that run in parallel, then join: ``(b | c) >> d`` runs d once, after the
+    group's policy is satisfied by its members' outcomes."""
+
+    def __init__(self, tasks: Iterable[Executable], name: str | None = None) -> None:
+        from graflow_dist.core.workflow import current_workflow_context
+
+        members: list[Executable] = []
+        for t in tasks:
+            if isinstance(t, ParallelGroup) and not t._has_edges():
+                members.extend(t.tasks)
+                t._unregister()
+            else:
+                members.append(t.leftmost)
+        self.tasks = members
+        self.policy = GroupPolicySpec()
+        self.backend: str | None = None
+        wf = current_workflow_context()
+        self._wf = wf
+        self._task_id = name or wf.next_group_name()
+        wf.graph.add_node(self)
+        for member in self.tasks:
+            member._ensure_registered(wf)
+
+    @property
+    def task_id(self) -> str:  # type: ignore[override]
+        return self._task_id
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_wf"] = None  # the defining workflow stays on the client
+        return state
+
+    @property
+    def member_ids(self) -> list[str]:
+        return [t.task_id for t in self.tasks]
+
+    def _has_edges(self) -> bool:
+        graph = self._wf.graph
+        return graph.has_node(self.task_id) and bool(
+            graph.successors(self.task_id) or graph.predecessors(self.task_id)
+        )
+
+    def _unregister(self) -> None:
+        if self._wf.graph.get_node_or_none(self.task_id) is self:
+            self._wf.graph.remove_node(self.task_id)
+
+    def set_group_name(self, name: str) -> ParallelGroup:
+        self._wf.graph.rename_node(self.task_id, name)
+        self._task_id = name
+        return self
+
+    def with_execution(
+        self,
+        backend: str | None = None,
+        backend_config: dict[str, Any] | None = None,
+        policy: str | GroupPolicy = "strict",
+    ) -> ParallelGroup:
+        """Set the group's policy: ``"strict"`` (every member must succeed),
+        ``"best_effort"`` (failures are tolerated), `AtLeastNGroupPolicy(n)` or
+        `CriticalGroupPolicy([...])`."""
+        self.backend = backend
+        self.policy = _policy_spec(policy, self.member_ids)
+        return self
+
+    def __or__(self, other: Executable) -> ParallelGroup:
+        if isinstance(other, ParallelGroup) and (other._has_edges() or self._has_edges()):
+            return ParallelGroup([self, other])
+        if isinstance(other, ParallelGroup):
+            other._unregister()
+            for t in other.tasks:
+                self.tasks.append(t)
+            return self
+        member = other.leftmost
+        member._ensure_registered(self._wf)
+        self.tasks.append(member)
+        return self
+
+    def __ror__(self, other: Executable) -> ParallelGroup:
+        member = other.leftmost
+        member._ensure_registered(self._wf)
+        self.tasks.insert(0, member)
+        return self
+
+    def __repr__(self) -> str:
+        return f"ParallelGroup({self.task_id}: {' | '.join(self.member_ids)})"
+
+
+class GroupPolicy:
+    """Base of the object-style group policies (Graflow's names)."""
+
+    def to_spec(self, members: list[str]) -> GroupPolicySpec:
+        raise NotImplementedError
+
+
+class StrictGroupPolicy(GroupPolicy):
+    def to_spec(self, members: list[str]) -> GroupPolicySpec:
+        return GroupPolicySpec("strict")
+
+
+class BestEffortGroupPolicy(GroupPolicy):
+    def to_spec(self, members: list[str]) -> GroupPolicySpec:
+        return GroupPolicySpec("best_effort")
+
+
+class AtLeastNGroupPolicy(GroupPolicy):
+    """The group succeeds when at least ``min_success`` members succeeded."""
+
+    def __init__(self, min_success: int) -> None:
+        if min_success < 1:
+            raise ValueError(f"AtLeastNGroupPolicy: min_success must be >= 1, got {min_success}")
+        self.min_success = min_success
+
+    def to_spec(self, members: list[str]) -> GroupPolicySpec:
+        if self.min_success > len(members):
+            raise ValueError(
+                f"AtLeastNGroupPolicy({self.min_success}) cannot be met by a group of "
+                f"{len(members)} tasks ({', '.join(members)})"
+            )
+        return GroupPolicySpec("at_least_n", min_success=self.min_success)
+
+
+class CriticalGroupPolicy(GroupPolicy):
+    """The group succeeds when every task in ``critical_task_ids`` succeeded."""
+
+    def __init__(self, critical_task_ids: Iterable[str]) -> None:
+        self.critical_task_ids = list(critical_task_ids)
+
+    def to_spec(self, members: list[str]) -> GroupPolicySpec:
+        unknown = [t for t in self.critical_task_ids if t not in members]
+        if unknown:
+            raise ValueError(
+                f"CriticalGroupPolicy: {unknown} are not members of the group ({members})"
+            )
+        return GroupPolicySpec("critical", critical_tasks=tuple(self.critical_task_ids))
+
+
+_POLICY_NAMES: dict[str, type[GroupPolicy]] = {
+    "strict": StrictGroupPolicy,
+    "best_effort": BestEffortGroupPolicy,
+}
+
+
+def _policy_spec(policy: str | GroupPolicy, members: list[str]) -> GroupPolicySpec:
+    if isinstance(policy, GroupPolicy):
+        return policy.to_spec(members)
+    if policy in _POLICY_NAMES:
+        return _POLICY_NAMES[policy]().to_spec(members)
+    raise ValueError(
+        f"unknown group policy {policy!r}: use 'strict', 'best_effort', "
+        "AtLeastNGroupPolicy(n) or CriticalGroupPolicy([...])"
+    )
+
+
+def chain(*tasks: Executable) -> Executable:
+    """``chain(a, b, c)`` is ``a >> b >> c``."""
+    if not tasks:
+        raise ValueError("chain requires at least one task")
+    result: Executable = SequentialTask([tasks[0]]) if len(tasks) == 1 else tasks[0]
+    for t in tasks[1:]:
+        result = result >> t
+    return result
+
+
+def parallel(*tasks: Executable) -> ParallelGroup:
+    """``parallel(a, b, c)`` is ``a | b | c``."""
+    if len(tasks) < 2:
+        raise ValueError("parallel requires at least two tasks")
+    return ParallelGroup(tasks)
+
+
+__all__ = [
+    "AtLeastNGroupPolicy",
+    "BestEffortGroupPolicy",
+    "CriticalGroupPolicy",
+    "Executable",
+    "GroupPolicy",
+    "ParallelGroup",
+    "SequentialTask",
+    "StrictGroupPolicy",
+    "TaskWrapper",
+    "chain",
+    "parallel",
+]

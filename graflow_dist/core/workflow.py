@@ -1,0 +1,101 @@
+"""``workflow(name)``: the context manager that collects tasks into a graph."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
+
+from graflow_dist.core.graph import TaskGraph
+from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS
+
+if TYPE_CHECKING:
+    from graflow_dist.client import Client
+    from graflow_dist.core.context import ExecutionContext
+
+_current: ContextVar[WorkflowContext | None] = ContextVar("graflow_dist_workflow", default=None)
+
+
+class WorkflowContext:
+    """A named workflow: ``with workflow("etl") as wf: a >> b; wf.execute()``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.graph = TaskGraph()
+        self._group_counter = 0
+        self._tokens: list[Token[WorkflowContext | None]] = []
+
+    def __enter__(self) -> WorkflowContext:
+        self._tokens.append(_current.set(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._tokens.pop())
+
+    def next_group_name(self) -> str:
+        self._group_counter += 1
+        return f"ParallelGroup_{self._group_counter}"
+
+    def create_context(
+        self, start_node: str | None = None, max_steps: int = DEFAULT_MAX_STEPS, **kwargs: Any
+    ) -> ExecutionContext:
+        from graflow_dist.core.context import ExecutionContext
+
+        return ExecutionContext.create(self.graph, start_node, max_steps=max_steps, **kwargs)
+
+    def execute(
+        self,
+        start_node: str | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        ret_context: bool = False,
+        initial_channel: dict[str, Any] | None = None,
+        client: Client | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run the workflow and return the last executed task's result (or
+        ``(result, context)`` with ``ret_context=True``).
+
+        With ``client=`` the run goes to a cluster and this call waits for it
+        (``timeout`` seconds at most). Raises a `WorkflowError` subclass when the run
+        fails, is cancelled, or exceeds ``max_steps``.
+        """
+        from graflow_dist.core.engine import WorkflowEngine
+
+        ctx = self.create_context(start_node, max_steps)
+        for key, value in (initial_channel or {}).items():
+            ctx.channel.set(key, value)
+        if client is not None:
+            run = client.submit(ctx)
+            result = run.wait(timeout)
+            return (result, run.context()) if ret_context else result
+        result = WorkflowEngine().execute(ctx)
+        return (result, ctx) if ret_context else result
+
+    def __repr__(self) -> str:
+        return f"workflow({self.name!r}, nodes={list(self.graph.nodes)})"
+
+
+def workflow(name: str) -> WorkflowContext:
+    """A new workflow; use it as a context manager while defining its tasks."""
+    return WorkflowContext(name)
+
+
+def get_current_workflow_context() -> WorkflowContext | None:
+    return _current.get()
+
+
+_default = WorkflowContext("default")
+
+
+def current_workflow_context() -> WorkflowContext:
+    """The active workflow, or a process-wide default one for tasks wired outside any
+    ``with workflow(...)`` block."""
+    return _current.get() or _default
+
+
+def suspend_workflow_context() -> Token[WorkflowContext | None]:
+    """While tasks run, new tasks are dynamic, not members of the defining workflow."""
+    return _current.set(None)
+
+
+def restore_workflow_context(token: Token[WorkflowContext | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,180 @@
+"""The graflow-dist exception hierarchy.
+
+Every message says what failed, where (task id, file, session) and, where it helps,
+what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class GraflowError(Exception):
+    """Base class of every error raised by graflow-dist."""
+
+
+# --- workflow definition -------------------------------------------------------------
+
+
+class GraphError(GraflowError):
+    """The workflow graph is malformed (unknown node, duplicate id, unreachable cycle)."""
+
+
+class UnknownTaskError(GraphError):
+    """A task id was referenced that the graph does not contain."""
+
+    def __init__(self, task_id: str, where: str = "graph") -> None:
+        self.task_id = task_id
+        super().__init__(f"unknown task {task_id!r} in {where}")
+
+
+class DeadlockError(GraphError):
+    """Tasks remain that can never become ready (e.g. a cycle built with plain `>>`)."""
+
+    def __init__(self, blocked: list[str]) -> None:
+        self.blocked = blocked
+        shown = ", ".join(repr(t) for t in blocked[:10])
+        more = f" and {len(blocked) - 10} more" if len(blocked) > 10 else ""
+        super().__init__(
+            f"workflow cannot progress: tasks {shown}{more} wait for predecessors that can "
+            "never complete (a cycle built with `>>`? use next_iteration() for loops)"
+        )
+
+
+# --- running ------------------------------------------------------------------------
+
+
+class WorkflowError(GraflowError):
+    """A run did not complete successfully."""
+
+
+class TaskExecutionError(WorkflowError):
+    """A task raised and its retries (if any) are exhausted."""
+
+    def __init__(
+        self, task_id: str, cause: str, attempts: int = 1, session_id: str | None = None
+    ) -> None:
+        self.task_id = task_id
+        self.cause = cause
+        self.attempts = attempts
+        self.session_id = session_id
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"task {task_id!r} failed{tries}: {cause}")
+
+
+class ParallelGroupError(WorkflowError):
+    """A parallel group's policy was not satisfied by its members' outcomes."""
+
+    def __init__(self, group_id: str, policy: str, failed: dict[str, str]) -> None:
+        self.group_id = group_id
+        self.policy = policy
+        self.failed = failed
+        detail = "; ".join(f"{t}: {c}" for t, c in sorted(failed.items()))
+        super().__init__(f"parallel group {group_id!r} failed its {policy} policy: {detail}")
+
+
+class CycleLimitExceededError(WorkflowError):
+    """A task asked for more iterations than its `max_cycles` allows."""
+
+    def __init__(self, task_id: str, max_cycles: int) -> None:
+        self.task_id = task_id
+        self.max_cycles = max_cycles
+        super().__init__(
+            f"task {task_id!r} exceeded max_cycles={max_cycles}; raise it with "
+            f"@task(max_cycles=...) if the loop is meant to run longer"
+        )
+
+
+class MaxStepsExceededError(WorkflowError):
+    """The run executed `max_steps` tasks without finishing."""
+
+    def __init__(self, max_steps: int, pending: list[str]) -> None:
+        self.max_steps = max_steps
+        self.pending = pending
+        super().__init__(
+            f"workflow stopped after max_steps={max_steps} with {len(pending)} task(s) "
+            f"still pending ({', '.join(pending[:5])}); raise max_steps or check for a loop"
+        )
+
+
+class WorkflowCancelledError(WorkflowError):
+    """A task called `cancel_workflow`, or the run was cancelled from outside."""
+
+    def __init__(self, reason: str, task_id: str | None = None) -> None:
+        self.reason = reason
+        self.task_id = task_id
+        where = f" by task {task_id!r}" if task_id else ""
+        super().__init__(f"workflow cancelled{where}: {reason}")
+
+
+class DeadLetterError(WorkflowError):
+    """A task's workers kept dying; it was dead-lettered after its crash limit."""
+
+    def __init__(self, task_id: str, crashes: int, workers: list[str], cause: str) -> None:
+        self.task_id = task_id
+        self.crashes = crashes
+        self.workers = workers
+        self.cause = cause
+        super().__init__(
+            f"task {task_id!r} dead-lettered after {crashes} lost attempts "
+            f"(workers: {', '.join(workers) or 'unknown'}); last cause: {cause}. "
+            "Fix the cause, then `graflow-dist resume` the run"
+        )
+
+
+# --- checkpoints and wire -------------------------------------------------------------
+
+
+class CheckpointError(GraflowError):
+    """A checkpoint cannot be written or loaded. The message names the file and cause."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"checkpoint {path}: {cause}")
+
+
+class SignatureError(GraflowError):
+    """A signed blob is unsigned, forged or signed with another secret."""
+
+
+class WireError(GraflowError):
+    """A message on a queue or in a completion log is malformed."""
+
+
+# --- distributed runtime -----------------------------------------------------------
+
+
+class ConnectionConfigError(GraflowError):
+    """The Redis URL is malformed, unreachable, or its credentials are refused."""
+
+
+class UnknownSessionError(GraflowError):
+    """No run with this session id is known to the cluster (or its data expired)."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"unknown session {session_id!r}: no such run on this Redis "
+            "(wrong --redis-url or GRAFLOW_DIST_PREFIX, or its data expired)"
+        )
+
+
+class RunTimeoutError(GraflowError):
+    """`WorkflowRun.wait(timeout)` elapsed before the run finished."""
+
+
+class RetryLimitExceededError(TaskExecutionError):
+    """A task with a retry policy failed on every allowed attempt."""
+
+
+# Graflow's names, so code catching them keeps working after the import rename.
+GraflowRuntimeError = WorkflowError
+GraflowWorkflowCanceledError = WorkflowCancelledError
+GraphCompilationError = GraphError
+
+
+class DuplicateTaskError(GraphError):
+    """Two different tasks with one id were added to a workflow."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"duplicate task id {task_id!r}: a different task already has it")

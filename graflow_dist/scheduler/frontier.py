@@ -1,0 +1,88 @@
+"""FrontierSnapshot: the scheduler's whole state as plain data.
+
+The same snapshot goes into a checkpoint's ``.state.json`` and into the coordinator's
+Redis frontier, which is why a checkpoint taken in-process resumes on a cluster and
+vice versa.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graflow_dist.scheduler.specs import TaskSpec
+
+
+@dataclass
+class GroupProgress:
+    """Where a started parallel group stands."""
+
+    outstanding: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outstanding": list(self.outstanding),
+            "succeeded": list(self.succeeded),
+            "failed": dict(self.failed),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupProgress:
+        return cls(
+            list(data.get("outstanding", [])),
+            list(data.get("succeeded", [])),
+            dict(data.get("failed", {})),
+        )
+
+
+@dataclass
+class FrontierSnapshot:
+    """A consistent frontier: what completed, what is still to run, and the counters.
+
+    ``pending_tasks`` holds every spec that has not completed: ready, in flight
+    (running tasks re-run from their start on resume) and waiting for a retry.
+    ``released`` are the nodes whose successors were released (a node that looped or
+    jumped completed without releasing them); joins wait on it.
+    """
+
+    session_id: str
+    steps: int = 0
+    completed_tasks: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    pending_tasks: list[TaskSpec] = field(default_factory=list)
+    cycle_counts: dict[str, int] = field(default_factory=dict)
+    groups: dict[str, GroupProgress] = field(default_factory=dict)
+    active: list[str] = field(default_factory=list)
+    dispatch_seq: int = 0
+    crash_workers: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "steps": self.steps,
+            "completed_tasks": list(self.completed_tasks),
+            "released": list(self.released),
+            "pending_tasks": [s.to_dict() for s in self.pending_tasks],
+            "cycle_counts": dict(self.cycle_counts),
+            "groups": {g: p.to_dict() for g, p in self.groups.items()},
+            "active": list(self.active),
+            "dispatch_seq": self.dispatch_seq,
+            "crash_workers": {t: list(w) for t, w in self.crash_workers.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FrontierSnapshot:
+        return cls(
+            session_id=data["session_id"],
+            steps=int(data.get("steps", 0)),
+            completed_tasks=list(data.get("completed_tasks", [])),
+            released=list(data.get("released", [])),
+            pending_tasks=[TaskSpec.from_dict(s) for s in data.get("pending_tasks", [])],
+            cycle_counts={k: int(v) for k, v in data.get("cycle_counts", {}).items()},
+            groups={g: GroupProgress.from_dict(p) for g, p in data.get("groups", {}).items()},
+            active=list(data.get("active", [])),
+            dispatch_seq=int(data.get("dispatch_seq", 0)),
+            crash_workers={t: list(w) for t, w in data.get("crash_workers", {}).items()},
+        )

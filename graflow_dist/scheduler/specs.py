@@ -1,0 +1,187 @@
+"""Plain data the scheduler works on: task specs and the shape of the graph.
+
+Everything here is serialisable to JSON and msgpack without pickle, so it can go into
+`.state.json` checkpoints and onto Redis queues as is.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+DEFAULT_MAX_CYCLES = 10
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How often and how late a failed task is tried again (pure data, mirrors
+    `graflow_dist.RetryPolicy`).
+
+    The delay before retry ``k`` (0-based count of retries so far) is
+    ``min(initial_interval * backoff_factor**k, max_interval)``, times a factor in
+    [0.5, 1.5) when ``jitter`` is set (derived from the dispatch token, so the pure
+    scheduler stays deterministic).
+    """
+
+    max_retries: int = 0
+    initial_interval: float = 0.0
+    backoff_factor: float = 2.0
+    max_interval: float = 60.0
+    jitter: bool = False
+
+    def delay_before(self, retries_so_far: int, token: str = "") -> float:
+        delay = min(self.initial_interval * self.backoff_factor**retries_so_far, self.max_interval)
+        if self.jitter and delay > 0:
+            delay *= 0.5 + (zlib.crc32(token.encode()) % 1000) / 1000
+        return delay
+
+
+@dataclass(frozen=True)
+class GroupPolicySpec:
+    """A parallel group's success rule: ``strict``, ``best_effort``, ``at_least_n``
+    (with ``min_success``) or ``critical`` (with ``critical_tasks``)."""
+
+    kind: str = "strict"
+    min_success: int = 0
+    critical_tasks: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "at_least_n":
+            return f"at_least_n({self.min_success})"
+        if self.kind == "critical":
+            return f"critical({', '.join(self.critical_tasks)})"
+        return self.kind
+
+
+@dataclass
+class NodeShape:
+    """What the scheduler needs to know about one node; no user code."""
+
+    node_id: str
+    successors: list[str] = field(default_factory=list)
+    predecessors: list[str] = field(default_factory=list)
+    members: list[str] | None = None  # set for parallel groups
+    policy: GroupPolicySpec | None = None
+    max_cycles: int = DEFAULT_MAX_CYCLES
+    retry: RetrySettings = field(default_factory=RetrySettings)
+
+    @property
+    def is_group(self) -> bool:
+        return self.members is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.policy is not None:
+            data["policy"]["critical_tasks"] = list(self.policy.critical_tasks)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeShape:
+        policy = data.get("policy")
+        return cls(
+            node_id=data["node_id"],
+            successors=list(data.get("successors", [])),
+            predecessors=list(data.get("predecessors", [])),
+            members=list(data["members"]) if data.get("members") is not None else None,
+            policy=GroupPolicySpec(
+                kind=policy["kind"],
+                min_success=policy.get("min_success", 0),
+                critical_tasks=tuple(policy.get("critical_tasks", ())),
+            )
+            if policy
+            else None,
+            max_cycles=data.get("max_cycles", DEFAULT_MAX_CYCLES),
+            retry=RetrySettings(**data.get("retry", {})),
+        )
+
+
+@dataclass
+class GraphShape:
+    """The structure of a workflow graph: nodes, edges, groups, limits."""
+
+    nodes: dict[str, NodeShape] = field(default_factory=dict)
+
+    def node(self, node_id: str) -> NodeShape:
+        return self.nodes[node_id]
+
+    def group_of(self, node_id: str) -> str | None:
+        for shape in self.nodes.values():
+            if shape.members is not None and node_id in shape.members:
+                return shape.node_id
+        return None
+
+    def member_ids(self) -> set[str]:
+        return {m for s in self.nodes.values() if s.members for m in s.members}
+
+    def roots(self) -> list[str]:
+        members = self.member_ids()
+        return [
+            n for n, s in self.nodes.items() if not s.predecessors and n not in members
+        ]
+
+    def on_cycle(self, node_id: str) -> bool:
+        seen: set[str] = set()
+        stack = list(self.nodes[node_id].successors)
+        while stack:
+            current = stack.pop()
+            if current == node_id:
+                return True
+            if current in seen or current not in self.nodes:
+                continue
+            seen.add(current)
+            stack.extend(self.nodes[current].successors)
+        return False
+
+    def add(self, shape: NodeShape) -> None:
+        self.nodes[shape.node_id] = shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return {n: s.to_dict() for n, s in self.nodes.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GraphShape:
+        return cls({n: NodeShape.from_dict(s) for n, s in data.items()})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One schedulable execution of a task.
+
+    Parameters
+    ----------
+    task_id:
+        The node to run.
+    token:
+        Dispatch token, unique within a session; a completion is applied only when it
+        carries the token of a spec that is still in flight (fencing).
+    cycle:
+        How many iterations of this task came before (0 on its first run).
+    attempt:
+        1-based attempt under the user's retry policy.
+    crashes:
+        Attempts lost to dead workers; they do not consume the retry budget.
+    group:
+        The parallel group this execution belongs to, if any.
+    not_before:
+        Earliest time (epoch seconds) to run it; used for retry backoff.
+    """
+
+    task_id: str
+    token: str
+    cycle: int = 0
+    attempt: int = 1
+    crashes: int = 0
+    group: str | None = None
+    not_before: float = 0.0
+
+    def evolve(self, **changes: Any) -> TaskSpec:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        known = {f: data[f] for f in cls.__dataclass_fields__ if f in data}
+        return cls(**known)

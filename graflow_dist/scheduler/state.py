@@ -1,0 +1,401 @@
+"""The pure scheduler: a state machine from task events to dispatch decisions.
+
+No I/O, no threads, no clocks (drivers pass ``now``). The in-process engine and the
+distributed coordinator both drive it, so both write identical checkpoints.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from graflow_dist.errors import (
+    CycleLimitExceededError,
+    DeadLetterError,
+    DeadlockError,
+    MaxStepsExceededError,
+    ParallelGroupError,
+    RetryLimitExceededError,
+    TaskExecutionError,
+    UnknownTaskError,
+    WorkflowCancelledError,
+)
+from graflow_dist.scheduler.events import (
+    CheckpointRequest,
+    Decision,
+    RunEnd,
+    RunStatus,
+    TaskOutcome,
+)
+from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
+from graflow_dist.scheduler.groups import group_satisfied
+from graflow_dist.scheduler.specs import GraphShape, TaskSpec
+
+DEFAULT_MAX_STEPS = 10_000
+DEFAULT_CRASH_LIMIT = 3
+
+
+class Scheduler:
+    """Holds the frontier of one run and turns events into decisions.
+
+    Parameters
+    ----------
+    shape:
+        The graph structure; dynamic tasks are added to it as they appear.
+    session_id:
+        The run's id; goes into snapshots.
+    max_steps:
+        The run ends with ``MAX_STEPS`` once this many task executions finished
+        while work remained.
+    crash_limit:
+        Lost attempts (dead workers) of one task before it is dead-lettered.
+    epoch:
+        Prefix of the dispatch tokens this instance issues; a fresh one per instance
+        keeps tokens unique across restarts and resumes (fencing relies on it).
+    """
+
+    def __init__(
+        self,
+        shape: GraphShape,
+        session_id: str,
+        *,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        crash_limit: int = DEFAULT_CRASH_LIMIT,
+        epoch: str | None = None,
+    ) -> None:
+        self.shape = shape
+        self.session_id = session_id
+        self.max_steps = max_steps
+        self.crash_limit = crash_limit
+        self.epoch = epoch or uuid.uuid4().hex[:8]
+        self.steps = 0
+        self.completed: dict[str, None] = {}
+        self.released: set[str] = set()
+        self.inflight: dict[str, TaskSpec] = {}
+        self.delayed: dict[str, TaskSpec] = {}
+        self.cycle_counts: dict[str, int] = {}
+        self.groups: dict[str, GroupProgress] = {}
+        self.active: set[str] = set()
+        self.crash_workers: dict[str, list[str]] = {}
+        self.dispatch_seq = 0
+        self.end: RunEnd | None = None
+        self._pending_ids: Counter[str] = Counter()
+
+    # --- construction ---------------------------------------------------------------
+
+    @classmethod
+    def restore(
+        cls,
+        shape: GraphShape,
+        snapshot: FrontierSnapshot,
+        *,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        crash_limit: int = DEFAULT_CRASH_LIMIT,
+        epoch: str | None = None,
+        now: float = 0.0,
+    ) -> Scheduler:
+        """A scheduler continuing from ``snapshot``; its pending specs keep their tokens
+        (those ready now are in flight, later retries stay delayed)."""
+        sched = cls(
+            shape, snapshot.session_id, max_steps=max_steps, crash_limit=crash_limit, epoch=epoch
+        )
+        sched.steps = snapshot.steps
+        sched.completed = dict.fromkeys(snapshot.completed_tasks)
+        sched.released = set(snapshot.released)
+        sched.cycle_counts = dict(snapshot.cycle_counts)
+        sched.groups = {g: GroupProgress.from_dict(p.to_dict()) for g, p in snapshot.groups.items()}
+        sched.active = set(snapshot.active)
+        sched.crash_workers = {t: list(w) for t, w in snapshot.crash_workers.items()}
+        sched.dispatch_seq = snapshot.dispatch_seq
+        for spec in snapshot.pending_tasks:
+            if spec.task_id not in shape.nodes:
+                raise UnknownTaskError(spec.task_id, "the restored frontier")
+            bucket = sched.delayed if spec.not_before > now else sched.inflight
+            bucket[spec.token] = spec
+            sched._pending_ids[spec.task_id] += 1
+        return sched
+
+    def snapshot(self) -> FrontierSnapshot:
+        pending = sorted(
+            [*self.inflight.values(), *self.delayed.values()], key=lambda s: self._seq_of(s)
+        )
+        return FrontierSnapshot(
+            session_id=self.session_id,
+            steps=self.steps,
+            completed_tasks=list(self.completed),
+            released=sorted(self.released),
+            pending_tasks=pending,
+            cycle_counts=dict(self.cycle_counts),
+            groups={g: GroupProgress.from_dict(p.to_dict()) for g, p in self.groups.items()},
+            active=sorted(self.active),
+            dispatch_seq=self.dispatch_seq,
+            crash_workers={t: list(w) for t, w in self.crash_workers.items()},
+        )
+
+    # --- events ---------------------------------------------------------------------
+
+    def start(self, start_nodes: list[str] | None = None) -> Decision:
+        """Begin the run at ``start_nodes`` (default: every node without predecessors)."""
+        roots = self.shape.roots() if start_nodes is None else list(start_nodes)
+        for node in roots:
+            if node not in self.shape.nodes:
+                raise UnknownTaskError(node, "the workflow graph (start node)")
+        decision = Decision()
+        for node in roots:
+            self._activate(node)
+        for node in roots:
+            self._schedule(node, decision)
+        self._maybe_finish(decision)
+        return decision
+
+    def resume(self) -> Decision:
+        """After `restore`: the specs to (re)dispatch now; ends the run at once when
+        the restored frontier has nothing left to do."""
+        decision = Decision(dispatch=list(self.inflight.values()))
+        self._maybe_finish(decision)
+        return decision
+
+    def complete(self, token: str, outcome: TaskOutcome, *, now: float = 0.0) -> Decision:
+        """A task run returned normally; ``outcome`` says what it asked for."""
+        decision = Decision()
+        spec = self._take(token)
+        if spec is None or self.end is not None:
+            decision.stale = True
+            return decision
+        node = spec.task_id
+        if outcome.cancel is not None:
+            self._finish(
+                decision, RunStatus.CANCELLED, WorkflowCancelledError(outcome.cancel, node)
+            )
+            return decision
+        if outcome.iterate and spec.cycle + 1 >= self.shape.node(node).max_cycles:
+            self.steps += 1
+            error = CycleLimitExceededError(node, self.shape.node(node).max_cycles)
+            self._finish(decision, RunStatus.FAILED, error)
+            return decision
+
+        self.steps += 1
+        self.completed[node] = None  # first-completion order, no duplicates
+        decision.completed.append(node)
+        self.cycle_counts[node] = spec.cycle + 1
+        for dyn in outcome.next_tasks:
+            if dyn.shape is not None and dyn.task_id not in self.shape.nodes:
+                self.shape.add(dyn.shape)
+
+        skip_successors = outcome.iterate or outcome.terminate is not None
+        if outcome.terminate is None:
+            if outcome.iterate:
+                self._enqueue(spec.evolve(token=self._token(), cycle=spec.cycle + 1,
+                                          attempt=1, crashes=0), decision)
+            for dyn in outcome.next_tasks:
+                if dyn.goto or dyn.shape is None:
+                    skip_successors = True  # a jump, or an existing node (Graflow's auto-goto)
+                self._activate(dyn.task_id)
+                self._schedule(dyn.task_id, decision, force=True)
+        if spec.group is not None and not outcome.iterate:
+            self._member_done(spec.group, node, None, decision)
+        if not skip_successors:
+            self._release(node, decision)
+        if outcome.checkpoint is not None:
+            decision.checkpoint = outcome.checkpoint
+        if outcome.terminate is not None:
+            self._finish(decision, RunStatus.TERMINATED, None)
+        else:
+            self._maybe_finish(decision)
+        return decision
+
+    def fail(
+        self,
+        token: str,
+        cause: str,
+        *,
+        now: float = 0.0,
+        error: Exception | None = None,
+        retryable: bool = True,
+    ) -> Decision:
+        """A task run raised. It is retried per its policy unless ``retryable`` is False;
+        ``error`` replaces the default `TaskExecutionError` as the run's error."""
+        decision = Decision()
+        spec = self._take(token)
+        if spec is None or self.end is not None:
+            decision.stale = True
+            return decision
+        self.steps += 1
+        retry = self.shape.node(spec.task_id).retry
+        retries_so_far = spec.attempt - 1
+        if retryable and retries_so_far < retry.max_retries:
+            new_token = self._token()
+            delay = retry.delay_before(retries_so_far, new_token)
+            again = spec.evolve(token=new_token, attempt=spec.attempt + 1, not_before=now + delay)
+            if delay > 0:
+                self.delayed[new_token] = again
+                self._pending_ids[again.task_id] += 1
+            else:
+                self._enqueue(again.evolve(not_before=0.0), decision)
+            self._maybe_finish(decision)
+            return decision
+        if error is None:
+            error_type = RetryLimitExceededError if retry.max_retries else TaskExecutionError
+            error = error_type(spec.task_id, cause, spec.attempt, self.session_id)
+        if spec.group is not None and retryable:
+            self._member_done(spec.group, spec.task_id, cause, decision)
+            self._maybe_finish(decision)
+            return decision
+        self._finish(decision, RunStatus.FAILED, error)
+        return decision
+
+    def crash(self, token: str, cause: str, *, worker: str = "", now: float = 0.0) -> Decision:
+        """The worker running ``token`` was lost (lease expired, handed back). The task
+        runs again with a new token without using its retry budget, until
+        ``crash_limit`` lost attempts dead-letter it."""
+        decision = Decision()
+        spec = self._take(token)
+        if spec is None or self.end is not None:
+            decision.stale = True
+            return decision
+        workers = self.crash_workers.setdefault(spec.task_id, [])
+        if worker:
+            workers.append(worker)
+        crashes = spec.crashes + 1
+        if crashes >= self.crash_limit:
+            error = DeadLetterError(spec.task_id, crashes, workers, cause)
+            self._finish(decision, RunStatus.FAILED, error)
+            return decision
+        self._enqueue(spec.evolve(token=self._token(), crashes=crashes), decision)
+        return decision
+
+    def cancel(self, reason: str) -> Decision:
+        """Cancel from outside (a client or the CLI)."""
+        decision = Decision()
+        if self.end is None:
+            self._finish(decision, RunStatus.CANCELLED, WorkflowCancelledError(reason))
+        return decision
+
+    def release_due(self, now: float) -> list[TaskSpec]:
+        """Retries whose backoff elapsed; they are in flight from now on."""
+        due = [s for s in self.delayed.values() if s.not_before <= now]
+        for spec in due:
+            del self.delayed[spec.token]
+            self.inflight[spec.token] = spec
+        return due
+
+    def next_due(self) -> float | None:
+        return min((s.not_before for s in self.delayed.values()), default=None)
+
+    @property
+    def pending(self) -> list[TaskSpec]:
+        return [*self.inflight.values(), *self.delayed.values()]
+
+    # --- internals ------------------------------------------------------------------
+
+    def _token(self) -> str:
+        self.dispatch_seq += 1
+        return f"{self.epoch}.{self.dispatch_seq}"
+
+    @staticmethod
+    def _seq_of(spec: TaskSpec) -> tuple[str, int]:
+        epoch, _, seq = spec.token.rpartition(".")
+        return (epoch, int(seq) if seq.isdigit() else 0)
+
+    def _take(self, token: str) -> TaskSpec | None:
+        spec = self.inflight.pop(token, None)
+        if spec is not None:
+            self._pending_ids[spec.task_id] -= 1
+        return spec
+
+    def _activate(self, node: str) -> None:
+        stack = [node]
+        while stack:
+            current = stack.pop()
+            if current in self.active or current not in self.shape.nodes:
+                continue
+            self.active.add(current)
+            shape = self.shape.node(current)
+            stack.extend(shape.successors)
+            stack.extend(shape.members or ())
+
+    def _enqueue(self, spec: TaskSpec, decision: Decision) -> None:
+        self.inflight[spec.token] = spec
+        self._pending_ids[spec.task_id] += 1
+        decision.dispatch.append(spec)
+
+    def _schedule(self, node: str, decision: Decision, *, force: bool = False) -> None:
+        """Make ``node`` ready, unless it is already pending (joins run once)."""
+        if self._pending_ids[node] > 0 and not force:
+            return
+        shape = self.shape.node(node)
+        if shape.is_group:
+            self.groups[node] = GroupProgress(outstanding=list(shape.members or []))
+            for member in shape.members or []:
+                self._enqueue(self._spec_for(member, group=node), decision)
+            return
+        self._enqueue(self._spec_for(node), decision)
+
+    def _spec_for(self, node: str, group: str | None = None) -> TaskSpec:
+        return TaskSpec(
+            task_id=node, token=self._token(), cycle=self.cycle_counts.get(node, 0), group=group
+        )
+
+    def _release(self, node: str, decision: Decision) -> None:
+        self.released.add(node)
+        for succ in self.shape.node(node).successors:
+            preds = [p for p in self.shape.node(succ).predecessors if p in self.active]
+            if all(p in self.released for p in preds):
+                self._schedule(succ, decision)
+
+    def _member_done(
+        self, group: str, member: str, failure: str | None, decision: Decision
+    ) -> None:
+        progress = self.groups.get(group)
+        if progress is None or member not in progress.outstanding:
+            return
+        progress.outstanding.remove(member)
+        if failure is None:
+            progress.succeeded.append(member)
+        else:
+            progress.failed[member] = failure
+        if progress.outstanding:
+            return
+        policy = self.shape.node(group).policy
+        assert policy is not None
+        if not group_satisfied(policy, progress):
+            error = ParallelGroupError(group, policy.describe(), progress.failed)
+            self._finish(decision, RunStatus.FAILED, error)
+            return
+        self.completed[group] = None
+        self.cycle_counts[group] = self.cycle_counts.get(group, 0) + 1
+        decision.completed.append(group)
+        self._release(group, decision)
+
+    def _maybe_finish(self, decision: Decision) -> None:
+        if self.end is not None:
+            return
+        if self.inflight or self.delayed:
+            if self.steps >= self.max_steps:
+                pending = sorted({s.task_id for s in self.pending})
+                self._finish(
+                    decision, RunStatus.MAX_STEPS, MaxStepsExceededError(self.max_steps, pending)
+                )
+            return
+        blocked = self._blocked_on_cycle()
+        if blocked:
+            self._finish(decision, RunStatus.FAILED, DeadlockError(blocked))
+        else:
+            self._finish(decision, RunStatus.COMPLETED, None)
+
+    def _blocked_on_cycle(self) -> list[str]:
+        """Nodes that some released predecessor was waiting to start, that never ran,
+        and sit on a `>>` cycle: they can never become ready."""
+        blocked = []
+        for node in sorted(self.active - set(self.completed)):
+            preds = self.shape.node(node).predecessors
+            if any(p in self.released for p in preds) and self.shape.on_cycle(node):
+                blocked.append(node)
+        return blocked
+
+    def _finish(self, decision: Decision, status: RunStatus, error: Exception | None) -> None:
+        self.end = RunEnd(status, error)
+        decision.end = self.end
+
+
+__all__ = ["Scheduler", "CheckpointRequest", "DEFAULT_MAX_STEPS", "DEFAULT_CRASH_LIMIT"]
