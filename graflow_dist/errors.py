@@ -178,3 +178,20 @@ class DuplicateTaskError(GraphError):
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
         super().__init__(f"duplicate task id {task_id!r}: a different task already has it")
+
+
+def error_from_name(
+    name: str, message: str, attributes: dict[str, object] | None = None
+) -> GraflowError:
+    """Rebuild an error reported by another process (by class name and message).
+
+    Unknown names become a plain `WorkflowError`, so a client never fails to raise.
+    """
+    cls = globals().get(name)
+    if not (isinstance(cls, type) and issubclass(cls, GraflowError)):
+        cls = WorkflowError
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    for key, value in (attributes or {}).items():
+        setattr(error, key, value)
+    return error

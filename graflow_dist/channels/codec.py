@@ -16,6 +16,7 @@ from graflow_dist.wire.signing import dumps_signed, loads_signed
 
 TAG_MSGPACK = b"m"
 TAG_PICKLE = b"p"
+TAG_LIST = b"l"  # a Redis list: msgpack array of encoded items (checkpoints)
 _MAX_DEPTH = 32
 _SCALARS = (type(None), bool, float, str, bytes)
 
@@ -41,6 +42,11 @@ def encode_value(value: Any) -> bytes:
     return TAG_PICKLE + dumps_signed(value)
 
 
+def encode_list_items(items: list[bytes]) -> bytes:
+    """A Redis list of encoded items as one value (for checkpoints)."""
+    return TAG_LIST + msgpack.packb(items, use_bin_type=True)
+
+
 def decode_value(raw: bytes, what: str) -> Any:
     """Decode a stored value; ``what`` names it in errors (e.g. the channel key)."""
     tag, body = raw[:1], raw[1:]
@@ -51,4 +57,10 @@ def decode_value(raw: bytes, what: str) -> Any:
             raise WireError(f"{what}: corrupt msgpack value ({exc})") from None
     if tag == TAG_PICKLE:
         return loads_signed(body, what)
+    if tag == TAG_LIST:
+        try:
+            items = msgpack.unpackb(body, raw=False)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise WireError(f"{what}: corrupt list value ({exc})") from None
+        return [decode_value(item, what) for item in items]
     raise WireError(f"{what}: not a graflow-dist channel value (unknown tag {tag!r})")

@@ -56,6 +56,7 @@ class MemoryChannel(Channel):
 
     def delete(self, key: str) -> bool:
         with self._mutex:
+            self._purge()  # an expired key is already gone, as in Redis
             self.ttl_data.pop(key, None)
             return self.data.pop(key, _MISSING) is not _MISSING
 

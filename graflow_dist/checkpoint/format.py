@@ -95,6 +95,7 @@ class ContextPayload:
     default_max_cycles: int
     default_max_retries: int
     config: dict[str, Any] = field(default_factory=dict)
+    dynamic: dict[str, bytes] = field(default_factory=dict)  # signed tasks added at run time
 
     def encode(self) -> bytes:
         body = asdict(self)
@@ -114,7 +115,8 @@ class ContextPayload:
             raise CheckpointError(path, "not a graflow-dist context payload")
         _check_schema(body.get("schema_version"), path)
         try:
-            return cls(**{k: body[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: body[k] for k in cls.__dataclass_fields__ if k != "dynamic"},
+                       dynamic=dict(body.get("dynamic") or {}))
         except KeyError as exc:
             raise CheckpointError(path, f"context payload lacks field {exc}") from None
 

@@ -116,6 +116,9 @@ def restore_context(payload: ContextPayload, frontier: FrontierSnapshot, path: s
 
     try:
         graph = loads_signed(payload.graph_blob, path)
+        for task_id, blob in payload.dynamic.items():
+            if not graph.has_node(task_id):
+                graph.add_node(loads_signed(blob, f"{path}: dynamic task {task_id!r}"))
         values = {
             k: decode_value(v, f"{path}: channel key {k!r}")
             for k, v in payload.channel.get("values", {}).items()
@@ -126,6 +129,12 @@ def restore_context(payload: ContextPayload, frontier: FrontierSnapshot, path: s
         raise CheckpointError(
             path, f"cannot load the workflow ({type(exc).__name__}: {exc})"
         ) from exc
+    unknown = sorted({s.task_id for s in frontier.pending_tasks if not graph.has_node(s.task_id)})
+    if unknown:
+        raise CheckpointError(
+            path, f"pending tasks {unknown} are not in the saved workflow graph "
+            "(.state.json and .pkl do not belong together)"
+        )
     if channel is None:
         channel = MemoryChannel(payload.session_id)
     for key, value in values.items():

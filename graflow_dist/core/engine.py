@@ -8,7 +8,7 @@ from typing import Any
 
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.invoke import invoke_task
-from graflow_dist.errors import GraflowError
+from graflow_dist.errors import GraflowError, ParallelGroupError
 from graflow_dist.scheduler.events import Decision, RunEnd
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.scheduler.state import Scheduler
@@ -28,7 +28,7 @@ class WorkflowEngine:
         context.attach_scheduler(scheduler)
         ready: deque[TaskSpec] = deque(first.dispatch)
         end = first.end
-        last_failure: BaseException | None = None
+        failures: dict[str, BaseException] = {}  # tasks whose latest attempt raised
         try:
             while end is None:
                 if not ready:
@@ -38,7 +38,10 @@ class WorkflowEngine:
                 if spec.token not in scheduler.inflight:
                     continue
                 decision, failure = self._run_one(context, scheduler, spec)
-                last_failure = failure or last_failure
+                if failure is None:
+                    failures.pop(spec.task_id, None)
+                else:
+                    failures[spec.task_id] = failure
                 ready.extend(decision.dispatch)
                 if decision.checkpoint is not None:
                     self._write_checkpoint(context, decision)
@@ -46,7 +49,7 @@ class WorkflowEngine:
         finally:
             context.frontier = scheduler.snapshot()
             context.attach_scheduler(None)
-        return self._finish(context, end, last_failure)
+        return self._finish(context, end, failures)
 
     @staticmethod
     def _scheduler_for(
@@ -103,13 +106,23 @@ class WorkflowEngine:
 
     @staticmethod
     def _finish(
-        context: ExecutionContext, end: RunEnd | None, last_failure: BaseException | None
+        context: ExecutionContext, end: RunEnd | None, failures: dict[str, BaseException]
     ) -> Any:
         assert end is not None
         context.status = end.status
         if end.error is not None:
             error = end.error
-            if error is last_failure:
+            cause = _cause_of(error, failures)
+            if error is cause:
                 raise error
-            raise error from last_failure
+            raise error from cause
         return context.last_result
+
+
+def _cause_of(error: Exception, failures: dict[str, BaseException]) -> BaseException | None:
+    """The task exception behind a run's error, if one is: a failed group's first
+    failed member, or the failed task itself (never an earlier, recovered failure)."""
+    if isinstance(error, ParallelGroupError):
+        return next((failures[t] for t in error.failed if t in failures), None)
+    task_id = getattr(error, "task_id", None)
+    return failures.get(task_id) if task_id is not None else None

@@ -29,6 +29,7 @@ from graflow_dist.scheduler.events import (
 )
 from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
 from graflow_dist.scheduler.groups import group_satisfied
+from graflow_dist.scheduler.journal import Journal
 from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 
 DEFAULT_MAX_STEPS = 10_000
@@ -80,6 +81,7 @@ class Scheduler:
         self.dispatch_seq = 0
         self.end: RunEnd | None = None
         self._pending_ids: Counter[str] = Counter()
+        self.journal = Journal()
 
     # --- construction ---------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class Scheduler:
             bucket = sched.delayed if spec.not_before > now else sched.inflight
             bucket[spec.token] = spec
             sched._pending_ids[spec.task_id] += 1
+        sched.journal = Journal()
         return sched
 
     def snapshot(self) -> FrontierSnapshot:
@@ -141,6 +144,11 @@ class Scheduler:
             if node not in self.shape.nodes:
                 raise UnknownTaskError(node, "the workflow graph (start node)")
         decision = Decision()
+        if start_nodes is None and not roots and self.shape.nodes:
+            # Every node waits on a predecessor: a `>>` cycle with no way in.
+            cyclic = [n for n in sorted(self.shape.nodes) if self.shape.on_cycle(n)]
+            self._finish(decision, RunStatus.FAILED, DeadlockError(cyclic))
+            return decision
         for node in roots:
             self._activate(node)
         for node in roots:
@@ -148,10 +156,20 @@ class Scheduler:
         self._maybe_finish(decision)
         return decision
 
-    def resume(self) -> Decision:
+    def resume(self, *, reissue: bool = False) -> Decision:
         """After `restore`: the specs to (re)dispatch now; ends the run at once when
-        the restored frontier has nothing left to do."""
-        decision = Decision(dispatch=list(self.inflight.values()))
+        the restored frontier has nothing left to do. With ``reissue`` every pending
+        spec gets a new token, fencing off workers of an earlier incarnation."""
+        decision = Decision()
+        if reissue:
+            for bucket in (self.inflight, self.delayed):
+                for token in list(bucket):
+                    spec = bucket.pop(token)
+                    self.journal.drop(token)
+                    again = spec.evolve(token=self._token())
+                    bucket[again.token] = again
+                    self.journal.put(again)
+        decision.dispatch = list(self.inflight.values())
         self._maybe_finish(decision)
         return decision
 
@@ -175,12 +193,12 @@ class Scheduler:
             return decision
 
         self.steps += 1
-        self.completed[node] = None  # first-completion order, no duplicates
-        decision.completed.append(node)
-        self.cycle_counts[node] = spec.cycle + 1
+        self._mark_completed(node, decision)
+        self._set_cycles(node, spec.cycle + 1)
         for dyn in outcome.next_tasks:
             if dyn.shape is not None and dyn.task_id not in self.shape.nodes:
                 self.shape.add(dyn.shape)
+                self.journal.new_nodes.append(dyn.task_id)
 
         skip_successors = outcome.iterate or outcome.terminate is not None
         if outcome.terminate is None:
@@ -199,6 +217,7 @@ class Scheduler:
         if outcome.checkpoint is not None:
             decision.checkpoint = outcome.checkpoint
         if outcome.terminate is not None:
+            self._drop_pending()  # the run is over, also for a checkpoint taken now
             self._finish(decision, RunStatus.TERMINATED, None)
         else:
             self._maybe_finish(decision)
@@ -230,6 +249,7 @@ class Scheduler:
             if delay > 0:
                 self.delayed[new_token] = again
                 self._pending_ids[again.task_id] += 1
+                self.journal.put(again)
             else:
                 self._enqueue(again.evolve(not_before=0.0), decision)
             self._maybe_finish(decision)
@@ -244,18 +264,25 @@ class Scheduler:
         self._finish(decision, RunStatus.FAILED, error)
         return decision
 
-    def crash(self, token: str, cause: str, *, worker: str = "", now: float = 0.0) -> Decision:
-        """The worker running ``token`` was lost (lease expired, handed back). The task
-        runs again with a new token without using its retry budget, until
-        ``crash_limit`` lost attempts dead-letter it."""
+    def crash(
+        self, token: str, cause: str, *, worker: str = "", now: float = 0.0, counted: bool = True
+    ) -> Decision:
+        """The worker running ``token`` was lost (lease expired). The task runs again
+        with a new token without using its retry budget, until ``crash_limit`` lost
+        attempts dead-letter it. A task handed back on graceful shutdown is re-run with
+        ``counted=False``."""
         decision = Decision()
         spec = self._take(token)
         if spec is None or self.end is not None:
             decision.stale = True
             return decision
+        if not counted:
+            self._enqueue(spec.evolve(token=self._token()), decision)
+            return decision
         workers = self.crash_workers.setdefault(spec.task_id, [])
         if worker:
             workers.append(worker)
+        self.journal.crashes.add(spec.task_id)
         crashes = spec.crashes + 1
         if crashes >= self.crash_limit:
             error = DeadLetterError(spec.task_id, crashes, workers, cause)
@@ -271,6 +298,13 @@ class Scheduler:
             self._finish(decision, RunStatus.CANCELLED, WorkflowCancelledError(reason))
         return decision
 
+    def abort(self, error: Exception) -> Decision:
+        """Fail the run with ``error`` (e.g. it cannot start)."""
+        decision = Decision()
+        if self.end is None:
+            self._finish(decision, RunStatus.FAILED, error)
+        return decision
+
     def release_due(self, now: float) -> list[TaskSpec]:
         """Retries whose backoff elapsed; they are in flight from now on."""
         due = [s for s in self.delayed.values() if s.not_before <= now]
@@ -278,6 +312,11 @@ class Scheduler:
             del self.delayed[spec.token]
             self.inflight[spec.token] = spec
         return due
+
+    def drain_journal(self) -> Journal:
+        """The changes since the last call (for drivers that persist deltas)."""
+        journal, self.journal = self.journal, Journal()
+        return journal
 
     def next_due(self) -> float | None:
         return min((s.not_before for s in self.delayed.values()), default=None)
@@ -301,6 +340,7 @@ class Scheduler:
         spec = self.inflight.pop(token, None)
         if spec is not None:
             self._pending_ids[spec.task_id] -= 1
+            self.journal.drop(token)
         return spec
 
     def _activate(self, node: str) -> None:
@@ -310,6 +350,7 @@ class Scheduler:
             if current in self.active or current not in self.shape.nodes:
                 continue
             self.active.add(current)
+            self.journal.activated.append(current)
             shape = self.shape.node(current)
             stack.extend(shape.successors)
             stack.extend(shape.members or ())
@@ -317,6 +358,7 @@ class Scheduler:
     def _enqueue(self, spec: TaskSpec, decision: Decision) -> None:
         self.inflight[spec.token] = spec
         self._pending_ids[spec.task_id] += 1
+        self.journal.put(spec)
         decision.dispatch.append(spec)
 
     def _schedule(self, node: str, decision: Decision, *, force: bool = False) -> None:
@@ -326,6 +368,7 @@ class Scheduler:
         shape = self.shape.node(node)
         if shape.is_group:
             self.groups[node] = GroupProgress(outstanding=list(shape.members or []))
+            self.journal.groups.add(node)
             for member in shape.members or []:
                 self._enqueue(self._spec_for(member, group=node), decision)
             return
@@ -337,7 +380,9 @@ class Scheduler:
         )
 
     def _release(self, node: str, decision: Decision) -> None:
-        self.released.add(node)
+        if node not in self.released:
+            self.released.add(node)
+            self.journal.released.append(node)
         for succ in self.shape.node(node).successors:
             preds = [p for p in self.shape.node(succ).predecessors if p in self.active]
             if all(p in self.released for p in preds):
@@ -350,6 +395,7 @@ class Scheduler:
         if progress is None or member not in progress.outstanding:
             return
         progress.outstanding.remove(member)
+        self.journal.groups.add(group)
         if failure is None:
             progress.succeeded.append(member)
         else:
@@ -362,10 +408,26 @@ class Scheduler:
             error = ParallelGroupError(group, policy.describe(), progress.failed)
             self._finish(decision, RunStatus.FAILED, error)
             return
-        self.completed[group] = None
-        self.cycle_counts[group] = self.cycle_counts.get(group, 0) + 1
-        decision.completed.append(group)
+        self._mark_completed(group, decision)
+        self._set_cycles(group, self.cycle_counts.get(group, 0) + 1)
         self._release(group, decision)
+
+    def _mark_completed(self, node: str, decision: Decision) -> None:
+        if node not in self.completed:  # first-completion order, no duplicates
+            self.completed[node] = None
+            self.journal.completed.append(node)
+        decision.completed.append(node)
+
+    def _set_cycles(self, node: str, count: int) -> None:
+        self.cycle_counts[node] = count
+        self.journal.cycles[node] = count
+
+    def _drop_pending(self) -> None:
+        for bucket in (self.inflight, self.delayed):
+            for token, spec in list(bucket.items()):
+                del bucket[token]
+                self._pending_ids[spec.task_id] -= 1
+                self.journal.drop(token)
 
     def _maybe_finish(self, decision: Decision) -> None:
         if self.end is not None:

@@ -1,1 +1,1 @@
-
+"""What crosses Redis: key layout, msgpack messages, signed blobs, connections."""

@@ -1,0 +1,230 @@
+"""RedisChannel: the run's shared state in Redis, visible to every worker.
+
+Keys are ``{prefix}:ch:{session_id}:{key}``. Values use the exact codec of
+`graflow_dist.channels.codec`; lists written with ``append``/``prepend`` are Redis
+lists, so appends are atomic and O(1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.exceptions import ResponseError, WatchError
+
+from graflow_dist.channels.base import DEFAULT_LOCK_TIMEOUT_S, Channel, check_number
+from graflow_dist.channels.codec import decode_value, encode_list_items, encode_value
+from graflow_dist.wire.keyspace import Keyspace, RunKeys
+
+_SCAN_COUNT = 500
+
+
+def _wrong_type(exc: Exception) -> bool:
+    return isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE")
+
+
+class RedisChannel(Channel):
+    """A channel stored in Redis under the session's namespace.
+
+    Parameters
+    ----------
+    name:
+        The session id.
+    client:
+        A redis-py client (bytes responses).
+    prefix:
+        The deployment prefix (``GRAFLOW_DIST_PREFIX``).
+    """
+
+    backend = "redis"
+
+    def __init__(self, name: str, client: redis.Redis, prefix: str | None = None) -> None:
+        super().__init__(name)
+        self.client = client
+        self.keys_of: RunKeys = Keyspace.from_env(prefix).run(name)
+        self.prefix = self.keys_of.prefix
+        self._base = self.keys_of.channel_prefix
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            "a RedisChannel holds a live connection and cannot be pickled; "
+            "checkpoints save its values instead"
+        )
+
+    def _key(self, key: str) -> str:
+        return self._base + key
+
+    def _what(self, key: str) -> str:
+        return f"channel {self.name} key {key!r}"
+
+    def _decode_list(self, raw_items: list[bytes], key: str) -> list[Any]:
+        return [decode_value(item, self._what(key)) for item in raw_items]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            raw = self.client.get(self._key(key))
+        except ResponseError as exc:
+            if not _wrong_type(exc):
+                raise
+            return self._decode_list(self.client.lrange(self._key(key), 0, -1), key)
+        return default if raw is None else decode_value(raw, self._what(key))
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(self._key(key))
+        found: dict[str, Any] = {}
+        for key, raw in zip(keys, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(raw, Exception):
+                if not _wrong_type(raw):
+                    raise raw
+                found[key] = self.get(key)
+            elif raw is not None:
+                found[key] = decode_value(raw, self._what(key))
+        return found
+
+    def set(self, key: str, value: Any, ttl: int | None = None) -> None:
+        self.client.set(self._key(key), encode_value(value), ex=ttl)
+
+    def delete(self, key: str) -> bool:
+        return bool(self.client.delete(self._key(key)))
+
+    def exists(self, key: str) -> bool:
+        return bool(self.client.exists(self._key(key)))
+
+    def _raw_keys(self) -> Iterator[bytes]:
+        return self.client.scan_iter(match=self._base.encode() + b"*", count=_SCAN_COUNT)
+
+    def keys(self) -> list[str]:
+        cut = len(self._base)
+        return sorted(k.decode()[cut:] for k in self._raw_keys())
+
+    def clear(self) -> None:
+        batch = list(self._raw_keys())
+        if batch:
+            self.client.delete(*batch)
+
+    def _push(self, key: str, value: Any, ttl: int | None, front: bool) -> int:
+        full = self._key(key)
+        encoded = encode_value(value)
+        while True:
+            try:
+                pipe = self.client.pipeline(transaction=True)
+                (pipe.lpush if front else pipe.rpush)(full, encoded)
+                if ttl is not None:
+                    pipe.expire(full, ttl)
+                return int(pipe.execute()[0])
+            except ResponseError as exc:
+                if not _wrong_type(exc):
+                    raise
+                self._convert_to_list(key)
+
+    def _convert_to_list(self, key: str) -> None:
+        """A list stored with ``set()`` becomes a Redis list so it can be appended to."""
+        full = self._key(key)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(full)
+                    if pipe.type(full) != b"string":
+                        return
+                    current = decode_value(pipe.get(full), self._what(key))
+                    if not isinstance(current, list):
+                        raise TypeError(
+                            f"channel key {key!r} holds {type(current).__name__}, not a list"
+                        )
+                    ttl = pipe.pttl(full)
+                    pipe.multi()
+                    pipe.delete(full)
+                    if current:
+                        pipe.rpush(full, *(encode_value(v) for v in current))
+                    if ttl and ttl > 0:
+                        pipe.pexpire(full, ttl)
+                    pipe.execute()
+                    return
+                except WatchError:
+                    continue
+
+    def append(self, key: str, value: Any, ttl: int | None = None) -> int:
+        return self._push(key, value, ttl, front=False)
+
+    def prepend(self, key: str, value: Any, ttl: int | None = None) -> int:
+        return self._push(key, value, ttl, front=True)
+
+    def atomic_add(self, key: str, amount: int | float = 1) -> int | float:
+        full = self._key(key)
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(full)
+                    raw = pipe.get(full)
+                    current = 0 if raw is None else decode_value(raw, self._what(key))
+                    total = check_number(key, current) + amount
+                    pipe.multi()
+                    pipe.set(full, encode_value(total), keepttl=True)
+                    pipe.execute()
+                    return total
+                except WatchError:
+                    continue
+
+    @contextmanager
+    def lock(self, key: str, timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
+        lock = self.client.lock(self.keys_of.lock(key), timeout=max(timeout, 1.0) * 6,
+                                blocking_timeout=timeout)
+        if not lock.acquire():
+            raise TimeoutError(f"channel lock {key!r} not acquired within {timeout} s")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def raw_values(self) -> dict[str, bytes]:
+        """Every value still encoded (lists as one list value), for checkpoints."""
+        return read_raw_channel(self.client, self.keys_of)
+
+    def describe(self) -> dict[str, Any]:
+        return {"channel": "redis", "name": self.name, "prefix": self.prefix}
+
+
+def read_raw_channel(client: redis.Redis, keys: RunKeys) -> dict[str, bytes]:
+    """All channel values of a run, encoded, without unpickling anything."""
+    base = keys.channel_prefix
+    names = [k for k in client.scan_iter(match=base.encode() + b"*", count=_SCAN_COUNT)]
+    if not names:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.get(name)
+    raw_values: dict[str, bytes] = {}
+    lists: list[bytes] = []
+    for name, raw in zip(names, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(raw, Exception):
+            lists.append(name)
+        elif raw is not None:
+            raw_values[name.decode()[len(base):]] = raw
+    for name in lists:
+        items = client.lrange(name, 0, -1)
+        raw_values[name.decode()[len(base):]] = encode_list_items(items)
+    return raw_values
+
+
+def write_raw_channel(pipe: Any, keys: RunKeys, values: dict[str, bytes]) -> None:
+    """Queue commands that restore ``values`` (from `read_raw_channel` or a
+    checkpoint) into the run's channel."""
+    import msgpack
+
+    from graflow_dist.channels.codec import TAG_LIST
+
+    for key, raw in values.items():
+        full = keys.channel(key)
+        pipe.delete(full)
+        if raw[:1] == TAG_LIST:
+            items = msgpack.unpackb(raw[1:], raw=False)
+            if items:
+                pipe.rpush(full, *items)
+        else:
+            pipe.set(full, raw)

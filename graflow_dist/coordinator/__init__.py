@@ -1,0 +1,1 @@
+"""The coordinator: drives runs from the event stream, holds the leader lease."""

@@ -1,0 +1,406 @@
+"""Coordinator: drives every active run's scheduler from the event stream.
+
+One loop: read events (submissions, completions) from the stream, apply them to the
+in-memory schedulers, re-dispatch tasks whose lease expired, release retries that are
+due, then commit everything (frontier deltas, result moves, new RQ jobs, the stream
+cursor) in one fenced script. A standby coordinator takes over by acquiring the leader
+lease and reloading the frontiers from Redis; events after the committed cursor are
+applied exactly once, and duplicates are dropped by their dispatch token.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import msgpack
+import redis
+import structlog
+
+from graflow_dist.coordinator.checkpoints import checkpoint_run
+from graflow_dist.coordinator.frontier_store import Command, load_run
+from graflow_dist.coordinator.runs import DEFAULT_MAX_BATCH, PendingCheckpoint, RunState
+from graflow_dist.errors import GraflowError, WireError
+from graflow_dist.observability.outage import OutageLog
+from graflow_dist.scheduler.events import CheckpointRequest
+from graflow_dist.scheduler.state import Scheduler
+from graflow_dist.wire.connection import TRANSIENT_ERRORS
+from graflow_dist.wire.keyspace import Keyspace
+from graflow_dist.wire.messages import CANCEL, LOST, RESUME, SUBMIT, Event, packb, unpackb
+from graflow_dist.wire.scripts import Scripts, as_args
+
+DEFAULT_LEADER_LEASE_S = 5.0
+DEFAULT_REAP_INTERVAL_S = 0.5
+DEFAULT_RUN_TTL_S = 7 * 24 * 3600
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+_MAX_BLOCK_MS = 200
+_EVENTS_PER_READ = 2000
+_WORKER_COUNT_REFRESH_S = 1.0
+
+log = structlog.get_logger("graflow_dist.coordinator")
+
+
+class NotLeaderError(GraflowError):
+    """The coordinator lost its leader lease; its in-memory state is discarded."""
+
+
+class Coordinator:
+    """The scheduling service of a deployment.
+
+    Parameters
+    ----------
+    client:
+        Redis client (bytes responses).
+    keyspace:
+        Key layout (deployment prefix).
+    checkpoint_dir:
+        Where checkpoints with relative or default paths go (a directory, or a
+        ``redis://`` store URL).
+    leader_lease_s:
+        How long a dead leader blocks a standby from taking over.
+    run_ttl_s:
+        How long a finished run's data stays in Redis.
+    checkpoint_every_steps, checkpoint_every_s:
+        Automatic frontier checkpoints of every run (0 disables), so a run survives
+        even the loss of Redis.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        keyspace: Keyspace | None = None,
+        coordinator_id: str | None = None,
+        checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR,
+        leader_lease_s: float = DEFAULT_LEADER_LEASE_S,
+        reap_interval_s: float = DEFAULT_REAP_INTERVAL_S,
+        run_ttl_s: int = DEFAULT_RUN_TTL_S,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        checkpoint_every_steps: int = 0,
+        checkpoint_every_s: float = 0.0,
+        metrics: Any = None,
+    ) -> None:
+        self.client = client
+        self.keyspace = keyspace or Keyspace.from_env()
+        self.id = coordinator_id or f"coord-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.checkpoint_dir = checkpoint_dir
+        self.leader_lease_s = leader_lease_s
+        self.reap_interval_s = reap_interval_s
+        self.run_ttl_s = run_ttl_s
+        self.max_batch = max_batch
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.checkpoint_every_s = checkpoint_every_s
+        self.metrics = metrics
+        self.scripts = Scripts(client)
+        self.runs: dict[str, RunState] = {}
+        self.epoch = 0
+        self.cursor = "0-0"
+        self.is_leader = False
+        self._renew_at = 0.0
+        self._reap_at = 0.0
+        self._live_workers = 1
+        self._workers_at = 0.0
+        self._auto_ckpt: dict[str, tuple[int, float]] = {}
+        self._outage = OutageLog(log, "coordinator")
+        self._garbage: list[str] = []  # keys to delete in the next commit
+        self._released_jobs: list[str] = []  # reaped jobs whose lease records go
+        self.ready = threading.Event()
+        self.log = log.bind(coordinator=self.id)
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set; survives Redis outages and leadership loss."""
+        self.log.info("coordinator starting", prefix=self.keyspace.prefix)
+        try:
+            while not stop.is_set():
+                try:
+                    if not self._ensure_leader():
+                        stop.wait(min(1.0, self.leader_lease_s / 3))
+                        continue
+                    self.step()
+                    self._outage.recovered()
+                except TRANSIENT_ERRORS as exc:
+                    self._outage.failed(exc)
+                    self._drop_leadership("redis unavailable")
+                    stop.wait(self._outage.backoff_s())
+                except NotLeaderError:
+                    self._drop_leadership("lease lost")
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self.is_leader:
+            try:
+                self.scripts.call("leader_release", [self.keyspace.leader], [self.id])
+            except TRANSIENT_ERRORS:
+                pass
+        self.is_leader = False
+        self.log.info("coordinator stopped")
+
+    def _ensure_leader(self) -> bool:
+        now = time.monotonic()
+        if self.is_leader and now < self._renew_at:
+            return True
+        epoch = int(self.scripts.call(
+            "leader_acquire", [self.keyspace.leader, self.keyspace.leader_epoch],
+            [self.id, int(self.leader_lease_s * 1000)],
+        ))
+        if epoch == 0:
+            if self.is_leader:
+                self._drop_leadership("lease taken by another coordinator")
+            self.ready.clear()
+            return False
+        self._renew_at = now + self.leader_lease_s / 3
+        if not self.is_leader or epoch != self.epoch:
+            self.epoch = epoch
+            self._take_over()
+        return True
+
+    def _take_over(self) -> None:
+        """Become leader: reload every active run's frontier from Redis."""
+        self.runs.clear()
+        raw = self.client.get(self.keyspace.cursor)
+        self.cursor = raw.decode() if raw else "0-0"
+        for raw_sid in self.client.smembers(self.keyspace.active_runs):
+            session_id = raw_sid.decode()
+            try:
+                self._load(session_id, start=False)
+            except GraflowError as exc:
+                self.log.error("cannot restore run", session=session_id, error=str(exc))
+        self.is_leader = True
+        self.ready.set()
+        self.log.info("leader", epoch=self.epoch, runs=len(self.runs), cursor=self.cursor)
+
+    def _drop_leadership(self, why: str) -> None:
+        if self.is_leader:
+            self.log.warning("no longer leader", reason=why)
+        self.is_leader = False
+        self.ready.clear()
+        self.runs.clear()
+
+    # --- one iteration -----------------------------------------------------------------
+
+    def step(self) -> None:
+        """Read a batch of events, apply them, handle timers, commit."""
+        entries = self.client.xread(
+            {self.keyspace.events: self.cursor}, count=_EVENTS_PER_READ,
+            block=self._block_ms(),
+        )
+        now = time.time()
+        touched: set[str] = set()
+        for _stream, items in entries or []:
+            for entry_id, fields in items:
+                self.cursor = entry_id.decode()
+                touched |= self._apply_entry(entry_id.decode(), fields, now)
+        if time.monotonic() >= self._reap_at:
+            touched |= self._reap(now)
+            self._reap_at = time.monotonic() + self.reap_interval_s
+        for run in self.runs.values():
+            due = run.scheduler.release_due(now)
+            if due:
+                run.dispatch.extend(due)
+                touched.add(run.session_id)
+        self._auto_checkpoints(touched)
+        if touched or entries:
+            self._commit(touched)
+
+    def _block_ms(self) -> int:
+        waits = [_MAX_BLOCK_MS / 1000, max(0.0, self._renew_at - time.monotonic()),
+                 max(0.0, self._reap_at - time.monotonic())]
+        for run in self.runs.values():
+            due = run.scheduler.next_due()
+            if due is not None:
+                waits.append(max(0.0, due - time.time()))
+        return max(1, int(min(waits) * 1000))
+
+    def _apply_entry(self, entry_id: str, fields: dict[bytes, bytes], now: float) -> set[str]:
+        try:
+            event = Event.decode(fields.get(b"d", b""), f"event {entry_id}")
+        except WireError as exc:
+            self.log.error("malformed event dropped", entry=entry_id, error=str(exc))
+            return set()
+        sid = event.session_id
+        if event.kind in (SUBMIT, RESUME):
+            try:
+                self._load(sid, start=True)
+            except GraflowError as exc:
+                self.log.error("cannot start run", session=sid, error=str(exc))
+                return set()
+            return {sid}
+        run = self.runs.get(sid)
+        if run is None:
+            if event.token:
+                # A late report for a finished run: its parked result is garbage.
+                self._garbage.append(self.keyspace.run(sid).result(event.token))
+            self.log.info("event for inactive run dropped", session=sid, kind=event.kind)
+            return set()
+        if event.kind == CANCEL:
+            run.take(run.scheduler.cancel(event.error or "cancelled by client"))
+        else:
+            decision = run.on_task_event(event, now)
+            if decision.stale:
+                self.log.info("stale report dropped", session=sid, task=event.task_id,
+                              token=event.token, worker=event.worker, kind=event.kind)
+        return {sid}
+
+    def _load(self, session_id: str, *, start: bool) -> None:
+        info, shape, frontier = load_run(self.client, self.keyspace, session_id)
+        if start and info.status not in ("submitted",):
+            if session_id in self.runs:
+                return  # a duplicate submission event
+            start = False
+        scheduler_epoch = f"{self.epoch}x{uuid.uuid4().hex[:4]}"
+        if start and not info.resume:
+            scheduler = Scheduler(shape, session_id, max_steps=info.max_steps,
+                                  crash_limit=info.crash_limit, epoch=scheduler_epoch)
+            run = RunState(info, scheduler, self.keyspace.run(session_id))
+            try:
+                decision = scheduler.start([info.start_node] if info.start_node else None)
+            except GraflowError as exc:
+                decision = scheduler.abort(exc)
+            run.take(decision)
+        else:
+            scheduler = Scheduler.restore(shape, frontier, max_steps=info.max_steps,
+                                          crash_limit=info.crash_limit, epoch=scheduler_epoch,
+                                          now=time.time())
+            run = RunState(info, scheduler, self.keyspace.run(session_id))
+            if start:  # resumed from a checkpoint: fence off the old incarnation
+                run.take(scheduler.resume(reissue=True))
+            else:  # takeover: tasks in flight keep running, retries stay delayed
+                decision = scheduler.resume()
+                decision.dispatch = []
+                run.take(decision)
+        if start:
+            run.commands.append(["HSET", run.keys.meta, "status", "running",
+                                 "started_at", repr(time.time())])
+        self.runs[session_id] = run
+
+    # --- leases ----------------------------------------------------------------------
+
+    def _reap(self, now: float) -> set[str]:
+        """Re-dispatch the tasks of jobs whose lease expired (their worker is gone)."""
+        self._refresh_worker_count()
+        raw = self.scripts.call(
+            "reap_mark",
+            [self.keyspace.leader, self.keyspace.leases, self.keyspace.lease_owner,
+             self.keyspace.jobmap],
+            [self.id, 500, self.keyspace.prefix],
+        )
+        if raw == -1:
+            raise NotLeaderError("reap refused")
+        touched: set[str] = set()
+        for i in range(0, len(raw), 3):
+            job_id, owner, mapping = raw[i].decode(), raw[i + 1].decode(), raw[i + 2]
+            self._garbage.append(self.keyspace.rq_job(job_id))
+            self._released_jobs.append(job_id)
+            if not mapping:
+                continue
+            session_id, tokens = unpackb(mapping, f"jobmap {job_id}")
+            run = self.runs.get(session_id)
+            if run is None:
+                continue
+            for token in tokens:
+                event = Event(LOST, session_id, token=token, worker=owner,
+                              error=f"lease expired on worker {owner or '?'}")
+                if run.on_task_event(event, now).dispatch:
+                    self.log.warning("task re-dispatched after lease expiry",
+                                     session=session_id, token=token, worker=owner)
+                    if self.metrics is not None:
+                        self.metrics.redispatched.inc()
+            touched.add(session_id)
+        return touched
+
+    def _refresh_worker_count(self) -> None:
+        if time.monotonic() < self._workers_at:
+            return
+        cutoff = time.time() - 30
+        self._live_workers = max(1, int(self.client.zcount(self.keyspace.workers, cutoff, "+inf")))
+        self._workers_at = time.monotonic() + _WORKER_COUNT_REFRESH_S
+
+    # --- commit ----------------------------------------------------------------------
+
+    def _commit(self, touched: set[str]) -> None:
+        cmds: list[Command] = []
+        for sid in touched:
+            run = self.runs.get(sid)
+            if run is not None:
+                cmds += run.commit_commands(self.keyspace, self.max_batch, self._live_workers)
+        for job_id in self._released_jobs:
+            cmds.append(["ZREM", self.keyspace.leases, job_id])
+            cmds.append(["HDEL", self.keyspace.lease_owner, job_id])
+            cmds.append(["HDEL", self.keyspace.jobmap, job_id])
+        if self._garbage:
+            cmds.append(["DEL", *self._garbage])
+        cmds.append(["SET", self.keyspace.cursor, self.cursor])
+        cmds.append(["XTRIM", self.keyspace.events, "MINID", self.cursor])
+        # Redis's Lua msgpack has no bin type: send bytes as raw strings.
+        payload = msgpack.packb([as_args(c) for c in cmds], use_bin_type=False)
+        result = self.scripts.call("fenced_apply", [self.keyspace.leader], [self.id, payload])
+        self._garbage = []
+        self._released_jobs = []
+        if result == -1:
+            raise NotLeaderError("commit refused")
+        if result:
+            self.log.error("commands failed inside a commit", failed=int(result))
+        for sid in touched:
+            run = self.runs.get(sid)
+            if run is not None:
+                self._after_commit(run)
+
+    def _after_commit(self, run: RunState) -> None:
+        for pending in run.checkpoints:
+            try:
+                path, _meta = checkpoint_run(self.client, self.keyspace, run.info,
+                                             pending.frontier, pending.request,
+                                             self.checkpoint_dir)
+                self.client.hset(run.keys.meta, "last_checkpoint", path)
+                self.log.info("checkpoint written", session=run.session_id, path=path,
+                              steps=pending.frontier.steps)
+            except GraflowError as exc:
+                self.client.hset(run.keys.meta, "checkpoint_error", str(exc))
+                self.log.error("checkpoint failed", session=run.session_id, error=str(exc))
+        run.checkpoints = []
+        if run.end is not None:
+            self._expire_run(run)
+            del self.runs[run.session_id]
+            self._auto_ckpt.pop(run.session_id, None)
+            self.log.info("run finished", session=run.session_id,
+                          status=run.end.status.value,
+                          error=str(run.end.error) if run.end.error else None,
+                          steps=run.scheduler.steps)
+
+    def _expire_run(self, run: RunState) -> None:
+        """Finished runs keep their data for ``run_ttl_s``, then Redis drops it."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in run.keys.frontier_keys():
+            pipe.expire(key, self.run_ttl_s)
+        for key in self.client.scan_iter(match=run.keys.channel_prefix.encode() + b"*",
+                                         count=1000):
+            pipe.expire(key, self.run_ttl_s)
+        pipe.expire(self.keyspace.blob(run.info.graph_hash), self.run_ttl_s)
+        pipe.execute()
+
+    def _auto_checkpoints(self, touched: set[str]) -> None:
+        if not (self.checkpoint_every_steps or self.checkpoint_every_s):
+            return
+        now = time.monotonic()
+        for sid in touched:
+            run = self.runs.get(sid)
+            if run is None or run.end is not None:
+                continue
+            last_steps, last_at = self._auto_ckpt.setdefault(sid, (0, now))
+            steps = run.scheduler.steps
+            due_steps = self.checkpoint_every_steps and steps - last_steps >= self.checkpoint_every_steps
+            due_time = self.checkpoint_every_s and now - last_at >= self.checkpoint_every_s
+            if (due_steps or due_time) and not run.checkpoints:
+                run.checkpoints.append(PendingCheckpoint(
+                    CheckpointRequest(None, {"automatic": True}), run.scheduler.snapshot()))
+                self._auto_ckpt[sid] = (steps, now)
+
+
+__all__ = ["Coordinator", "NotLeaderError"]

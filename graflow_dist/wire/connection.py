@@ -1,0 +1,102 @@
+"""Redis connections: URL handling, clear errors, reconnects with backoff."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from graflow_dist.errors import ConnectionConfigError
+
+REDIS_URL_ENV = "GRAFLOW_DIST_REDIS_URL"
+DEFAULT_SOCKET_TIMEOUT_S = 10.0
+DEFAULT_CONNECT_TIMEOUT_S = 3.0
+SCHEMES = ("redis", "rediss", "unix")
+
+TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError, OSError)
+
+
+def resolve_url(url: str | None) -> str:
+    resolved = url or os.environ.get(REDIS_URL_ENV)
+    if not resolved:
+        raise ConnectionConfigError(
+            f"no Redis URL: pass --redis-url or set {REDIS_URL_ENV} "
+            "(e.g. redis://127.0.0.1:6379/0)"
+        )
+    return resolved
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced, safe for logs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str | None = None, *, retries: int = 3) -> redis.Redis:
+    """A client for ``url`` (default ``GRAFLOW_DIST_REDIS_URL``); not yet connected.
+
+    Commands retry transient connection errors with exponential backoff.
+    """
+    resolved = resolve_url(url)
+    try:
+        scheme = urlsplit(resolved).scheme
+    except ValueError as exc:
+        raise ConnectionConfigError(f"malformed Redis URL {mask_url(resolved)}: {exc}") from None
+    if scheme not in SCHEMES:
+        raise ConnectionConfigError(
+            f"malformed Redis URL {mask_url(resolved)}: scheme must be one of "
+            f"{', '.join(s + '://' for s in SCHEMES)}"
+        )
+    try:
+        return redis.Redis.from_url(
+            resolved,
+            socket_timeout=DEFAULT_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=DEFAULT_CONNECT_TIMEOUT_S,
+            health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+    except (ValueError, TypeError) as exc:
+        raise ConnectionConfigError(f"malformed Redis URL {mask_url(resolved)}: {exc}") from None
+
+
+def check_connection(client: redis.Redis, url: str | None = None) -> None:
+    """Ping once, turning failures into a `ConnectionConfigError` that says why."""
+    shown = mask_url(resolve_url(url)) if url or os.environ.get(REDIS_URL_ENV) else "Redis"
+    probe = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=client.connection_pool.connection_class,
+            **{**client.connection_pool.connection_kwargs, "retry": Retry(ExponentialBackoff(), 0)},
+        )
+    )
+    try:
+        probe.ping()
+    except AuthenticationError:
+        raise ConnectionConfigError(
+            f"Redis at {shown} refused the credentials (check the password in the URL)"
+        ) from None
+    except ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise ConnectionConfigError(
+                f"Redis at {shown} requires a password (put it in the URL: "
+                "redis://:PASSWORD@host:port/0)"
+            ) from None
+        raise ConnectionConfigError(f"Redis at {shown} answered with an error: {exc}") from None
+    except TRANSIENT_ERRORS as exc:
+        raise ConnectionConfigError(f"cannot reach Redis at {shown}: {exc}") from None
+    finally:
+        probe.close()

@@ -1,0 +1,1 @@
+"""Workers: claim batch jobs from RQ queues and run their tasks."""

@@ -1,0 +1,126 @@
+"""TaskExecutor: runs the task specs of a batch against the session's graph.
+
+Graphs are fetched once per content hash, verified (HMAC) before they are unpickled,
+and kept in a bounded LRU cache. Each task's result is parked under its dispatch token;
+the coordinator makes it visible only if the token is still current.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from graflow_dist.channels.codec import encode_value
+from graflow_dist.channels.redis import RedisChannel
+from graflow_dist.core.context import ExecutionContext
+from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.invoke import Invocation, describe_error, invoke_task
+from graflow_dist.errors import GraflowError, SignatureError, UnknownTaskError, WireError
+from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.wire.keyspace import Keyspace
+from graflow_dist.wire.messages import DONE, FAIL, Batch, Event
+from graflow_dist.wire.signing import dumps_signed, loads_signed
+
+DEFAULT_GRAPH_CACHE_SIZE = 64
+DEFAULT_RESULT_TTL_S = 24 * 3600
+
+
+@dataclass
+class Report:
+    """What a task produced: the event for the coordinator and the parked result."""
+
+    event: Event
+    result: bytes | None
+    invocation: Invocation | None = None
+    duration_s: float = 0.0
+
+
+class TaskExecutor:
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, worker: str,
+                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE) -> None:
+        self.client = client
+        self.keyspace = keyspace
+        self.worker = worker
+        self.cache_size = cache_size
+        self._graphs: OrderedDict[str, TaskGraph] = OrderedDict()
+        self._dynamic: OrderedDict[tuple[str, str], Any] = OrderedDict()
+
+    def graph(self, graph_hash: str) -> TaskGraph:
+        cached = self._graphs.get(graph_hash)
+        if cached is not None:
+            self._graphs.move_to_end(graph_hash)
+            return cached
+        blob = self.client.get(self.keyspace.blob(graph_hash))
+        if blob is None:
+            raise WireError(f"graph {graph_hash} is not in Redis (expired or never stored)")
+        graph = loads_signed(blob, f"graph {graph_hash}")
+        self._graphs[graph_hash] = graph
+        while len(self._graphs) > self.cache_size:
+            self._graphs.popitem(last=False)
+        return graph
+
+    def task(self, graph: TaskGraph, session_id: str, task_id: str) -> Any:
+        node = graph.get_node_or_none(task_id)
+        if node is not None:
+            return node
+        key = (session_id, task_id)
+        if key not in self._dynamic:
+            blob = self.client.hget(self.keyspace.run(session_id).dynamic, task_id)
+            if blob is None:
+                raise UnknownTaskError(task_id, f"the graph of run {session_id}")
+            self._dynamic[key] = loads_signed(blob, f"dynamic task {task_id!r}")
+            while len(self._dynamic) > self.cache_size * 16:
+                self._dynamic.popitem(last=False)
+        return self._dynamic[key]
+
+    def context(self, batch: Batch, graph: TaskGraph) -> ExecutionContext:
+        channel = RedisChannel(batch.session_id, self.client, self.keyspace.prefix)
+        ctx = ExecutionContext(graph, session_id=batch.session_id, channel=channel,
+                               default_max_cycles=batch.default_max_cycles)
+        ctx.trace_id = batch.trace_id or batch.session_id
+        return ctx
+
+    def run(self, ctx: ExecutionContext, spec: TaskSpec) -> Report:
+        """Run one spec; never raises for the task's own errors."""
+        started = time.perf_counter()
+        session_id = ctx.session_id
+        try:
+            task = self.task(ctx.graph, session_id, spec.task_id)
+        except (GraflowError, Exception) as exc:  # noqa: B014 - user code may fail to load
+            fatal = isinstance(exc, SignatureError | UnknownTaskError)
+            return self.failure(session_id, spec, exc, fatal)
+        invocation = invoke_task(task, ctx, spec, worker_id=self.worker)
+        duration = time.perf_counter() - started
+        if not invocation.ok:
+            report = self.failure(session_id, spec, invocation.error, invocation.fatal,
+                                  invocation.error_text)
+            report.invocation, report.duration_s = invocation, duration
+            return report
+        try:
+            result = encode_value(invocation.result)
+            dynamic = {tid: dumps_signed(t) for tid, t in invocation.new_tasks.items()}
+        except Exception as exc:  # an unpicklable return value is the task's failure
+            return self.failure(session_id, spec, exc, False,
+                                f"result of task {spec.task_id!r} cannot be stored: {exc}")
+        event = Event(DONE, session_id, token=spec.token, task_id=spec.task_id,
+                      worker=self.worker, outcome=invocation.outcome.to_dict(), dynamic=dynamic)
+        return Report(event, result, invocation, duration)
+
+    def failure(self, session_id: str, spec: TaskSpec, error: BaseException | None,
+                fatal: bool, text: str = "") -> Report:
+        assert error is not None
+        event = Event(FAIL, session_id, token=spec.token, task_id=spec.task_id,
+                      worker=self.worker, error=text or describe_error(error),
+                      error_type=type(error).__name__, fatal=fatal)
+        return Report(event, None)
+
+    def queue_report(self, pipe: redis.client.Pipeline, report: Report) -> None:
+        """Park the result under its token and publish the event (one transaction)."""
+        if report.result is not None:
+            key = self.keyspace.run(report.event.session_id).result(report.event.token)
+            pipe.set(key, report.result, ex=DEFAULT_RESULT_TTL_S)
+        pipe.xadd(self.keyspace.events, {"d": report.event.encode()})

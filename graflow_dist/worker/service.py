@@ -1,0 +1,317 @@
+"""Worker: an RQ-registered worker that claims graflow batch jobs and runs their tasks.
+
+It registers with RQ (so ``rq info`` lists it), but claims jobs with our own atomic
+script instead of RQ's per-job machinery and runs tasks in-process (no fork). A
+heartbeat thread renews its leases while tasks run. On SIGTERM it stops taking work,
+lets the running task finish within the grace period and hands the rest back; when the
+grace period runs out it hands back the running task too, so it is re-dispatched at
+once instead of after its lease.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import structlog
+from rq import Worker as RQWorker
+
+from graflow_dist.errors import GraflowError, SignatureError, WireError
+from graflow_dist.observability.outage import OutageLog
+from graflow_dist.wire.connection import TRANSIENT_ERRORS
+from graflow_dist.wire.keyspace import Keyspace
+from graflow_dist.wire.messages import (
+    FAIL,
+    HANDBACK,
+    LOST,
+    Batch,
+    Event,
+    MsgpackSerializer,
+    batch_from_rq_data,
+    unpackb,
+)
+from graflow_dist.worker.claims import JobClaimer
+from graflow_dist.worker.executor import Report, TaskExecutor
+
+DEFAULT_LEASE_S = 10.0
+DEFAULT_HEARTBEAT_S = 2.0
+DEFAULT_GRACE_PERIOD_S = 30.0
+_RUNNING_STATUSES = {"submitted", "running"}
+
+log = structlog.get_logger("graflow_dist.worker")
+
+
+@dataclass
+class CurrentJob:
+    """The job being worked on, as the heartbeat and the shutdown watchdog see it."""
+
+    job_id: str
+    batch: Batch
+    unfinished: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Worker:
+    """Runs graflow tasks from one queue.
+
+    Parameters
+    ----------
+    client:
+        Redis client (bytes responses).
+    queue:
+        RQ queue name (default: the deployment prefix).
+    name:
+        Worker name, unique in the deployment.
+    lease_s, heartbeat_s:
+        A claimed job is re-dispatched ``lease_s`` after the last heartbeat.
+    grace_period_s:
+        On SIGTERM, how long the running task may take before it is handed back.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        keyspace: Keyspace | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+        grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
+        metrics: Any = None,
+    ) -> None:
+        if heartbeat_s >= lease_s:
+            raise ValueError(f"heartbeat ({heartbeat_s} s) must be shorter than the lease "
+                             f"({lease_s} s)")
+        self.client = client
+        self.keyspace = keyspace or Keyspace.from_env()
+        self.queue = queue or self.keyspace.queue_name
+        self.name = name or f"gf-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+        self.lease_s = lease_s
+        self.heartbeat_s = heartbeat_s
+        self.grace_period_s = grace_period_s
+        self.metrics = metrics
+        self.rq = RQWorker([self.queue], name=self.name, connection=client,
+                           serializer=MsgpackSerializer, worker_ttl=int(max(lease_s * 3, 30)))
+        self.claimer = JobClaimer(client, self.keyspace, self.queue, self.name, lease_s,
+                                  self.rq.key)
+        self.executor = TaskExecutor(client, self.keyspace, self.name)
+        self.stopping = threading.Event()
+        self.current: CurrentJob | None = None
+        self.ready = threading.Event()
+        self.tasks_done = 0
+        self._outage = OutageLog(log, "worker")
+        self._beat_stop = threading.Event()
+        self.log = log.bind(worker=self.name, queue=self.queue)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Work until ``stop`` (or `request_stop`) is set."""
+        stop = stop or self.stopping
+        self._register()
+        beat = threading.Thread(target=self._heartbeat_loop, name="gf-heartbeat", daemon=True)
+        beat.start()
+        self.ready.set()
+        self.log.info("worker started", lease_s=self.lease_s, heartbeat_s=self.heartbeat_s)
+        try:
+            while not (stop.is_set() or self.stopping.is_set()):
+                try:
+                    self._work_once()
+                    self._outage.recovered()
+                except TRANSIENT_ERRORS as exc:
+                    self._outage.failed(exc)
+                    time.sleep(self._outage.backoff_s())
+        finally:
+            self._beat_stop.set()
+            beat.join(timeout=self.heartbeat_s + 1)
+            self._unregister()
+            self.log.info("worker stopped", tasks_done=self.tasks_done)
+
+    def request_stop(self) -> None:
+        """Graceful stop (SIGTERM): no new work; hand back what cannot finish in time."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.log.info("stopping: finishing the running task", grace_period_s=self.grace_period_s)
+        watchdog = threading.Thread(target=self._grace_watchdog, name="gf-grace", daemon=True)
+        watchdog.start()
+
+    def _grace_watchdog(self) -> None:
+        deadline = time.monotonic() + self.grace_period_s
+        while time.monotonic() < deadline:
+            if self.current is None:
+                return
+            time.sleep(0.05)
+        job = self.current
+        if job is None:
+            return
+        with job.lock:
+            tokens = list(job.unfinished)
+            self.log.warning("grace period over: handing back running tasks", job=job.job_id,
+                             tasks=len(tokens))
+            self._hand_back(job, tokens)
+        os._exit(0)  # the running task cannot be interrupted; its work is handed back
+
+    def _register(self) -> None:
+        try:
+            self.rq.register_birth()
+        except ValueError:  # a stale registration with our name: replace it
+            self.rq.register_death()
+            self.rq.register_birth()
+        self.rq.set_state("idle")
+        self.client.zadd(self.keyspace.workers, {self.name: time.time()})
+
+    def _unregister(self) -> None:
+        try:
+            self.rq.register_death()
+            self.client.zrem(self.keyspace.workers, self.name)
+        except TRANSIENT_ERRORS:
+            pass
+
+    def _heartbeat_loop(self) -> None:
+        while not self._beat_stop.wait(self.heartbeat_s):
+            try:
+                self._beat()
+            except TRANSIENT_ERRORS:
+                continue  # the main loop reports the outage once
+            except Exception as exc:  # never let the heartbeat die silently
+                self.log.error("heartbeat failed", error=str(exc))
+
+    def _beat(self) -> None:
+        job = self.current
+        pipe = self.client.pipeline(transaction=False)
+        self.rq.heartbeat(pipeline=pipe)
+        pipe.zadd(self.keyspace.workers, {self.name: time.time()})
+        if job is not None:
+            self.claimer.extend([job.job_id], pipe)
+        results = pipe.execute()
+        if job is not None and results[-1]:
+            self.log.warning("lease lost: the job was re-dispatched elsewhere", job=job.job_id)
+
+    # --- work -----------------------------------------------------------------------
+
+    def _work_once(self) -> None:
+        claimed = self.claimer.claim(1)
+        if not claimed:
+            self.rq.set_state("idle")
+            self.claimer.wait_for_work()
+            return
+        for job_id, data in claimed:
+            self._process(job_id, data)
+
+    def _process(self, job_id: str, data: bytes) -> None:
+        try:
+            batch = batch_from_rq_data(data, job_id)
+        except WireError as exc:
+            self._reject(job_id, str(exc))
+            return
+        job = CurrentJob(job_id, batch, [s.token for s in batch.specs])
+        self.current = job
+        try:
+            self._run_batch(job)
+        finally:
+            self.current = None
+
+    def _reject(self, job_id: str, reason: str) -> None:
+        """A malformed job: log it, keep it in rq's failed registry, re-dispatch its
+        tasks if we know which they were, and keep running."""
+        self.log.error("malformed job moved to the failed registry", job=job_id, error=reason)
+        mapping = self.client.hget(self.keyspace.jobmap, job_id)
+        self.claimer.fail_job(job_id, reason)
+        if mapping:
+            try:
+                session_id, tokens = unpackb(mapping, f"jobmap {job_id}")
+            except WireError:
+                return
+            pipe = self.client.pipeline(transaction=True)
+            for token in tokens:
+                event = Event(LOST, session_id, token=token, worker=self.name,
+                              error=f"job {job_id} was malformed: {reason}")
+                pipe.xadd(self.keyspace.events, {"d": event.encode()})
+            pipe.execute()
+
+    def _run_batch(self, job: CurrentJob) -> None:
+        batch = job.batch
+        status = self.client.hget(self.keyspace.run(batch.session_id).meta, "status")
+        if status is None or status.decode() not in _RUNNING_STATUSES:
+            self.log.info("skipping job of an inactive run", job=job.job_id,
+                          session=batch.session_id)
+            self._finish(job, [])
+            return
+        try:
+            graph = self.executor.graph(batch.graph_hash)
+        except (SignatureError, WireError, GraflowError) as exc:
+            self._fail_all(job, exc)
+            return
+        except Exception as exc:  # user code that does not import on this worker
+            self._fail_all(job, exc)
+            return
+        ctx = self.executor.context(batch, graph)
+        for spec in batch.specs:
+            if self.stopping.is_set():
+                break
+            bound = self.log.bind(session=batch.session_id, task=spec.task_id,
+                                  attempt=spec.attempt, token=spec.token)
+            report = self.executor.run(ctx, spec)
+            self._observe(bound, report)
+            with job.lock:
+                if spec.token not in job.unfinished:
+                    return  # handed back by the shutdown watchdog meanwhile
+                job.unfinished.remove(spec.token)
+                pipe = self.client.pipeline(transaction=True)
+                self.executor.queue_report(pipe, report)
+                if not job.unfinished:
+                    self.claimer.finish(job.job_id, pipe)
+                pipe.execute()
+            self.tasks_done += 1
+        with job.lock:
+            if job.unfinished:  # stopping: hand the rest back right away
+                self._hand_back(job, list(job.unfinished))
+
+    def _observe(self, bound: Any, report: Report) -> None:
+        event = report.event
+        if event.kind == FAIL:
+            bound.warning("task failed", error=event.error, fatal=event.fatal,
+                          traceback=report.invocation.traceback if report.invocation else None)
+        else:
+            bound.debug("task done", duration_s=round(report.duration_s, 6))
+        if self.metrics is not None:
+            self.metrics.task_finished(event.kind, report.duration_s)
+
+    def _fail_all(self, job: CurrentJob, exc: BaseException) -> None:
+        self.log.error("cannot load the workflow of a job", job=job.job_id,
+                       session=job.batch.session_id, error=str(exc))
+        reports = [self.executor.failure(job.batch.session_id, spec, exc, True,
+                                         f"cannot load the workflow on worker {self.name}: "
+                                         f"{exc}")
+                   for spec in job.batch.specs]
+        self._finish(job, reports)
+
+    def _finish(self, job: CurrentJob, reports: list[Report]) -> None:
+        with job.lock:
+            pipe = self.client.pipeline(transaction=True)
+            for report in reports:
+                self.executor.queue_report(pipe, report)
+            self.claimer.finish(job.job_id, pipe)
+            pipe.execute()
+            job.unfinished.clear()
+
+    def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
+        specs = {s.token: s for s in job.batch.specs}
+        pipe = self.client.pipeline(transaction=True)
+        for token in tokens:
+            event = Event(HANDBACK, job.batch.session_id, token=token,
+                          task_id=specs[token].task_id, worker=self.name,
+                          error=f"handed back by worker {self.name} on shutdown")
+            pipe.xadd(self.keyspace.events, {"d": event.encode()})
+        self.claimer.finish(job.job_id, pipe)
+        pipe.execute()
+        job.unfinished.clear()
+        self.log.info("tasks handed back", job=job.job_id, tasks=len(tokens))
