@@ -30,7 +30,7 @@ from graflow_dist.scheduler.events import CheckpointRequest
 from graflow_dist.scheduler.state import Scheduler
 from graflow_dist.wire.connection import TRANSIENT_ERRORS
 from graflow_dist.wire.keyspace import Keyspace
-from graflow_dist.wire.messages import CANCEL, LOST, RESUME, SUBMIT, Event, packb, unpackb
+from graflow_dist.wire.messages import CANCEL, LOST, RESUME, SUBMIT, Event, unpackb
 from graflow_dist.wire.scripts import Scripts, as_args
 
 DEFAULT_LEADER_LEASE_S = 5.0

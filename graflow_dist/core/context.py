@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graflow_dist.channels.base import Channel, iteration_key, result_key
 from graflow_dist.channels.memory import MemoryChannel
@@ -14,10 +14,7 @@ from graflow_dist.errors import CycleLimitExceededError
 from graflow_dist.scheduler.events import CheckpointRequest, NextTask, RunStatus, TaskOutcome
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
-from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS
-
-if TYPE_CHECKING:
-    from graflow_dist.scheduler.state import Scheduler
+from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS, Scheduler
 
 
 class ExecutionContext:
@@ -102,7 +99,14 @@ class ExecutionContext:
     def current_frontier(self) -> FrontierSnapshot:
         if self._scheduler is not None:
             return self._scheduler.snapshot()
-        return self.frontier or FrontierSnapshot(self.session_id)
+        if self.frontier is not None:
+            return self.frontier
+        # Not started yet: the frontier of a fresh start, so a resume starts the run.
+        scheduler = Scheduler(
+            self.graph.shape(self.default_max_cycles), self.session_id, max_steps=self.max_steps
+        )
+        scheduler.start([self.start_node] if self.start_node else None)
+        return scheduler.snapshot()
 
     @property
     def steps(self) -> int:

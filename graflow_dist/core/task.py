@@ -136,7 +136,10 @@ class TaskWrapper(Executable):
         graph = TaskGraph()
         graph.add_node(self)
         ctx = ExecutionContext(graph)
-        return invoke_task(self, ctx, None).result
+        invocation = invoke_task(self, ctx, None)
+        if invocation.error is not None:
+            raise invocation.error  # a direct call fails like the plain function would
+        return invocation.result
 
     def __repr__(self) -> str:
         return f"TaskWrapper({self.task_id})"

@@ -1,0 +1,1 @@
+"""The graflow-dist command line."""

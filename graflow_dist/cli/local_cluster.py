@@ -1,0 +1,93 @@
+"""``graflow-dist up``: a whole cluster on this machine, optionally running the demo."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+from rich.console import Console
+
+from graflow_dist.cli.progress import watch
+from graflow_dist.client import Client
+from graflow_dist.embedded.cluster import LocalCluster
+from graflow_dist.errors import GraflowError
+
+
+def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
+           data_dir: str | None, lease_s: float | None) -> None:
+    console = Console(stderr=True)
+    worker_options = []
+    if lease_s is not None:
+        worker_options = ["--lease-s", str(lease_s), "--heartbeat-s", str(min(1.0, lease_s / 3))]
+    cluster = LocalCluster(workers, redis_url=redis_url, data_dir=data_dir,
+                           worker_options=worker_options)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    console.print(f"starting a local cluster: redis, 1 coordinator, {workers} workers ...")
+    cluster.start()
+    ok = True
+    try:
+        console.print(f"[bold]ready[/]  redis: {cluster.url}")
+        console.print(f"  export GRAFLOW_DIST_REDIS_URL={cluster.url}")
+        console.print(f"  logs: {cluster.data_dir}")
+        if demo:
+            ok = _run_demo(cluster, console, chaos)
+        else:
+            console.print("submit with: graflow-dist submit MODULE:ATTR --wait   (Ctrl-C stops)")
+            while not stopping.wait(0.5):
+                pass
+    finally:
+        console.print("stopping the cluster ...")
+        cluster.stop()
+        console.print("stopped")
+    if not ok:
+        sys.exit(1)
+
+
+def _run_demo(cluster: LocalCluster, console: Console, chaos: bool) -> bool:
+    from graflow_dist.demo import build_demo_workflow
+
+    client = Client(cluster.url)
+    wf = build_demo_workflow(task_seconds=0.3 if chaos else 0.05)
+    run = client.submit(wf)
+    console.print(f"submitted the demo workflow: session {run.session_id}")
+    if chaos:
+        _kill_a_worker_mid_run(cluster, run, console)
+    started = time.monotonic()
+    final = watch(run, console)
+    try:
+        result = run.wait(timeout=60)
+    except GraflowError as exc:
+        console.print(f"[red]run {final.status}[/]: {exc}")
+        return False
+    console.print(f"[green]run {final.status}[/] in {time.monotonic() - started:.1f} s")
+    ctx = run.context()
+    console.print(f"completed tasks: {len(ctx.completed_tasks)}; steps: {ctx.steps}")
+    console.print(f"checkpoint: {ctx.last_checkpoint_path}")
+    console.print(f"result: {result}")
+    return True
+
+
+def _kill_a_worker_mid_run(cluster: LocalCluster, run: object, console: Console) -> None:
+    """SIGKILL one worker's process group once tasks are running (a lost node)."""
+
+    def killer() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            progress = run.progress()  # type: ignore[attr-defined]
+            if progress.running > 0 and progress.done >= 1:
+                victim = cluster.workers[0]
+                victim.kill()
+                console.print(f"[red bold]chaos:[/] SIGKILLed worker pid {victim.pid} with "
+                              f"{progress.running} tasks in flight; its tasks are re-dispatched "
+                              "when its lease expires")
+                return
+            time.sleep(0.02)
+
+    threading.Thread(target=killer, daemon=True).start()
+
+
+__all__ = ["run_up"]

@@ -1,0 +1,14 @@
+"""``graflow-dist``: run workers and coordinators, submit and watch runs, a local cluster."""
+
+from __future__ import annotations
+
+from graflow_dist.cli import run_commands, service_commands  # noqa: F401 - registers commands
+from graflow_dist.cli.app import cli
+
+
+def main() -> None:
+    cli(prog_name="graflow-dist")
+
+
+if __name__ == "__main__":
+    main()

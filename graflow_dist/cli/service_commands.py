@@ -1,0 +1,145 @@
+"""Long-running commands: worker, coordinator, and ``up`` (a local cluster)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import click
+
+from graflow_dist.cli.app import cli
+from graflow_dist.coordinator.service import (
+    DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_LEADER_LEASE_S,
+    DEFAULT_RUN_TTL_S,
+    Coordinator,
+)
+from graflow_dist.embedded.processes import ServiceProcess
+from graflow_dist.observability.metrics import Metrics, serve_health
+from graflow_dist.wire.connection import check_connection, connect
+from graflow_dist.wire.keyspace import Keyspace
+from graflow_dist.worker.service import (
+    DEFAULT_GRACE_PERIOD_S,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_LEASE_S,
+    Worker,
+)
+
+
+def _on_sigterm(handler: Any) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: handler())
+
+
+@cli.command()
+@click.option("--queue", default=None, help="RQ queue name (default: the prefix).")
+@click.option("--concurrency", type=int, default=1, show_default=True,
+              help="Worker processes to run (each claims and runs tasks on its own).")
+@click.option("--name", default=None, help="Worker name (default: host-pid-random).")
+@click.option("--lease-s", type=float, envvar="GRAFLOW_DIST_LEASE_S", default=DEFAULT_LEASE_S,
+              show_default=True, help="A task is re-dispatched this long after the last "
+                                      "heartbeat of its worker.")
+@click.option("--heartbeat-s", type=float, envvar="GRAFLOW_DIST_HEARTBEAT_S",
+              default=DEFAULT_HEARTBEAT_S, show_default=True)
+@click.option("--grace-period-s", type=float, envvar="GRAFLOW_DIST_GRACE_PERIOD_S",
+              default=DEFAULT_GRACE_PERIOD_S, show_default=True,
+              help="On SIGTERM, time the running task gets before it is handed back.")
+@click.option("--metrics-port", type=int, envvar="GRAFLOW_DIST_METRICS_PORT", default=0,
+              help="Serve /metrics, /livez, /readyz on this port (0: off).")
+@click.pass_context
+def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | None,
+           lease_s: float, heartbeat_s: float, grace_period_s: float,
+           metrics_port: int) -> None:
+    """Run a worker: claim task batches from the queue and execute them."""
+    if concurrency > 1:
+        options = ["--lease-s", str(lease_s), "--heartbeat-s", str(heartbeat_s),
+                   "--grace-period-s", str(grace_period_s)]
+        if queue:
+            options += ["--queue", queue]
+        _worker_pool(ctx, concurrency, options, name)
+        return
+    client = connect(ctx.obj["redis_url"])
+    check_connection(client, ctx.obj["redis_url"])
+    metrics = Metrics()
+    w = Worker(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]), queue=queue, name=name,
+               lease_s=lease_s, heartbeat_s=heartbeat_s, grace_period_s=grace_period_s,
+               metrics=metrics)
+    if metrics_port:
+        serve_health(metrics_port, metrics, w.ready.is_set)
+    _on_sigterm(w.request_stop)
+    w.run()
+
+
+def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
+                 name: str | None) -> None:
+    """N single worker processes; SIGTERM is passed on, a crashed child is replaced."""
+
+    def spawn(i: int) -> ServiceProcess:
+        named = [*options, "--name", f"{name}-{i}"] if name else options
+        return ServiceProcess("worker", ctx.obj["redis_url"], named,
+                              prefix=ctx.obj["prefix"]).start()
+
+    children = [spawn(i) for i in range(concurrency)]
+    stopping = threading.Event()
+    _on_sigterm(stopping.set)
+    while not stopping.wait(0.5):
+        for i, child in enumerate(children):
+            if not child.alive():
+                click.echo(f"worker process {child.pid} exited; starting a replacement",
+                           err=True)
+                children[i] = spawn(i)
+    for child in children:
+        child.signal_group(signal.SIGTERM)
+    for child in children:
+        child.stop()
+
+
+@cli.command()
+@click.option("--checkpoint-dir", envvar="GRAFLOW_DIST_CHECKPOINT_DIR",
+              default=DEFAULT_CHECKPOINT_DIR, show_default=True,
+              help="Directory (or redis:// store) for checkpoints without absolute paths.")
+@click.option("--leader-lease-s", type=float, default=DEFAULT_LEADER_LEASE_S,
+              show_default=True, help="A standby takes over this long after the leader died.")
+@click.option("--run-ttl-s", type=int, default=DEFAULT_RUN_TTL_S, show_default=True,
+              help="How long a finished run's data stays in Redis.")
+@click.option("--checkpoint-every-steps", type=int, default=0,
+              help="Automatic checkpoint of every run each N steps (0: off).")
+@click.option("--checkpoint-every-s", type=float, default=0.0,
+              help="Automatic checkpoint of every run each T seconds (0: off).")
+@click.option("--metrics-port", type=int, envvar="GRAFLOW_DIST_METRICS_PORT", default=0)
+@click.pass_context
+def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
+                run_ttl_s: int, checkpoint_every_steps: int, checkpoint_every_s: float,
+                metrics_port: int) -> None:
+    """Run a coordinator (run two: one leads, the other stands by)."""
+    client = connect(ctx.obj["redis_url"])
+    check_connection(client, ctx.obj["redis_url"])
+    metrics = Metrics()
+    coord = Coordinator(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]),
+                        checkpoint_dir=checkpoint_dir, leader_lease_s=leader_lease_s,
+                        run_ttl_s=run_ttl_s, checkpoint_every_steps=checkpoint_every_steps,
+                        checkpoint_every_s=checkpoint_every_s, metrics=metrics)
+    if metrics_port:
+        serve_health(metrics_port, metrics, lambda: True)
+    stop = threading.Event()
+    _on_sigterm(stop.set)
+    coord.run(stop)
+
+
+@cli.command()
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--demo", is_flag=True, help="Run the demo workflow, show it, then stop.")
+@click.option("--demo-chaos", is_flag=True,
+              help="The demo, with a worker killed (SIGKILL) in the middle of the run.")
+@click.option("--data-dir", default=None, help="Keep Redis data and logs here.")
+@click.option("--lease-s", type=float, default=None, help="Worker lease (default 10, "
+                                                          "3 with --demo-chaos).")
+@click.pass_context
+def up(ctx: click.Context, workers: int, demo: bool, demo_chaos: bool,
+       data_dir: str | None, lease_s: float | None) -> None:
+    """A local cluster: embedded redis-server, a coordinator and N workers."""
+    from graflow_dist.cli.local_cluster import run_up
+
+    run_up(ctx.obj["redis_url"], workers, demo or demo_chaos, demo_chaos, data_dir,
+           lease_s if lease_s is not None else (3.0 if demo_chaos else None))

@@ -1,0 +1,76 @@
+"""Child processes of graflow-dist services (workers, coordinators), each in its own
+process group so a test or demo can kill a whole "node" by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+DEFAULT_STOP_TIMEOUT_S = 35.0
+
+
+def service_command(kind: str, redis_url: str | None, *options: str,
+                    prefix: str | None = None) -> list[str]:
+    """The command line of a service; without ``redis_url`` it reads the environment."""
+    global_opts = ["--redis-url", redis_url] if redis_url else []
+    if prefix:
+        global_opts += ["--prefix", prefix]
+    return [sys.executable, "-m", "graflow_dist.cli.main", *global_opts, kind, *options]
+
+
+class ServiceProcess:
+    """A running ``graflow-dist worker`` or ``coordinator`` child process."""
+
+    def __init__(self, kind: str, redis_url: str | None, options: list[str] | None = None,
+                 env: dict[str, str] | None = None, log_path: Path | None = None,
+                 cwd: str | None = None, prefix: str | None = None) -> None:
+        self.kind = kind
+        self.command = service_command(kind, redis_url, *(options or []), prefix=prefix)
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(self.command, env=self.env, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=self.cwd)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the process group (the whole simulated node)."""
+        if self.alive():
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.signal_group(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.signal_group(signal.SIGCONT)
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
