@@ -22,6 +22,7 @@ from graflow_dist.checkpoint.format import (
 from graflow_dist.checkpoint.stores import CheckpointStore, FileCheckpointStore, split_base
 from graflow_dist.errors import CheckpointError, GraflowError
 from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.wire.connection import strip_credentials
 from graflow_dist.wire.signing import dumps_signed, loads_signed
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def write_checkpoint(
     )
     files = {PKL: payload.encode(), STATE: dump_json(state), META: dump_json(meta.to_dict())}
     (store or store_for(base)).write(base, files)
+    if base.startswith(("redis://", "rediss://")):
+        base = strip_credentials(base)  # the path is stored and shown: no password in it
     meta.path = base + PKL
     return base + PKL, meta
 

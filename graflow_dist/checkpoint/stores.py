@@ -24,7 +24,7 @@ class CheckpointStore(Protocol):
 
     def read(self, base: str, suffix: str) -> bytes: ...
 
-    def list_bases(self, session_id: str | None = None) -> list[str]: ...
+    def list_bases(self) -> list[str]: ...
 
 
 def split_base(path: str) -> str:
@@ -66,11 +66,11 @@ class FileCheckpointStore:
         except OSError as exc:
             raise CheckpointError(path, f"cannot read ({exc.strerror or exc})") from None
 
-    def list_bases(self, session_id: str | None = None) -> list[str]:
-        root = self.root / session_id if session_id else self.root
-        if not root.exists():
+    def list_bases(self) -> list[str]:
+        """Every committed checkpoint below the root."""
+        if not self.root.exists():
             return []
-        return sorted(str(p)[: -len(META)] for p in root.rglob(f"*{META}"))
+        return sorted(str(p)[: -len(META)] for p in self.root.rglob(f"*{META}"))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -68,7 +68,9 @@ class RunInfo:
         )
 
 
-def shape_commands(keys: RunKeys, shape: GraphShape, nodes: list[str] | None = None) -> list[Command]:
+def shape_commands(
+    keys: RunKeys, shape: GraphShape, nodes: list[str] | None = None
+) -> list[Command]:
     chosen = shape.nodes if nodes is None else {n: shape.nodes[n] for n in nodes}
     if not chosen:
         return []

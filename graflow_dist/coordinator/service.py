@@ -86,7 +86,9 @@ class Coordinator:
     ) -> None:
         self.client = client
         self.keyspace = keyspace or Keyspace.from_env()
-        self.id = coordinator_id or f"coord-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.id = coordinator_id or (
+            f"coord-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
         self.checkpoint_dir = checkpoint_dir
         self.leader_lease_s = leader_lease_s
         self.reap_interval_s = reap_interval_s
@@ -395,7 +397,8 @@ class Coordinator:
                 continue
             last_steps, last_at = self._auto_ckpt.setdefault(sid, (0, now))
             steps = run.scheduler.steps
-            due_steps = self.checkpoint_every_steps and steps - last_steps >= self.checkpoint_every_steps
+            every = self.checkpoint_every_steps
+            due_steps = every and steps - last_steps >= every
             due_time = self.checkpoint_every_s and now - last_at >= self.checkpoint_every_s
             if (due_steps or due_time) and not run.checkpoints:
                 run.checkpoints.append(PendingCheckpoint(

@@ -74,17 +74,19 @@ class CheckpointManager:
         directory: str | os.PathLike[str] = DEFAULT_CHECKPOINT_DIR,
         session_id: str | None = None,
     ) -> list[CheckpointMetadata]:
-        """Committed checkpoints under ``directory`` (optionally one session's),
-        oldest first. Uncommitted or unreadable ones are skipped."""
+        """Committed checkpoints under ``directory`` (optionally only those of
+        ``session_id``, wherever they lie below it), oldest first. Uncommitted or
+        unreadable ones are skipped."""
         root = os.fspath(directory)
         is_redis = root.startswith(("redis://", "rediss://"))
         store = store_for(root) if is_redis else FileCheckpointStore(root)
-        bases = store.list_bases(session_id)
         found = []
-        for base in bases:
+        for base in store.list_bases():
             try:
                 meta = parse_meta(store.read(base, META), base + META)
             except CheckpointError:
+                continue
+            if session_id is not None and meta.session_id != session_id:
                 continue
             meta.path = base + PKL
             found.append(meta)

@@ -46,6 +46,15 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def strip_credentials(url: str) -> str:
+    """``url`` without user and password (for paths that get stored or shown)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def connect(url: str | None = None, *, retries: int = 3) -> redis.Redis:
     """A client for ``url`` (default ``GRAFLOW_DIST_REDIS_URL``); not yet connected.
 
