@@ -32,6 +32,7 @@ from graflow_dist.errors import (
     UnknownSessionError,
     error_from_name,
 )
+from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
 from graflow_dist.wire.connection import check_connection, connect
 from graflow_dist.wire.keyspace import Keyspace
@@ -136,6 +137,10 @@ class Client:
         total = sum(1 for node in shape.nodes.values() if not node.is_group)
         values = {k: encode_value(v) for k, v in ctx.channel.items()} \
             if not isinstance(ctx.channel, RedisChannel) else {}
+        if not isinstance(ctx.channel, RedisChannel):
+            # The run's channel becomes exactly the context's (an earlier incarnation of
+            # this session, e.g. another resume, may have left keys behind).
+            RedisChannel(session_id, self.redis, self.keyspace.prefix).clear()
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self.keyspace.blob(graph_hash), blob, ex=DEFAULT_BLOB_TTL_S)
         pipe.delete(*keys.frontier_keys())
@@ -161,6 +166,16 @@ class Client:
         ctx, _meta = CheckpointManager.resume_from_checkpoint(checkpoint_path)
         return self._submit_context(ctx, str(ctx.config.get("workflow", "")),
                                     DEFAULT_CRASH_LIMIT)
+
+    def execute(self, context: ExecutionContext, timeout: float | None = None) -> Any:
+        """Run ``context`` on the cluster the way ``WorkflowEngine().execute`` runs it
+        in process: wait, bring the outcome back into ``context`` (frontier, channel,
+        last checkpoint, status), return the last result or raise the run's error."""
+        run = self.submit(context)
+        try:
+            return run.wait(timeout)
+        finally:
+            run.sync_into(context)
 
     def attach(self, session_id: str) -> WorkflowRun:
         """A handle on a run submitted elsewhere (e.g. by a process that since died)."""
@@ -268,9 +283,36 @@ class WorkflowRun:
         ctx.last_checkpoint_path = info.extra.get("last_checkpoint") or None
         return ctx
 
+    def sync_into(self, context: ExecutionContext) -> None:
+        """Make ``context`` reflect the run: its frontier, its Redis channel, its last
+        checkpoint and status (so code written for in-process runs keeps working)."""
+        remote = self.context()
+        context.frontier = remote.frontier
+        context.channel = remote.channel
+        context.last_checkpoint_path = remote.last_checkpoint_path
+        status = self.status()
+        context.status = next((s for s in RunStatus if s.value == status), RunStatus.RUNNING)
+
     def __repr__(self) -> str:
         return f"WorkflowRun({self.session_id!r})"
 
 
 def new_session_id() -> str:
     return uuid.uuid4().hex
+
+
+CLUSTER_ENV = "GRAFLOW_DIST_CLUSTER"
+
+
+def run_context(context: ExecutionContext, cluster: str | None = None,
+                timeout: float | None = None) -> Any:
+    """Run ``context`` to its end: on the cluster named by ``cluster`` or
+    ``GRAFLOW_DIST_CLUSTER`` (a Redis URL, or ``1`` for ``GRAFLOW_DIST_REDIS_URL``),
+    else in this process. Same result, same errors, same context afterwards."""
+    target = cluster or os.environ.get(CLUSTER_ENV)
+    if not target:
+        from graflow_dist.core.engine import WorkflowEngine
+
+        return WorkflowEngine().execute(context)
+    with Client(None if target == "1" else target) as client:
+        return client.execute(context, timeout)

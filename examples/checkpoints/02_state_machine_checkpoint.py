@@ -25,13 +25,12 @@ import uuid
 from itertools import pairwise
 from pathlib import Path
 
+from graflow_dist.client import run_context
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext, TaskExecutionContext
 from graflow_dist.core.decorators import task
-from graflow_dist.core.engine import WorkflowEngine
 from graflow_dist.core.workflow import WorkflowContext, workflow
 
-CLUSTER_ENV = "GRAFLOW_DIST_CLUSTER"
 STATES = ["NEW", "VALIDATED", "PAID", "SHIPPED"]
 TRANSITIONS = dict(pairwise(STATES))  # NEW -> VALIDATED, VALIDATED -> PAID, ...
 
@@ -81,10 +80,9 @@ def build_workflow(checkpoint_dir: str) -> WorkflowContext:
 
 
 def run(ctx: ExecutionContext) -> ExecutionContext:
-    """Run (or continue) ``ctx`` to its end; the one place that decides where."""
-    if os.environ.get(CLUSTER_ENV):
-        print(f"cluster mode not available yet ({CLUSTER_ENV} is set); running in-process")
-    WorkflowEngine().execute(ctx)
+    """Run (or continue) ``ctx`` to its end: in process, or on the cluster named by
+    ``GRAFLOW_DIST_CLUSTER`` (a Redis URL) when it is set."""
+    run_context(ctx)
     return ctx
 
 

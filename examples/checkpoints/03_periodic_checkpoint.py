@@ -22,14 +22,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from graflow_dist.client import run_context
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext, TaskExecutionContext
 from graflow_dist.core.decorators import task
-from graflow_dist.core.engine import WorkflowEngine
 from graflow_dist.core.workflow import WorkflowContext, workflow
 from graflow_dist.errors import WorkflowError
 
-CLUSTER_ENV = "GRAFLOW_DIST_CLUSTER"
 EPOCHS = 10
 CHECKPOINT_EVERY = 3
 CRASH_AT_EPOCH = 7
@@ -82,10 +81,9 @@ def build_workflow(checkpoint_dir: str, crash_at_epoch: int | None) -> WorkflowC
 
 
 def run(ctx: ExecutionContext) -> ExecutionContext:
-    """Run (or continue) ``ctx`` to its end; the one place that decides where."""
-    if os.environ.get(CLUSTER_ENV):
-        print(f"cluster mode not available yet ({CLUSTER_ENV} is set); running in-process")
-    WorkflowEngine().execute(ctx)
+    """Run (or continue) ``ctx`` to its end: in process, or on the cluster named by
+    ``GRAFLOW_DIST_CLUSTER`` (a Redis URL) when it is set."""
+    run_context(ctx)
     return ctx
 
 

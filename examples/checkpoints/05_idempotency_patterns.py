@@ -44,14 +44,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from graflow_dist.client import run_context
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext, TaskExecutionContext
 from graflow_dist.core.decorators import task
-from graflow_dist.core.engine import WorkflowEngine
 from graflow_dist.core.workflow import WorkflowContext, workflow
 from graflow_dist.errors import WorkflowError
 
-CLUSTER_ENV = "GRAFLOW_DIST_CLUSTER"
 ORDERS = [
     {"id": "A-1", "amount": 10.0},
     {"id": "A-2", "amount": 20.0},
@@ -118,10 +117,9 @@ class FakePaymentAPI:
 
 
 def run(ctx: ExecutionContext) -> ExecutionContext:
-    """Run (or continue) ``ctx`` to its end; the one place that decides where."""
-    if os.environ.get(CLUSTER_ENV):
-        print(f"cluster mode not available yet ({CLUSTER_ENV} is set); running in-process")
-    WorkflowEngine().execute(ctx)
+    """Run (or continue) ``ctx`` to its end: in process, or on the cluster named by
+    ``GRAFLOW_DIST_CLUSTER`` (a Redis URL) when it is set."""
+    run_context(ctx)
     return ctx
 
 

@@ -22,7 +22,8 @@ _SCAN_COUNT = 500
 
 
 def _wrong_type(exc: Exception) -> bool:
-    return isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE")
+    # Inside a transaction redis-py prefixes the server's message ("Command # 1 ...").
+    return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
 
 
 class RedisChannel(Channel):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from graflow_dist.embedded.cluster import LocalCluster
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "checkpoints"
 TIMEOUT_S = 120
 SEED_ENV = "GRAFLOW_EXAMPLE_SEED"
@@ -155,7 +157,10 @@ def test_idempotency_patterns(tmp_path: Path) -> None:
         "05_idempotency_patterns.py",
     ],
 )
-def test_cluster_env_falls_back_to_in_process(tmp_path: Path, name: str) -> None:
-    out = run_example(name, tmp_path, env={"GRAFLOW_DIST_CLUSTER": "1"}).stdout
-    assert "cluster mode not available yet" in out
+def test_examples_run_on_a_cluster(tmp_path: Path, name: str, cluster: LocalCluster) -> None:
+    """GRAFLOW_DIST_CLUSTER sends every run (and every resume) to the cluster."""
+    env = {"GRAFLOW_DIST_CLUSTER": cluster.url,
+           "GRAFLOW_DIST_SECRET": os.environ["GRAFLOW_DIST_SECRET"]}
+    out = run_example(name, tmp_path, env=env).stdout
     assert "OK" in out
+    assert "Traceback" not in out
