@@ -1,0 +1,110 @@
+"""RedisChannel against a real redis-server: the channel protocol, exactly."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+
+from graflow_dist.channels.redis import RedisChannel, read_raw_channel, write_raw_channel
+from graflow_dist.wire.keyspace import Keyspace
+
+
+@pytest.fixture
+def channel(redis_client: redis.Redis) -> RedisChannel:
+    return RedisChannel("session-1", redis_client, prefix="gftest")
+
+
+def test_get_set_delete_exists_keys(channel: RedisChannel) -> None:
+    assert channel.get("missing", "default") == "default"
+    channel.set("a", {"x": (1, 2)})
+    channel.set("b", 2)
+    assert channel.get("a") == {"x": (1, 2)}
+    assert channel.exists("a") and "b" in channel
+    assert channel.keys() == ["a", "b"]
+    assert channel.delete("a") is True and channel.delete("a") is False
+    assert channel.get_many(["a", "b", "c"]) == {"b": 2}
+
+
+def test_ttl_expires_a_value(channel: RedisChannel) -> None:
+    channel.set("short", "v", ttl=1)
+    assert channel.get("short") == "v"
+    deadline = time.monotonic() + 5
+    while channel.exists("short") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert channel.get("short") is None
+
+
+def test_sessions_and_prefixes_are_isolated(redis_client: redis.Redis) -> None:
+    one = RedisChannel("s1", redis_client, prefix="gftest")
+    two = RedisChannel("s2", redis_client, prefix="gftest")
+    other = RedisChannel("s1", redis_client, prefix="otherdeploy")
+    one.set("k", 1)
+    assert two.get("k") is None and other.get("k") is None
+    two.clear()
+    assert one.get("k") == 1
+
+
+def test_append_prepend_and_lists_set_directly(channel: RedisChannel) -> None:
+    assert channel.append("log", "b") == 1
+    assert channel.prepend("log", "a") == 2
+    assert channel.get("log") == ["a", "b"]
+    channel.set("ids", [1, 2])  # a list value, later appended to
+    assert channel.append("ids", 3) == 3
+    assert channel.get("ids") == [1, 2, 3]
+    assert channel.get_many(["ids"]) == {"ids": [1, 2, 3]}
+    channel.set("scalar", 5)
+    with pytest.raises(TypeError, match="not a list"):
+        channel.append("scalar", 1)
+
+
+def test_atomic_add_is_atomic_across_threads(channel: RedisChannel,
+                                             redis_client: redis.Redis) -> None:
+    def add() -> None:
+        mine = RedisChannel("session-1", redis.Redis(
+            connection_pool=redis_client.connection_pool), prefix="gftest")
+        for _ in range(50):
+            mine.atomic_add("counter", 1)
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert channel.get("counter") == 200
+    assert channel.atomic_add("counter", 0.5) == 200.5
+    channel.set("text", "x")
+    with pytest.raises(TypeError, match="atomic_add needs a number"):
+        channel.atomic_add("text")
+
+
+def test_lock_excludes_and_times_out(channel: RedisChannel) -> None:
+    with channel.lock("res", timeout=1):
+        with pytest.raises(TimeoutError, match="res"):
+            with channel.lock("res", timeout=0.2):
+                pass
+    with channel.lock("res", timeout=1):
+        pass
+    assert "res" not in channel.keys()  # locks live outside the channel's namespace
+
+
+def test_raw_values_copy_a_channel_without_decoding(channel: RedisChannel,
+                                                    redis_client: redis.Redis) -> None:
+    channel.set("obj", {1, 2})
+    channel.append("lst", (1, "x"))
+    raw = read_raw_channel(redis_client, Keyspace("gftest").run("session-1"))
+    pipe = redis_client.pipeline()
+    write_raw_channel(pipe, Keyspace("gftest").run("copy"), raw)
+    pipe.execute()
+    copy = RedisChannel("copy", redis_client, prefix="gftest")
+    assert copy.get("obj") == {1, 2}
+    assert copy.get("lst") == [(1, "x")]
+
+
+def test_redis_channel_refuses_to_be_pickled(channel: RedisChannel) -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(channel)
