@@ -7,17 +7,26 @@ import sys
 import threading
 import time
 
+import redis
 from rich.console import Console
 
 from graflow_dist.cli.progress import watch
 from graflow_dist.client import Client
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import GraflowError
+from graflow_dist.wire.connection import check_connection, connect
 
 
 def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
            data_dir: str | None, lease_s: float | None) -> None:
     console = Console(stderr=True)
+    out = Console(soft_wrap=True)  # stdout: the URL to submit to, for scripts too
+    if redis_url is not None:  # one clear line for a bad URL, not a child's traceback
+        probe = connect(redis_url)
+        try:
+            check_connection(probe, redis_url)
+        finally:
+            probe.close()
     worker_options = []
     if lease_s is not None:
         worker_options = ["--lease-s", str(lease_s), "--heartbeat-s", str(min(1.0, lease_s / 3))]
@@ -27,11 +36,15 @@ def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     console.print(f"starting a local cluster: redis, 1 coordinator, {workers} workers ...")
-    cluster.start()
+    try:
+        cluster.start()
+    except (RuntimeError, redis.RedisError) as exc:  # a service did not come up
+        cluster.stop()  # nothing that did start is left behind
+        raise GraflowError(f"the local cluster did not start: {exc}") from None
     ok = True
     try:
-        console.print(f"[bold]ready[/]  redis: {cluster.url}")
-        console.print(f"  export GRAFLOW_DIST_REDIS_URL={cluster.url}")
+        out.print(f"[bold]ready[/]  redis: {cluster.url}")
+        out.print(f"  export GRAFLOW_DIST_REDIS_URL={cluster.url}")
         console.print(f"  logs: {cluster.data_dir}")
         if demo:
             ok = _run_demo(cluster, console, chaos)

@@ -52,15 +52,18 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
            lease_s: float, heartbeat_s: float, grace_period_s: float,
            metrics_port: int) -> None:
     """Run a worker: claim task batches from the queue and execute them."""
+    client = connect(ctx.obj["redis_url"])
+    # Checked before starting a pool too: children that cannot connect would be
+    # replaced forever instead of reporting the error.
+    check_connection(client, ctx.obj["redis_url"])
     if concurrency > 1:
+        client.close()
         options = ["--lease-s", str(lease_s), "--heartbeat-s", str(heartbeat_s),
                    "--grace-period-s", str(grace_period_s)]
         if queue:
             options += ["--queue", queue]
         _worker_pool(ctx, concurrency, options, name)
         return
-    client = connect(ctx.obj["redis_url"])
-    check_connection(client, ctx.obj["redis_url"])
     metrics = Metrics()
     w = Worker(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]), queue=queue, name=name,
                lease_s=lease_s, heartbeat_s=heartbeat_s, grace_period_s=grace_period_s,

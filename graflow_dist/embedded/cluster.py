@@ -72,7 +72,8 @@ class LocalCluster:
         return worker
 
     def wait_ready(self, timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> None:
-        """Until the coordinator holds the lease and every worker has registered."""
+        """Until the coordinator holds the lease and every running worker has
+        registered; services stopped or killed on purpose are not waited for."""
         client = redis.Redis.from_url(self.url)
         keyspace = Keyspace.from_env()
         deadline = time.monotonic() + timeout_s
@@ -83,7 +84,8 @@ class LocalCluster:
                         and client.zcard(keyspace.workers) >= len(live)):
                     return
                 for service in [self.coordinator, *self.workers]:
-                    if service is not None and not service.alive():
+                    if service is not None and not (service.alive()
+                                                    or service.stop_requested):
                         raise RuntimeError(f"{service.kind} exited early; see {service.log_path}")
                 time.sleep(0.05)
             raise RuntimeError(f"cluster not ready after {timeout_s} s; logs in {self.data_dir}")

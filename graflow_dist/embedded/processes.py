@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from graflow_dist.wire.connection import REDIS_URL_ENV
+
 DEFAULT_STOP_TIMEOUT_S = 35.0
 
 
@@ -28,11 +30,14 @@ class ServiceProcess:
                  env: dict[str, str] | None = None, log_path: Path | None = None,
                  cwd: str | None = None, prefix: str | None = None) -> None:
         self.kind = kind
-        self.command = service_command(kind, redis_url, *(options or []), prefix=prefix)
+        self.command = service_command(kind, None, *(options or []), prefix=prefix)
         self.env = {**os.environ, **(env or {})}
+        if redis_url:  # in the environment, not argv: `ps` must not show a password
+            self.env[REDIS_URL_ENV] = redis_url
         self.log_path = log_path
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stop_requested = False  # stopped or killed on purpose, not crashed
 
     def start(self) -> ServiceProcess:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -58,6 +63,7 @@ class ServiceProcess:
                 pass
 
     def kill(self) -> None:
+        self.stop_requested = True
         self.signal_group(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(timeout=10)
@@ -66,6 +72,7 @@ class ServiceProcess:
         """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
         if self.proc is None:
             return None
+        self.stop_requested = True
         if self.alive():
             self.signal_group(signal.SIGCONT)
             self.signal_group(signal.SIGTERM)

@@ -1,0 +1,137 @@
+"""Bad input on the command line: one clear line on stderr, exit code 1, never a
+traceback, never a password."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from graflow_dist.embedded import RedisServer, free_port
+
+CLI = Callable[..., subprocess.CompletedProcess[str]]
+PASSWORD = "correct-horse-battery"
+WRONG_PASSWORD = "wrong-staple-guess"
+
+WORKFLOW = """
+from graflow_dist import task, workflow
+
+with workflow("tiny") as wf:
+
+    @task
+    def only():
+        return 1
+"""
+
+# Every command that talks to Redis.
+REDIS_COMMANDS = [
+    pytest.param(["runs"], id="runs"),
+    pytest.param(["status", "some-session"], id="status"),
+    pytest.param(["watch", "some-session"], id="watch"),
+    pytest.param(["cancel", "some-session"], id="cancel"),
+    pytest.param(["submit", "wf.py:wf"], id="submit"),
+    pytest.param(["worker"], id="worker"),
+    pytest.param(["worker", "--concurrency", "2"], id="worker-pool"),
+    pytest.param(["coordinator"], id="coordinator"),
+    pytest.param(["up", "--workers", "1"], id="up"),
+]
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error: ...`` line a failed command must print."""
+    assert proc.returncode == 1, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "wf.py").write_text(WORKFLOW)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def protected_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(password=PASSWORD, dir=tmp_path_factory.mktemp("auth-redis")) as server:
+        yield server
+
+
+@pytest.mark.parametrize("command", ["status", "watch", "cancel"])
+def test_unknown_session(redis_url: str, graflow_dist: CLI, command: str) -> None:
+    proc = graflow_dist("--redis-url", redis_url, command, "no-such-session")
+    line = one_line_error(proc)
+    assert line.startswith("error: unknown session 'no-such-session'")
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("args", REDIS_COMMANDS)
+def test_nothing_listening_at_the_redis_url(
+    workdir: Path, graflow_dist: CLI, args: list[str]
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    line = one_line_error(graflow_dist("--redis-url", url, *args, cwd=workdir, timeout_s=30))
+    assert line.startswith(f"error: cannot reach Redis at {url}")
+
+
+def test_the_redis_url_environment_variable_is_used(
+    workdir: Path, graflow_dist: CLI, env_with: Callable[..., dict[str, str]]
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    proc = graflow_dist("runs", cwd=workdir, env=env_with(GRAFLOW_DIST_REDIS_URL=url))
+    assert one_line_error(proc).startswith(f"error: cannot reach Redis at {url}")
+
+
+@pytest.mark.parametrize("args", REDIS_COMMANDS)
+def test_a_wrong_redis_password(
+    protected_redis: RedisServer, workdir: Path, graflow_dist: CLI, args: list[str]
+) -> None:
+    url = f"redis://:{WRONG_PASSWORD}@127.0.0.1:{protected_redis.port}/0"
+    proc = graflow_dist("--redis-url", url, *args, cwd=workdir, timeout_s=30)
+    line = one_line_error(proc)
+    assert f"127.0.0.1:{protected_redis.port}" in line
+    assert "refused the credentials" in line
+    assert WRONG_PASSWORD not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("args", [["runs"], ["worker"]], ids=["runs", "worker"])
+def test_a_missing_redis_password(
+    protected_redis: RedisServer, workdir: Path, graflow_dist: CLI, args: list[str]
+) -> None:
+    url = f"redis://127.0.0.1:{protected_redis.port}/0"
+    line = one_line_error(graflow_dist("--redis-url", url, *args, cwd=workdir))
+    assert "password" in line
+
+
+def test_the_right_password_works(protected_redis: RedisServer, graflow_dist: CLI) -> None:
+    proc = graflow_dist("--redis-url", protected_redis.url, "runs")
+    assert (proc.returncode, proc.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379/0", "redis://127.0.0.1:port/0"])
+def test_a_malformed_redis_url(workdir: Path, graflow_dist: CLI, url: str) -> None:
+    line = one_line_error(graflow_dist("--redis-url", url, "runs", cwd=workdir))
+    assert line.startswith(f"error: malformed Redis URL {url}")
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("missing.py:wf", "no such workflow file: missing.py"),
+    ("wf.py:nothing", "has no attribute 'nothing'"),
+    ("wf.py", "expected MODULE:ATTR"),
+    ("wf.py:__name__", "is a str; expected a workflow(...)"),
+])
+def test_a_bad_workflow_reference(
+    redis_url: str, workdir: Path, graflow_dist: CLI, target: str, message: str
+) -> None:
+    line = one_line_error(graflow_dist("--redis-url", redis_url, "submit", target,
+                                       cwd=workdir))
+    assert message in line
+
+
+def test_resume_of_a_missing_checkpoint(redis_url: str, tmp_path: Path, graflow_dist: CLI) -> None:
+    missing = tmp_path / "nowhere" / "ckpt.pkl"
+    line = one_line_error(graflow_dist("--redis-url", redis_url, "resume", str(missing)))
+    assert line.startswith(f"error: checkpoint {tmp_path / 'nowhere' / 'ckpt'}")
