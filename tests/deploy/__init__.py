@@ -1,0 +1,1 @@
+"""Offline checks of compose.yaml, workers/ and deploy/."""
