@@ -62,7 +62,7 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
                    "--grace-period-s", str(grace_period_s)]
         if queue:
             options += ["--queue", queue]
-        _worker_pool(ctx, concurrency, options, name)
+        _worker_pool(ctx, concurrency, options, name, metrics_port)
         return
     metrics = Metrics()
     w = Worker(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]), queue=queue, name=name,
@@ -75,15 +75,24 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
 
 
 def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
-                 name: str | None) -> None:
-    """N single worker processes; SIGTERM is passed on, a crashed child is replaced."""
+                 name: str | None, metrics_port: int) -> None:
+    """N single worker processes; SIGTERM is passed on, a crashed child is replaced.
+
+    With a metrics port P the pool serves /livez and /readyz (all children alive) on P
+    and child i serves its own /metrics on P + 1 + i.
+    """
 
     def spawn(i: int) -> ServiceProcess:
-        named = [*options, "--name", f"{name}-{i}"] if name else options
-        return ServiceProcess("worker", ctx.obj["redis_url"], named,
+        child_opts = [*options, "--metrics-port", str(metrics_port + 1 + i if metrics_port
+                                                      else 0)]
+        if name:
+            child_opts += ["--name", f"{name}-{i}"]
+        return ServiceProcess("worker", ctx.obj["redis_url"], child_opts,
                               prefix=ctx.obj["prefix"]).start()
 
     children = [spawn(i) for i in range(concurrency)]
+    if metrics_port:
+        serve_health(metrics_port, Metrics(), lambda: all(c.alive() for c in children))
     stopping = threading.Event()
     _on_sigterm(stopping.set)
     while not stopping.wait(0.5):

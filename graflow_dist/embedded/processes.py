@@ -40,7 +40,8 @@ class ServiceProcess:
         self.stop_requested = False  # stopped or killed on purpose, not crashed
 
     def start(self) -> ServiceProcess:
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        # Without a log file the child shares our stdout/stderr (e.g. a worker pool).
+        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
         self.proc = subprocess.Popen(self.command, env=self.env, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      cwd=self.cwd)
