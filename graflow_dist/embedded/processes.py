@@ -42,9 +42,9 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         # Without a log file the child shares our stdout/stderr (e.g. a worker pool).
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
-        self.proc = subprocess.Popen(self.command, env=self.env, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     cwd=self.cwd)
+        err = subprocess.STDOUT if self.log_path else None
+        self.proc = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=err,
+                                     start_new_session=True, cwd=self.cwd)
         return self
 
     @property

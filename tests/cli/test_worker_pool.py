@@ -37,7 +37,7 @@ def test_worker_pool_serves_health_and_stops_on_sigterm(redis_url: str) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0
-    assert err.count('"event": "worker started"') == 2
+    assert proc.returncode == 0, err
+    assert err.count('"event": "worker started"') == 2, err
     assert err.count('"event": "worker stopped"') == 2
     assert "Traceback" not in err
