@@ -125,7 +125,8 @@ def journal_commands(keys: RunKeys, scheduler: Scheduler, journal: Journal) -> l
     cmds += shape_commands(keys, scheduler.shape, journal.new_nodes)
     cmds.append(["HSET", keys.meta, "steps", scheduler.steps,
                  "dispatch_seq", scheduler.dispatch_seq,
-                 "done", len(scheduler.completed),
+                 "done", len(scheduler.completed) - sum(
+                     1 for g in scheduler.groups if g in scheduler.completed),
                  "pending", len(scheduler.inflight) + len(scheduler.delayed),
                  "updated_at", repr(time.time())])
     return cmds
@@ -178,3 +179,27 @@ def load_run(client: redis.Redis, keyspace: Keyspace, session_id: str
 
 def pending_spec(raw: bytes, what: str) -> TaskSpec:
     return spec_from_wire(unpackb(raw, what), what)
+
+
+# Lua's unpack() takes at most ~8,000 values; commit commands stay far below that.
+MAX_COMMAND_ARGS = 1000
+# (leading arguments kept in every piece, arguments per item) of variadic commands.
+_VARIADIC = {"HSET": (2, 2), "HDEL": (2, 1), "SADD": (2, 1), "SREM": (2, 1), "DEL": (1, 1),
+             "RPUSH": (2, 1), "ZADD": (2, 2)}
+
+
+def chunked(commands: list[Command], limit: int = MAX_COMMAND_ARGS) -> list[Command]:
+    """Split long variadic commands into pieces of at most ``limit`` arguments."""
+    out: list[Command] = []
+    for cmd in commands:
+        shape = _VARIADIC.get(str(cmd[0]))
+        if shape is None or len(cmd) <= limit:
+            out.append(cmd)
+            continue
+        head, step = shape
+        if cmd[0] == "ZADD" and len(cmd) > 2 and cmd[2] in ("NX", "XX"):
+            head += 1
+        per_piece = max(step, (limit - head) // step * step)
+        for start in range(head, len(cmd), per_piece):
+            out.append(cmd[:head] + cmd[start:start + per_piece])
+    return out

@@ -101,3 +101,20 @@ def test_a_replaced_frontier_loads_back(redis_client: redis.Redis) -> None:
 def test_loading_an_unknown_run_is_a_clear_error(redis_client: redis.Redis) -> None:
     with pytest.raises(UnknownSessionError, match="nope"):
         load_run(redis_client, KEYSPACE, "nope")
+
+
+def test_long_commands_are_split_below_the_script_argument_limit() -> None:
+    from graflow_dist.coordinator.frontier_store import chunked
+
+    fields = [x for i in range(5000) for x in (f"f{i}", i)]
+    pieces = chunked([["HSET", "k", *fields], ["ZADD", "z", "NX", *fields[:3000]],
+                      ["DEL", *[f"k{i}" for i in range(2500)]], ["SET", "a", "b"]])
+    assert all(len(p) <= 1000 for p in pieces)
+    hset = [p for p in pieces if p[0] == "HSET"]
+    assert all(p[1] == "k" and len(p) % 2 == 0 for p in hset)
+    assert [x for p in hset for x in p[2:]] == fields
+    zadd = [p for p in pieces if p[0] == "ZADD"]
+    assert all(p[:3] == ["ZADD", "z", "NX"] for p in zadd)
+    assert [x for p in zadd for x in p[3:]] == fields[:3000]
+    assert sum(len(p) - 1 for p in pieces if p[0] == "DEL") == 2500
+    assert ["SET", "a", "b"] in pieces

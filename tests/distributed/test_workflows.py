@@ -34,6 +34,34 @@ from graflow_dist.wire.keyspace import Keyspace
 RUN_TIMEOUT_S = 60
 
 
+def test_fan_out_of_5000_tasks_commits_in_pieces(client: Client) -> None:
+    """One commit of 5,000 dispatches exceeds Lua's unpack() limit unless split."""
+    n = 5000
+    with workflow("fan-out-5000") as wf:
+
+        @task
+        def source() -> int:
+            return 1
+
+        def leaf(i: int) -> Any:
+            @task(f"big_{i:04d}")
+            def run(source: int) -> int:
+                return source + i
+
+            return run
+
+        @task(inject_context=True)
+        def join(ctx: TaskExecutionContext) -> int:
+            return sum(ctx.get_result(f"big_{i:04d}") for i in range(n))
+
+        source >> parallel(*[leaf(i) for i in range(n)]) >> join
+
+    run = client.submit(wf)
+    assert run.wait(timeout=RUN_TIMEOUT_S) == sum(range(1, n + 1))
+    progress = run.progress()
+    assert (progress.status, progress.done, progress.total) == ("completed", n + 2, n + 2)
+
+
 def test_fan_out_of_500_tasks_joins_once_and_keeps_every_result(
     client: Client, shared_cluster: LocalCluster
 ) -> None:
