@@ -232,21 +232,25 @@ class WorkflowRun:
             failed=int(info.get("failed", 0)),
         )
 
-    def wait(self, timeout: float | None = None, poll_s: float = 0.002) -> Any:
+    def wait(self, timeout: float | None = None) -> Any:
         """Block until the run ends; return the last completed task's result, or raise
         the run's error (`TaskExecutionError`, `WorkflowCancelledError`, ...)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll_s
         while True:
             info = self.info()
             if info["status"] in FINISHED:
                 return self._outcome(info)
-            if deadline is not None and time.monotonic() >= deadline:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise RunTimeoutError(
                     f"run {self.session_id} still {info['status']} after {timeout} s "
                     f"({info.get('done', 0)}/{info.get('total', '?')} tasks done)")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            # The coordinator appends to `ended` when the run is over; XREAD does not
+            # consume, so any number of waiters wake at once. The block is bounded so a
+            # Redis restart (which may drop the entry) is noticed through `info()`.
+            block_s = 1.0 if left is None else max(0.001, min(left, 1.0))
+            self.client.redis.xread({self.keys.ended: "0-0"}, count=1,
+                                    block=int(block_s * 1000))
 
     def _outcome(self, info: dict[str, str]) -> Any:
         if info["status"] not in SUCCEEDED:

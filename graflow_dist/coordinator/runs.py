@@ -159,7 +159,8 @@ def end_commands(keyspace: Keyspace, keys: RunKeys, end: RunEnd) -> list[Command
     if end.error is not None:
         fields += ["error", str(end.error), "error_type", type(end.error).__name__,
                    "error_data", json.dumps(error_attributes(end.error), default=str)]
-    return [["HSET", keys.meta, *fields], ["SREM", keyspace.active_runs, keys.session_id]]
+    return [["HSET", keys.meta, *fields], ["SREM", keyspace.active_runs, keys.session_id],
+            ["XADD", keys.ended, "*", "status", end.status.value]]
 
 
 def error_attributes(error: BaseException) -> dict[str, Any]:

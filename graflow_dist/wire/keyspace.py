@@ -69,6 +69,10 @@ class RunKeys:
         return self._k("dynamic")
 
     @property
+    def ended(self) -> str:  # STREAM with one entry once the run is over (wakes waiters)
+        return self._k("ended")
+
+    @property
     def ledger(self) -> str:  # LIST of applied/dropped completion records (audit)
         return self._k("ledger")
 
@@ -88,7 +92,7 @@ class RunKeys:
 
     def frontier_keys(self) -> list[str]:
         return [self.meta, self.shape, self.completed, self.released, self.pending,
-                self.cycles, self.groups, self.active, self.crashes, self.dynamic]
+                self.cycles, self.groups, self.active, self.crashes, self.dynamic, self.ended]
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,10 @@ class Keyspace:
     @property
     def leader_epoch(self) -> str:
         return f"{self.prefix}:coordinator:epoch"
+
+    @property
+    def commits(self) -> str:  # number of fenced coordinator commits (lost-write check)
+        return f"{self.prefix}:coordinator:commits"
 
     @property
     def active_runs(self) -> str:  # SET of running session ids
