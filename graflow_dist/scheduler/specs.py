@@ -71,10 +71,23 @@ class NodeShape:
         return self.members is not None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.policy is not None:
-            data["policy"]["critical_tasks"] = list(self.policy.critical_tasks)
-        return data
+        # Written out by hand: dataclasses.asdict dominated submitting large graphs.
+        policy = self.policy
+        retry = self.retry
+        return {
+            "node_id": self.node_id,
+            "successors": list(self.successors),
+            "predecessors": list(self.predecessors),
+            "members": list(self.members) if self.members is not None else None,
+            "policy": None if policy is None else {
+                "kind": policy.kind, "min_success": policy.min_success,
+                "critical_tasks": list(policy.critical_tasks)},
+            "max_cycles": self.max_cycles,
+            "retry": {"max_retries": retry.max_retries,
+                      "initial_interval": retry.initial_interval,
+                      "backoff_factor": retry.backoff_factor,
+                      "max_interval": retry.max_interval, "jitter": retry.jitter},
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeShape:
