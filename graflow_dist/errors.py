@@ -180,6 +180,13 @@ class DuplicateTaskError(GraphError):
         super().__init__(f"duplicate task id {task_id!r}: a different task already has it")
 
 
+def error_attributes(error: BaseException) -> dict[str, object]:
+    """The plain-data attributes of an error (``task_id``, ``max_cycles``, ...), so
+    another process can rebuild it with `error_from_name`."""
+    return {k: v for k, v in vars(error).items()
+            if isinstance(v, str | int | float | bool | list | dict)}
+
+
 def error_from_name(
     name: str, message: str, attributes: dict[str, object] | None = None
 ) -> GraflowError:

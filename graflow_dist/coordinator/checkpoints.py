@@ -28,8 +28,10 @@ def checkpoint_run(
     frontier: FrontierSnapshot,
     request: CheckpointRequest,
     root: str,
+    channel_values: dict[str, bytes] | None = None,
 ) -> tuple[str, CheckpointMetadata]:
-    """Write the three checkpoint files of a run; relative paths are under ``root``."""
+    """Write the three checkpoint files of a run; relative paths are under ``root``.
+    ``channel_values`` is the channel as of the request (default: as it is now)."""
     keys = keyspace.run(info.session_id)
     graph_blob = client.get(keyspace.blob(info.graph_hash))
     if graph_blob is None:
@@ -40,7 +42,9 @@ def checkpoint_run(
         session_id=info.session_id,
         graph_blob=graph_blob,
         channel={"backend": "redis", "channel": "redis", "name": info.session_id,
-                 "prefix": keyspace.prefix, "values": read_raw_channel(client, keys)},
+                 "prefix": keyspace.prefix,
+                 "values": read_raw_channel(client, keys) if channel_values is None
+                 else channel_values},
         start_node=info.start_node,
         max_steps=info.max_steps,
         default_max_cycles=info.default_max_cycles,

@@ -10,7 +10,7 @@ from typing import Any
 
 from graflow_dist.channels.base import result_key
 from graflow_dist.coordinator.frontier_store import Command, RunInfo, journal_commands
-from graflow_dist.errors import GraflowError, error_from_name
+from graflow_dist.errors import GraflowError, error_attributes, error_from_name
 from graflow_dist.scheduler.events import (
     CheckpointRequest,
     Decision,
@@ -29,8 +29,12 @@ DEFAULT_MAX_BATCH = 64
 
 @dataclass
 class PendingCheckpoint:
+    """A checkpoint to write after the next commit: the frontier as of the request, and
+    the channel as of just before the commit (see ``Coordinator._snapshot_channel``)."""
+
     request: CheckpointRequest
     frontier: FrontierSnapshot
+    channel_values: dict[str, bytes] | None = None
 
 
 @dataclass
@@ -81,7 +85,8 @@ class RunState:
                 self.last_task = event.task_id
         elif event.kind == FAIL:
             self.commands.append(["HINCRBY", self.keys.meta, "failed", 1])
-            error = error_from_name(event.error_type, event.error) if event.fatal else None
+            error = (error_from_name(event.error_type, event.error, event.error_data)
+                     if event.fatal else None)
             decision = self.scheduler.fail(
                 event.token, event.error, now=now, error=error, retryable=not event.fatal
             )
@@ -161,10 +166,6 @@ def end_commands(keyspace: Keyspace, keys: RunKeys, end: RunEnd) -> list[Command
                    "error_data", json.dumps(error_attributes(end.error), default=str)]
     return [["HSET", keys.meta, *fields], ["SREM", keyspace.active_runs, keys.session_id],
             ["XADD", keys.ended, "*", "status", end.status.value]]
-
-
-def error_attributes(error: BaseException) -> dict[str, Any]:
-    return {k: v for k, v in vars(error).items() if isinstance(v, str | int | float | list | dict)}
 
 
 def status_of(end: RunEnd) -> RunStatus:

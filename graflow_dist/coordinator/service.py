@@ -21,8 +21,9 @@ import msgpack
 import redis
 import structlog
 
+from graflow_dist.channels.redis import read_raw_channel
 from graflow_dist.coordinator.checkpoints import checkpoint_run
-from graflow_dist.coordinator.frontier_store import Command, load_run
+from graflow_dist.coordinator.frontier_store import Command, chunked, load_run
 from graflow_dist.coordinator.runs import DEFAULT_MAX_BATCH, PendingCheckpoint, RunState
 from graflow_dist.errors import GraflowError, WireError
 from graflow_dist.observability.outage import OutageLog
@@ -37,6 +38,8 @@ DEFAULT_LEADER_LEASE_S = 5.0
 DEFAULT_REAP_INTERVAL_S = 0.5
 DEFAULT_RUN_TTL_S = 7 * 24 * 3600
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
+# Lease length assumed for a job that does not record its own (the worker's default).
+DEFAULT_JOB_LEASE_S = 10.0
 _MAX_BLOCK_MS = 200
 _EVENTS_PER_READ = 2000
 _WORKER_COUNT_REFRESH_S = 1.0
@@ -46,6 +49,11 @@ log = structlog.get_logger("graflow_dist.coordinator")
 
 class NotLeaderError(GraflowError):
     """The coordinator lost its leader lease; its in-memory state is discarded."""
+
+
+class StaleStateError(GraflowError):
+    """Redis holds fewer commits than this coordinator made (it lost acknowledged
+    writes); the in-memory state is discarded and reloaded from Redis."""
 
 
 class Coordinator:
@@ -101,6 +109,7 @@ class Coordinator:
         self.runs: dict[str, RunState] = {}
         self.epoch = 0
         self.cursor = "0-0"
+        self.commit_seq = 0  # commits seen in Redis, ours included
         self.is_leader = False
         self._renew_at = 0.0
         self._reap_at = 0.0
@@ -108,6 +117,9 @@ class Coordinator:
         self._workers_at = 0.0
         self._auto_ckpt: dict[str, tuple[int, float]] = {}
         self._outage = OutageLog(log, "coordinator")
+        # Set by a Redis outage: leases could not be renewed meanwhile, so they get one
+        # lease period of grace before the next reap (healthy workers are not reaped).
+        self._leases_suspect = False
         self._garbage: list[str] = []  # keys to delete in the next commit
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
         self.ready = threading.Event()
@@ -128,10 +140,13 @@ class Coordinator:
                     self._outage.recovered()
                 except TRANSIENT_ERRORS as exc:
                     self._outage.failed(exc)
+                    self._leases_suspect = True
                     self._drop_leadership("redis unavailable")
                     stop.wait(self._outage.backoff_s())
                 except NotLeaderError:
                     self._drop_leadership("lease lost")
+                except StaleStateError:
+                    self._drop_leadership("redis lost committed writes; reloading")
         finally:
             self._release()
 
@@ -153,6 +168,7 @@ class Coordinator:
             [self.id, int(self.leader_lease_s * 1000)],
         ))
         if epoch == 0:
+            self._leases_suspect = False  # the leader gives the grace, not a standby
             if self.is_leader:
                 self._drop_leadership("lease taken by another coordinator")
             self.ready.clear()
@@ -168,6 +184,7 @@ class Coordinator:
         self.runs.clear()
         raw = self.client.get(self.keyspace.cursor)
         self.cursor = raw.decode() if raw else "0-0"
+        self.commit_seq = int(self.client.get(self.keyspace.commits) or 0)
         for raw_sid in self.client.smembers(self.keyspace.active_runs):
             session_id = raw_sid.decode()
             try:
@@ -287,6 +304,14 @@ class Coordinator:
     def _reap(self, now: float) -> set[str]:
         """Re-dispatch the tasks of jobs whose lease expired (their worker is gone)."""
         self._refresh_worker_count()
+        if self._leases_suspect:
+            extended = self.scripts.call(
+                "lease_grace", [self.keyspace.leader, self.keyspace.leases,
+                                self.keyspace.lease_owner], [self.id, DEFAULT_JOB_LEASE_S])
+            if extended == -1:
+                raise NotLeaderError("lease grace refused")
+            self._leases_suspect = False
+            self.log.info("leases renewed after a redis outage", leases=int(extended))
         raw = self.scripts.call(
             "reap_mark",
             [self.keyspace.leader, self.keyspace.leases, self.keyspace.lease_owner,
@@ -331,6 +356,8 @@ class Coordinator:
         for sid in touched:
             run = self.runs.get(sid)
             if run is not None:
+                if run.checkpoints:
+                    self._snapshot_channel(run)
                 cmds += run.commit_commands(self.keyspace, self.max_batch, self._live_workers)
         for job_id in self._released_jobs:
             cmds.append(["ZREM", self.keyspace.leases, job_id])
@@ -341,12 +368,18 @@ class Coordinator:
         cmds.append(["SET", self.keyspace.cursor, self.cursor])
         cmds.append(["XTRIM", self.keyspace.events, "MINID", self.cursor])
         # Redis's Lua msgpack has no bin type: send bytes as raw strings.
-        payload = msgpack.packb([as_args(c) for c in cmds], use_bin_type=False)
-        result = self.scripts.call("fenced_apply", [self.keyspace.leader], [self.id, payload])
+        payload = msgpack.packb([as_args(c) for c in chunked(cmds)], use_bin_type=False)
+        result = self.scripts.call("fenced_apply", [self.keyspace.leader, self.keyspace.commits],
+                                   [self.id, payload, self.commit_seq])
         self._garbage = []
         self._released_jobs = []
         if result == -1:
             raise NotLeaderError("commit refused")
+        if result == -2:
+            raise StaleStateError("commit refused: redis is behind this coordinator")
+        if result == -3:
+            raise GraflowError("commit refused: a command exceeds the script's argument limit")
+        self.commit_seq += 1
         if result:
             self.log.error("commands failed inside a commit", failed=int(result))
         for sid in touched:
@@ -354,12 +387,28 @@ class Coordinator:
             if run is not None:
                 self._after_commit(run)
 
+    def _snapshot_channel(self, run: RunState) -> None:
+        """Read the channel for this commit's checkpoints *before* the commit enqueues
+        the successors, which could otherwise write to it first. Results the commit makes
+        visible are taken from where the workers parked them."""
+        values = read_raw_channel(self.client, run.keys)
+        moves = [(c[1], c[2]) for c in run.commands if c[0] == "GF_MOVE"]
+        if moves:
+            parked = self.client.mget([src for src, _dst in moves])
+            cut = len(run.keys.channel_prefix)
+            for (_src, dst), raw in zip(moves, parked, strict=True):
+                if raw is not None:
+                    values[str(dst)[cut:]] = raw
+        for pending in run.checkpoints:
+            if pending.channel_values is None:
+                pending.channel_values = values
+
     def _after_commit(self, run: RunState) -> None:
         for pending in run.checkpoints:
             try:
                 path, _meta = checkpoint_run(self.client, self.keyspace, run.info,
                                              pending.frontier, pending.request,
-                                             self.checkpoint_dir)
+                                             self.checkpoint_dir, pending.channel_values)
                 self.client.hset(run.keys.meta, "last_checkpoint", path)
                 self.log.info("checkpoint written", session=run.session_id, path=path,
                               steps=pending.frontier.steps)
@@ -406,4 +455,4 @@ class Coordinator:
                 self._auto_ckpt[sid] = (steps, now)
 
 
-__all__ = ["Coordinator", "NotLeaderError"]
+__all__ = ["Coordinator", "NotLeaderError", "StaleStateError"]

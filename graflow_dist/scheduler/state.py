@@ -159,14 +159,15 @@ class Scheduler:
     def resume(self, *, reissue: bool = False) -> Decision:
         """After `restore`: the specs to (re)dispatch now; ends the run at once when
         the restored frontier has nothing left to do. With ``reissue`` every pending
-        spec gets a new token, fencing off workers of an earlier incarnation."""
+        spec gets a new token, fencing off workers of an earlier incarnation, and a fresh
+        crash budget (a resume follows a fix, e.g. of a dead-lettered task)."""
         decision = Decision()
         if reissue:
             for bucket in (self.inflight, self.delayed):
                 for token in list(bucket):
                     spec = bucket.pop(token)
                     self.journal.drop(token)
-                    again = spec.evolve(token=self._token())
+                    again = spec.evolve(token=self._token(), crashes=0)
                     bucket[again.token] = again
                     self.journal.put(again)
         decision.dispatch = list(self.inflight.values())
@@ -269,8 +270,9 @@ class Scheduler:
     ) -> Decision:
         """The worker running ``token`` was lost (lease expired). The task runs again
         with a new token without using its retry budget, until ``crash_limit`` lost
-        attempts dead-letter it. A task handed back on graceful shutdown is re-run with
-        ``counted=False``."""
+        attempts dead-letter it: the run fails with `DeadLetterError`, the task stays
+        pending and the decision asks for a checkpoint to resume from. A task handed
+        back on graceful shutdown is re-run with ``counted=False``."""
         decision = Decision()
         spec = self._take(token)
         if spec is None or self.end is not None:
@@ -285,6 +287,13 @@ class Scheduler:
         self.journal.crashes.add(spec.task_id)
         crashes = spec.crashes + 1
         if crashes >= self.crash_limit:
+            # The task never completed, so it stays pending, and the driver writes a
+            # checkpoint of this frontier: `graflow-dist resume` continues it after a fix.
+            kept = spec.evolve(crashes=crashes)
+            self.inflight[token] = kept
+            self._pending_ids[kept.task_id] += 1
+            self.journal.put(kept)
+            decision.checkpoint = CheckpointRequest(None, {"dead_letter": spec.task_id})
             error = DeadLetterError(spec.task_id, crashes, workers, cause)
             self._finish(decision, RunStatus.FAILED, error)
             return decision

@@ -19,6 +19,9 @@ DEFAULT_SOCKET_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
 SCHEMES = ("redis", "rediss", "unix")
 
+# Retries of `patient_client`: backoff doubles from 0.1 s up to 1 s, so ~35 s in all.
+DEFAULT_PATIENT_RETRIES = 40
+
 TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError, OSError)
 
 
@@ -81,6 +84,19 @@ def connect(url: str | None = None, *, retries: int = 3) -> redis.Redis:
         )
     except (ValueError, TypeError) as exc:
         raise ConnectionConfigError(f"malformed Redis URL {mask_url(resolved)}: {exc}") from None
+
+
+def patient_client(client: redis.Redis, retries: int = DEFAULT_PATIENT_RETRIES) -> redis.Redis:
+    """A client on the same server whose commands retry connection errors for longer
+    (about 35 s with the default): for task code, which cannot do anything useful during
+    a Redis restart but wait, rather than fail the task."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "host" not in kwargs and "path" not in kwargs:
+        return client  # not a pool we can copy (e.g. a test double)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=client.connection_pool.connection_class,
+        **{**kwargs, "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries)},
+    ))
 
 
 def check_connection(client: redis.Redis, url: str | None = None) -> None:

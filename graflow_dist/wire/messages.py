@@ -152,6 +152,7 @@ class Event:
     error: str = ""
     error_type: str = ""
     fatal: bool = False
+    error_data: dict[str, Any] = field(default_factory=dict)
     tokens: list[str] = field(default_factory=list)
     at: float = field(default_factory=time.time)
 
@@ -160,7 +161,8 @@ class Event:
                                 "at": self.at}
         for name, key in (("token", "t"), ("task_id", "task"), ("worker", "w"),
                           ("outcome", "o"), ("dynamic", "dyn"), ("error", "err"),
-                          ("error_type", "et"), ("fatal", "fatal"), ("tokens", "ts")):
+                          ("error_type", "et"), ("fatal", "fatal"), ("error_data", "ed"),
+                          ("tokens", "ts")):
             value = getattr(self, name)
             if value:
                 body[key] = value
@@ -177,7 +179,8 @@ class Event:
                 task_id=str(body.get("task", "")), worker=str(body.get("w", "")),
                 outcome=dict(body.get("o") or {}), dynamic=dict(body.get("dyn") or {}),
                 error=str(body.get("err", "")), error_type=str(body.get("et", "")),
-                fatal=bool(body.get("fatal", False)), tokens=list(body.get("ts") or []),
+                fatal=bool(body.get("fatal", False)), error_data=dict(body.get("ed") or {}),
+                tokens=list(body.get("ts") or []),
                 at=float(body.get("at", 0.0)),
             )
         except (TypeError, ValueError) as exc:

@@ -10,12 +10,22 @@ from typing import Any
 
 import redis
 
-# Apply a list of commands only while the caller holds the coordinator lease.
+# Apply a list of commands only while the caller holds the coordinator lease, and only
+# on the state the caller last committed: KEYS[2] counts commits, and a count other than
+# ARGV[3] means Redis lost acknowledged writes (a crash between fsyncs, a failover to a
+# lagging replica), so the caller's in-memory frontier is ahead of Redis and must reload.
 # KEYS[1] leader key; ARGV[1] the caller's id; ARGV[2] msgpack [[cmd, args...], ...].
 # GF_MOVE src dst moves a string value if present (a fenced result becoming visible).
+# Returns -1 (not leader), -2 (state behind the caller), -3 (a command too long to
+# apply; nothing was written) or the number of failed commands.
 FENCED_APPLY = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[3] then return -2 end
 local cmds = cmsgpack.unpack(ARGV[2])
+for i = 1, #cmds do
+  if #cmds[i] > 7000 then return -3 end  -- unpack() would fail half-way: write nothing
+end
+redis.call('INCR', KEYS[2])
 local errors = 0
 for i = 1, #cmds do
   local c = cmds[i]
@@ -68,7 +78,8 @@ for i = 1, n do
   if data then
     redis.call('ZADD', KEYS[2], deadline, id)
     redis.call('HSET', KEYS[3], id, ARGV[2])
-    redis.call('HSET', jk, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[4])
+    redis.call('HSET', jk, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[4],
+               'gf_lease_s', ARGV[1])
     local s = redis.call('HGET', jk, 'gf_session')
     if s then
       redis.call('HINCRBY', ARGV[5] .. ':run:' .. s .. ':meta', 'running',
@@ -151,6 +162,29 @@ end
 return out
 """
 
+# Coordinator, once after a Redis outage: nobody could renew a lease while Redis was
+# unreachable, so every live lease gets one full lease period (its own length, from
+# the job; ARGV[2] if unknown) from now before the reaper may take it.
+# KEYS: leader, leases, owner; ARGV: leader id, default lease s. Returns leases extended.
+LEASE_GRACE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+local n = 0
+for i = 1, #entries, 2 do
+  local id = entries[i]
+  if redis.call('HGET', KEYS[3], id) ~= 'reaper' then
+    local lease = tonumber(redis.call('HGET', 'rq:job:' .. id, 'gf_lease_s') or ARGV[2])
+    if tonumber(entries[i + 1]) < now + lease then
+      redis.call('ZADD', KEYS[2], now + lease, id)
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
 
 class Scripts:
     """The scripts, callable on a client (EVALSHA, loaded on demand) or queued on a
@@ -160,7 +194,7 @@ class Scripts:
     _SOURCES = {
         "fenced_apply": FENCED_APPLY, "leader_acquire": LEADER_ACQUIRE,
         "leader_release": LEADER_RELEASE, "claim": CLAIM, "extend": EXTEND,
-        "finish": FINISH, "reap_mark": REAP_MARK,
+        "finish": FINISH, "reap_mark": REAP_MARK, "lease_grace": LEASE_GRACE,
     }
 
     def __init__(self, client: redis.Redis) -> None:

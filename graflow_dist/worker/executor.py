@@ -19,8 +19,15 @@ from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.graph import TaskGraph
 from graflow_dist.core.invoke import Invocation, describe_error, invoke_task
-from graflow_dist.errors import GraflowError, SignatureError, UnknownTaskError, WireError
+from graflow_dist.errors import (
+    GraflowError,
+    SignatureError,
+    UnknownTaskError,
+    WireError,
+    error_attributes,
+)
 from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.wire.connection import patient_client
 from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.wire.messages import DONE, FAIL, Batch, Event
 from graflow_dist.wire.signing import dumps_signed, loads_signed
@@ -42,7 +49,9 @@ class Report:
 class TaskExecutor:
     def __init__(self, client: redis.Redis, keyspace: Keyspace, worker: str,
                  cache_size: int = DEFAULT_GRAPH_CACHE_SIZE) -> None:
-        self.client = client
+        # Task code reads and writes the channel through this client: a Redis restart
+        # mid-task makes it wait and retry instead of failing the task.
+        self.client = patient_client(client)
         self.keyspace = keyspace
         self.worker = worker
         self.cache_size = cache_size
@@ -115,7 +124,9 @@ class TaskExecutor:
         assert error is not None
         event = Event(FAIL, session_id, token=spec.token, task_id=spec.task_id,
                       worker=self.worker, error=text or describe_error(error),
-                      error_type=type(error).__name__, fatal=fatal)
+                      error_type=type(error).__name__, fatal=fatal,
+                      error_data=error_attributes(error) if isinstance(error, GraflowError)
+                      else {})
         return Report(event, None)
 
     def queue_report(self, pipe: redis.client.Pipeline, report: Report) -> None:

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ class CurrentJob:
     batch: Batch
     unfinished: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    lost: bool = False  # the lease was reaped (we were paused): the batch runs elsewhere
 
 
 class Worker:
@@ -192,7 +194,8 @@ class Worker:
         if job is not None:
             self.claimer.extend([job.job_id], pipe)
         results = pipe.execute()
-        if job is not None and results[-1]:
+        if job is not None and results[-1] and not job.lost:
+            job.lost = True
             self.log.warning("lease lost: the job was re-dispatched elsewhere", job=job.job_id)
 
     # --- work -----------------------------------------------------------------------
@@ -239,7 +242,7 @@ class Worker:
 
     def _run_batch(self, job: CurrentJob) -> None:
         batch = job.batch
-        status = self.client.hget(self.keyspace.run(batch.session_id).meta, "status")
+        status = self.executor.client.hget(self.keyspace.run(batch.session_id).meta, "status")
         if status is None or status.decode() not in _RUNNING_STATUSES:
             self.log.info("skipping job of an inactive run", job=job.job_id,
                           session=batch.session_id)
@@ -250,12 +253,14 @@ class Worker:
         except (SignatureError, WireError, GraflowError) as exc:
             self._fail_all(job, exc)
             return
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise  # Redis is gone, not the workflow: the job is re-dispatched after its lease
         except Exception as exc:  # user code that does not import on this worker
             self._fail_all(job, exc)
             return
         ctx = self.executor.context(batch, graph)
         for spec in batch.specs:
-            if self.stopping.is_set():
+            if self.stopping.is_set() or job.lost:
                 break
             bound = self.log.bind(session=batch.session_id, task=spec.task_id,
                                   attempt=spec.attempt, token=spec.token)
@@ -265,14 +270,26 @@ class Worker:
                 if spec.token not in job.unfinished:
                     return  # handed back by the shutdown watchdog meanwhile
                 job.unfinished.remove(spec.token)
-                pipe = self.client.pipeline(transaction=True)
-                self.executor.queue_report(pipe, report)
-                if not job.unfinished:
-                    self.claimer.finish(job.job_id, pipe)
-                pipe.execute()
+                last = not job.unfinished
+
+                def build(pipe: redis.client.Pipeline, report: Report = report,
+                          last: bool = last) -> None:
+                    self.executor.queue_report(pipe, report)
+                    if last:
+                        self.claimer.finish(job.job_id, pipe)
+                    else:  # do we still hold the job? (no extra round trip)
+                        pipe.hget(self.keyspace.lease_owner, job.job_id)
+
+                results = self._send(build)
+                if not last and results[-1] != self.name.encode():
+                    job.lost = True
             self.tasks_done += 1
         with job.lock:
-            if job.unfinished:  # stopping: hand the rest back right away
+            if job.lost:  # its tasks were re-dispatched: running them here is wasted work
+                self.log.warning("lease lost: the rest of the job runs elsewhere",
+                                 job=job.job_id, skipped=len(job.unfinished))
+                job.unfinished.clear()
+            elif job.unfinished:  # stopping: hand the rest back right away
                 self._hand_back(job, list(job.unfinished))
 
     def _observe(self, bound: Any, report: Report) -> None:
@@ -295,23 +312,42 @@ class Worker:
         self._finish(job, reports)
 
     def _finish(self, job: CurrentJob, reports: list[Report]) -> None:
-        with job.lock:
-            pipe = self.client.pipeline(transaction=True)
+        def build(pipe: redis.client.Pipeline) -> None:
             for report in reports:
                 self.executor.queue_report(pipe, report)
             self.claimer.finish(job.job_id, pipe)
-            pipe.execute()
+
+        with job.lock:
+            self._send(build)
             job.unfinished.clear()
 
     def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
         specs = {s.token: s for s in job.batch.specs}
-        pipe = self.client.pipeline(transaction=True)
-        for token in tokens:
-            event = Event(HANDBACK, job.batch.session_id, token=token,
-                          task_id=specs[token].task_id, worker=self.name,
-                          error=f"handed back by worker {self.name} on shutdown")
-            pipe.xadd(self.keyspace.events, {"d": event.encode()})
-        self.claimer.finish(job.job_id, pipe)
-        pipe.execute()
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            for token in tokens:
+                event = Event(HANDBACK, job.batch.session_id, token=token,
+                              task_id=specs[token].task_id, worker=self.name,
+                              error=f"handed back by worker {self.name} on shutdown")
+                pipe.xadd(self.keyspace.events, {"d": event.encode()})
+            self.claimer.finish(job.job_id, pipe)
+
+        self._send(build)
         job.unfinished.clear()
         self.log.info("tasks handed back", job=job.job_id, tasks=len(tokens))
+
+    def _send(self, build: Callable[[redis.client.Pipeline], None]) -> list[Any]:
+        """Execute a report transaction, retrying it across a Redis outage: a finished
+        task's lost report would cost a re-run after its lease. Resending a report that
+        did land is harmless: the coordinator drops the duplicate by its token."""
+        while True:
+            pipe = self.client.pipeline(transaction=True)
+            build(pipe)
+            try:
+                results = pipe.execute()
+            except TRANSIENT_ERRORS as exc:
+                self._outage.failed(exc)
+                time.sleep(self._outage.backoff_s())
+                continue
+            self._outage.recovered()
+            return results

@@ -1,0 +1,73 @@
+"""Fencing: a worker paused past its lease comes back; its late completion is dropped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from graflow_dist import Client, task, workflow
+from reliability.harness import Ledger, record, wait_for, wait_run
+
+TASK_S = 1.0
+
+
+def paused_workflow(ledger_dir: str, gate: str):  # noqa: ANN201
+    with workflow("fencing") as wf:
+
+        @task(inject_context=True)
+        def slow(ctx) -> str:  # noqa: ANN001
+            record(ledger_dir, ctx, "start")
+            time.sleep(TASK_S)
+            record(ledger_dir, ctx, "end")
+            return f"attempt {ctx.spec.token} on pid {os.getpid()}"
+
+        @task(inject_context=True)
+        def gate_keeper(ctx, slow: str) -> str:  # noqa: ANN001
+            # Keeps the run active until the test has seen the late report fenced.
+            deadline = time.monotonic() + 30
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            return f"after {slow}"
+
+        slow >> gate_keeper
+    return wf
+
+
+def test_a_paused_worker_s_late_completion_is_fenced(make_cluster, ledger: Ledger,
+                                                     tmp_path: Path) -> None:
+    cluster = make_cluster(workers=2)
+    gate = tmp_path / "gate"
+    run = Client(cluster.url).submit(paused_workflow(ledger.path, str(gate)))
+
+    first = wait_for(lambda: ledger.entries("start", "slow"), "slow to start")[0]
+    paused = cluster.worker_by_pid(first.pid)
+    paused.signal_group(signal.SIGSTOP)
+    try:
+        # Past the lease the task is re-dispatched and completes on the other worker.
+        second = wait_for(lambda: [e for e in ledger.entries("end", "slow")
+                                   if e.pid != first.pid], "slow to complete elsewhere")[0]
+        wait_for(lambda: run.get_result("slow"), "the new attempt's result")
+    finally:
+        paused.signal_group(signal.SIGCONT)
+
+    def fenced() -> bool:
+        return any(rec.get("event") == "stale report dropped" and rec.get("token") == first.token
+                   for _path, rec in cluster.logs("coordinator"))
+
+    wait_for(fenced, "the coordinator to drop the late report")
+    gate.touch()
+    expected = f"attempt {second.token} on pid {second.pid}"
+    assert wait_run(run) == f"after {expected}"
+
+    assert run.get_result("slow") == expected  # not overwritten by the late attempt
+    ends = ledger.entries("end", "slow")
+    assert {e.pid for e in ends} == {first.pid, second.pid}  # both attempts did run to the end
+    ctx = run.context()
+    assert ctx.completed_tasks.count("slow") == 1
+    assert ctx.steps == 2  # slow once, gate_keeper once: the late report changed nothing
+    # The parked result of the fenced attempt is gone, not left to leak.
+    keys = cluster.keyspace.run(run.session_id)
+    assert not cluster.client.exists(keys.result(first.token))
+    assert any("lease lost" in rec.get("event", "") for _p, rec in cluster.logs("worker"))
