@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+import structlog
 
 from graflow_dist.channels.codec import encode_value
 from graflow_dist.channels.redis import RedisChannel, write_raw_channel
@@ -32,14 +33,16 @@ from graflow_dist.errors import (
     UnknownSessionError,
     error_from_name,
 )
+from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
-from graflow_dist.wire.connection import check_connection, connect
+from graflow_dist.wire.connection import TRANSIENT_ERRORS, check_connection, connect
 from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.wire.messages import CANCEL, RESUME, SUBMIT, Event
 from graflow_dist.wire.signing import content_hash, dumps_signed, verify
 
 DEFAULT_BLOB_TTL_S = 7 * 24 * 3600
+log = structlog.get_logger("graflow_dist.client")
 FINISHED = ("completed", "terminated", "cancelled", "failed", "max_steps_exceeded")
 SUCCEEDED = ("completed", "terminated")
 
@@ -234,23 +237,31 @@ class WorkflowRun:
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the run ends; return the last completed task's result, or raise
-        the run's error (`TaskExecutionError`, `WorkflowCancelledError`, ...)."""
+        the run's error (`TaskExecutionError`, `WorkflowCancelledError`, ...). A Redis
+        outage meanwhile is waited out (within ``timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        outage = OutageLog(log, "client")
+        info: dict[str, str] = {"status": "unknown"}
         while True:
-            info = self.info()
-            if info["status"] in FINISHED:
-                return self._outcome(info)
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise RunTimeoutError(
                     f"run {self.session_id} still {info['status']} after {timeout} s "
                     f"({info.get('done', 0)}/{info.get('total', '?')} tasks done)")
-            # The coordinator appends to `ended` when the run is over; XREAD does not
-            # consume, so any number of waiters wake at once. The block is bounded so a
-            # Redis restart (which may drop the entry) is noticed through `info()`.
-            block_s = 1.0 if left is None else max(0.001, min(left, 1.0))
-            self.client.redis.xread({self.keys.ended: "0-0"}, count=1,
-                                    block=int(block_s * 1000))
+            try:
+                info = self.info()
+                if info["status"] in FINISHED:
+                    return self._outcome(info)
+                # The coordinator appends to `ended` when the run is over; XREAD does
+                # not consume, so any number of waiters wake at once. The block is
+                # bounded so a Redis restart (which may drop the entry) is noticed.
+                block_s = 1.0 if left is None else max(0.001, min(left, 1.0))
+                self.client.redis.xread({self.keys.ended: "0-0"}, count=1,
+                                        block=int(block_s * 1000))
+                outage.recovered()
+            except TRANSIENT_ERRORS as exc:
+                outage.failed(exc)
+                time.sleep(min(outage.backoff_s(), max(0.0, left or 1.0)))
 
     def _outcome(self, info: dict[str, str]) -> Any:
         if info["status"] not in SUCCEEDED:

@@ -144,7 +144,11 @@ class WireError(GraflowError):
 
 
 class ConnectionConfigError(GraflowError):
-    """The Redis URL is malformed, unreachable, or its credentials are refused."""
+    """The Redis URL is malformed, unreachable, or its credentials are refused.
+    ``unreachable`` is set when nothing answered (worth retrying), not for bad URLs or
+    refused credentials."""
+
+    unreachable = False
 
 
 class UnknownSessionError(GraflowError):

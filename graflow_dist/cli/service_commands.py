@@ -7,6 +7,8 @@ import threading
 from typing import Any
 
 import click
+import redis
+import structlog
 
 from graflow_dist.cli.app import cli
 from graflow_dist.coordinator.service import (
@@ -17,7 +19,7 @@ from graflow_dist.coordinator.service import (
 )
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.observability.metrics import Metrics, serve_health
-from graflow_dist.wire.connection import check_connection, connect
+from graflow_dist.wire.connection import connect, wait_for_connection
 from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.worker.service import (
     DEFAULT_GRACE_PERIOD_S,
@@ -25,6 +27,23 @@ from graflow_dist.worker.service import (
     DEFAULT_LEASE_S,
     Worker,
 )
+
+log = structlog.get_logger("graflow_dist.cli")
+STARTUP_TIMEOUT_ENV = "GRAFLOW_DIST_STARTUP_TIMEOUT_S"
+
+startup_timeout_option = click.option(
+    "--startup-timeout-s", type=float, envvar=STARTUP_TIMEOUT_ENV, default=0.0,
+    show_default=True,
+    help="Keep retrying an unreachable Redis this long at start (e.g. while Redis itself "
+         f"starts) [env {STARTUP_TIMEOUT_ENV}]; refused credentials fail at once.")
+
+
+def _connected(ctx: click.Context, startup_timeout_s: float) -> redis.Redis:
+    client = connect(ctx.obj["redis_url"])
+    wait_for_connection(client, ctx.obj["redis_url"], startup_timeout_s,
+                        lambda exc: log.warning("waiting for redis", error=str(exc),
+                                                timeout_s=startup_timeout_s))
+    return client
 
 
 def _on_sigterm(handler: Any) -> None:
@@ -47,19 +66,20 @@ def _on_sigterm(handler: Any) -> None:
               help="On SIGTERM, time the running task gets before it is handed back.")
 @click.option("--metrics-port", type=int, envvar="GRAFLOW_DIST_METRICS_PORT", default=0,
               help="Serve /metrics, /livez, /readyz on this port (0: off).")
+@startup_timeout_option
 @click.pass_context
 def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | None,
            lease_s: float, heartbeat_s: float, grace_period_s: float,
-           metrics_port: int) -> None:
+           metrics_port: int, startup_timeout_s: float) -> None:
     """Run a worker: claim task batches from the queue and execute them."""
-    client = connect(ctx.obj["redis_url"])
     # Checked before starting a pool too: children that cannot connect would be
     # replaced forever instead of reporting the error.
-    check_connection(client, ctx.obj["redis_url"])
+    client = _connected(ctx, startup_timeout_s)
     if concurrency > 1:
         client.close()
         options = ["--lease-s", str(lease_s), "--heartbeat-s", str(heartbeat_s),
-                   "--grace-period-s", str(grace_period_s)]
+                   "--grace-period-s", str(grace_period_s),
+                   "--startup-timeout-s", str(startup_timeout_s)]
         if queue:
             options += ["--queue", queue]
         _worker_pool(ctx, concurrency, options, name, metrics_port)
@@ -120,13 +140,13 @@ def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
 @click.option("--checkpoint-every-s", type=float, default=0.0,
               help="Automatic checkpoint of every run each T seconds (0: off).")
 @click.option("--metrics-port", type=int, envvar="GRAFLOW_DIST_METRICS_PORT", default=0)
+@startup_timeout_option
 @click.pass_context
 def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
                 run_ttl_s: int, checkpoint_every_steps: int, checkpoint_every_s: float,
-                metrics_port: int) -> None:
+                metrics_port: int, startup_timeout_s: float) -> None:
     """Run a coordinator (run two: one leads, the other stands by)."""
-    client = connect(ctx.obj["redis_url"])
-    check_connection(client, ctx.obj["redis_url"])
+    client = _connected(ctx, startup_timeout_s)
     metrics = Metrics()
     coord = Coordinator(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]),
                         checkpoint_dir=checkpoint_dir, leader_lease_s=leader_lease_s,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -122,6 +124,27 @@ def check_connection(client: redis.Redis, url: str | None = None) -> None:
             ) from None
         raise ConnectionConfigError(f"Redis at {shown} answered with an error: {exc}") from None
     except TRANSIENT_ERRORS as exc:
-        raise ConnectionConfigError(f"cannot reach Redis at {shown}: {exc}") from None
+        error = ConnectionConfigError(f"cannot reach Redis at {shown}: {exc}")
+        error.unreachable = True
+        raise error from None
     finally:
         probe.close()
+
+
+def wait_for_connection(client: redis.Redis, url: str | None, timeout_s: float,
+                        on_wait: Callable[[ConnectionConfigError], None] | None = None) -> None:
+    """`check_connection`, retried with backoff for up to ``timeout_s`` while Redis is
+    unreachable (a service starting before Redis); refused credentials fail at once."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            check_connection(client, url)
+            return
+        except ConnectionConfigError as exc:
+            if not exc.unreachable or time.monotonic() + delay > deadline:
+                raise
+            if on_wait is not None and delay == 0.1:
+                on_wait(exc)
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)

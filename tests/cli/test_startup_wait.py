@@ -1,0 +1,47 @@
+"""Services started before Redis wait for it (`--startup-timeout-s`), as on Kubernetes
+where pods and Redis start in any order."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from graflow_dist.embedded import RedisServer
+from graflow_dist.embedded.redis_server import free_port
+from graflow_dist.wire.keyspace import Keyspace
+
+
+def test_worker_and_coordinator_wait_for_a_late_redis(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    env_cmd = [sys.executable, "-m", "graflow_dist.cli.main", "--redis-url", url,
+               "--log-format", "json"]
+    procs = [subprocess.Popen([*env_cmd, kind, "--startup-timeout-s", "30"],
+                              stderr=subprocess.PIPE, text=True)
+             for kind in ("worker", "coordinator")]
+    try:
+        time.sleep(1.0)  # both are now retrying an unreachable Redis
+        assert all(p.poll() is None for p in procs), "a service gave up instead of waiting"
+        with RedisServer(port=port, dir=tmp_path / "redis") as server:
+            client = redis.Redis.from_url(server.url)
+            keys = Keyspace.from_env()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (
+                    client.exists(keys.leader) and client.zcard(keys.workers)):
+                time.sleep(0.05)
+            assert client.exists(keys.leader) and client.zcard(keys.workers) == 1
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            errs = [p.communicate(timeout=40)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0]
+    assert all('"waiting for redis"' in err for err in errs)
+    assert all("Traceback" not in err for err in errs)
