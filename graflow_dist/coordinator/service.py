@@ -417,7 +417,10 @@ class Coordinator:
                 self.log.error("checkpoint failed", session=run.session_id, error=str(exc))
         run.checkpoints = []
         if run.end is not None:
-            self._expire_run(run)
+            # Off the loop: the channel's keys are found by SCAN, whose cost grows with
+            # the whole keyspace, not with this run.
+            threading.Thread(target=self._expire_run, args=(run,), daemon=True,
+                             name="gf-expire").start()
             del self.runs[run.session_id]
             self._auto_ckpt.pop(run.session_id, None)
             self.log.info("run finished", session=run.session_id,
@@ -427,14 +430,18 @@ class Coordinator:
 
     def _expire_run(self, run: RunState) -> None:
         """Finished runs keep their data for ``run_ttl_s``, then Redis drops it."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in run.keys.frontier_keys():
-            pipe.expire(key, self.run_ttl_s)
-        for key in self.client.scan_iter(match=run.keys.channel_prefix.encode() + b"*",
-                                         count=1000):
-            pipe.expire(key, self.run_ttl_s)
-        pipe.expire(self.keyspace.blob(run.info.graph_hash), self.run_ttl_s)
-        pipe.execute()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in run.keys.frontier_keys():
+                pipe.expire(key, self.run_ttl_s)
+            for key in self.client.scan_iter(match=run.keys.channel_prefix.encode() + b"*",
+                                             count=1000):
+                pipe.expire(key, self.run_ttl_s)
+            pipe.expire(self.keyspace.blob(run.info.graph_hash), self.run_ttl_s)
+            pipe.execute()
+        except TRANSIENT_ERRORS as exc:  # the data stays; only its clean-up is missed
+            self.log.warning("could not set the TTL of a finished run", session=run.session_id,
+                             error=str(exc))
 
     def _auto_checkpoints(self, touched: set[str]) -> None:
         if not (self.checkpoint_every_steps or self.checkpoint_every_s):

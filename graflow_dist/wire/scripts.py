@@ -64,7 +64,7 @@ return 0
 # Workers: claim up to ARGV[3] jobs atomically into leases (no loss window).
 # KEYS: rq queue, leases zset, lease owner hash, wake list, worker hash.
 # ARGV: lease seconds, worker name, max jobs, started_at string, key prefix.
-# Returns {remaining, id1, data1, id2, data2, ...}.
+# Returns {remaining, id1, data1, run status1, id2, data2, run status2, ...}.
 CLAIM = """
 local out = {0}
 local t = redis.call('TIME')
@@ -80,13 +80,20 @@ for i = 1, n do
     redis.call('HSET', KEYS[3], id, ARGV[2])
     redis.call('HSET', jk, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[4],
                'gf_lease_s', ARGV[1])
+    -- rq info counts rq:wip as "executing"; the score lies past any lease so rq's own
+    -- clean-up never fails the job (our reaper decides).
+    redis.call('ZADD', 'rq:wip:' .. (redis.call('HGET', jk, 'origin') or ''),
+               deadline + 86400, id .. ':' .. ARGV[2])
     local s = redis.call('HGET', jk, 'gf_session')
+    local status = ''
     if s then
-      redis.call('HINCRBY', ARGV[5] .. ':run:' .. s .. ':meta', 'running',
-                 tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
+      local meta = ARGV[5] .. ':run:' .. s .. ':meta'
+      redis.call('HINCRBY', meta, 'running', tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
+      status = redis.call('HGET', meta, 'status') or ''
     end
     out[#out + 1] = id
     out[#out + 1] = data
+    out[#out + 1] = status
   end
 end
 local left = redis.call('LLEN', KEYS[1])
@@ -125,6 +132,8 @@ if s then
   redis.call('HINCRBY', ARGV[3] .. ':run:' .. s .. ':meta', 'running',
              -tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
 end
+redis.call('ZREM', 'rq:wip:' .. (redis.call('HGET', jk, 'origin') or ''),
+           ARGV[1] .. ':' .. ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -152,6 +161,7 @@ for _, id in ipairs(ids) do
       redis.call('HINCRBY', ARGV[3] .. ':run:' .. s .. ':meta', 'running',
                  -tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
     end
+    redis.call('ZREM', 'rq:wip:' .. (redis.call('HGET', jk, 'origin') or ''), id .. ':' .. owner)
   end
   redis.call('HSET', KEYS[3], id, 'reaper')
   redis.call('ZADD', KEYS[2], 0, id)

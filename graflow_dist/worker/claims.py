@@ -44,7 +44,8 @@ class JobClaimer:
         self.rq_worker_key = rq_worker_key
         self.scripts = Scripts(client)
 
-    def claim(self, max_jobs: int = 1) -> list[tuple[str, bytes]]:
+    def claim(self, max_jobs: int = 1) -> list[tuple[str, bytes, str]]:
+        """Claim up to ``max_jobs`` jobs: ``(job id, data, status of its run)``."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".000000Z"
         raw = self.scripts.call(
             "claim",
@@ -52,10 +53,12 @@ class JobClaimer:
              self.keyspace.lease_owner, self.keyspace.wake(self.queue), self.rq_worker_key],
             [self.lease_s, self.worker, max_jobs, stamp, self.keyspace.prefix],
         )
-        return [(raw[i].decode(), raw[i + 1]) for i in range(1, len(raw), 2)]
+        return [(raw[i].decode(), raw[i + 1], raw[i + 2].decode())
+                for i in range(1, len(raw), 3)]
 
-    def wait_for_work(self, timeout_s: float = DEFAULT_IDLE_WAIT_S) -> None:
-        self.client.blpop([self.keyspace.wake(self.queue)], timeout=timeout_s)
+    def wait_for_work(self, timeout_s: float = DEFAULT_IDLE_WAIT_S) -> bool:
+        """Block until an enqueue wakes us; False after ``timeout_s`` without one."""
+        return self.client.blpop([self.keyspace.wake(self.queue)], timeout=timeout_s) is not None
 
     def extend(self, job_ids: list[str], pipe: redis.client.Pipeline | None = None) -> list[str]:
         """Renew leases; returns the jobs this worker no longer holds."""

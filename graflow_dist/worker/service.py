@@ -25,6 +25,7 @@ from rq import Worker as RQWorker
 
 from graflow_dist.errors import GraflowError, SignatureError, WireError
 from graflow_dist.observability.outage import OutageLog
+from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.wire.connection import TRANSIENT_ERRORS
 from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.wire.messages import (
@@ -43,6 +44,10 @@ from graflow_dist.worker.executor import Report, TaskExecutor
 DEFAULT_LEASE_S = 10.0
 DEFAULT_HEARTBEAT_S = 2.0
 DEFAULT_GRACE_PERIOD_S = 30.0
+# Reports of finished tasks are sent together, at most this many or this old, so fast
+# tasks share one transaction while a slow task's successors are never held up.
+DEFAULT_REPORT_BATCH = 16
+DEFAULT_REPORT_DELAY_S = 0.002
 _RUNNING_STATUSES = {"submitted", "running"}
 
 log = structlog.get_logger("graflow_dist.worker")
@@ -55,8 +60,11 @@ class CurrentJob:
     job_id: str
     batch: Batch
     unfinished: list[str] = field(default_factory=list)
+    run_status: str = "running"
     lock: threading.Lock = field(default_factory=threading.Lock)
     lost: bool = False  # the lease was reaped (we were paused): the batch runs elsewhere
+    reports: list[Report] = field(default_factory=list)  # finished, not yet sent
+    reports_since: float = 0.0
 
 
 class Worker:
@@ -203,19 +211,19 @@ class Worker:
     def _work_once(self) -> None:
         claimed = self.claimer.claim(1)
         if not claimed:
-            self.rq.set_state("idle")
-            self.claimer.wait_for_work()
+            if not self.claimer.wait_for_work():
+                self.rq.set_state("idle")  # idle for a while, not between two tasks
             return
-        for job_id, data in claimed:
-            self._process(job_id, data)
+        for job_id, data, run_status in claimed:
+            self._process(job_id, data, run_status)
 
-    def _process(self, job_id: str, data: bytes) -> None:
+    def _process(self, job_id: str, data: bytes, run_status: str = "running") -> None:
         try:
             batch = batch_from_rq_data(data, job_id)
         except WireError as exc:
             self._reject(job_id, str(exc))
             return
-        job = CurrentJob(job_id, batch, [s.token for s in batch.specs])
+        job = CurrentJob(job_id, batch, [s.token for s in batch.specs], run_status)
         self.current = job
         try:
             self._run_batch(job)
@@ -242,8 +250,7 @@ class Worker:
 
     def _run_batch(self, job: CurrentJob) -> None:
         batch = job.batch
-        status = self.executor.client.hget(self.keyspace.run(batch.session_id).meta, "status")
-        if status is None or status.decode() not in _RUNNING_STATUSES:
+        if job.run_status not in _RUNNING_STATUSES:
             self.log.info("skipping job of an inactive run", job=job.job_id,
                           session=batch.session_id)
             self._finish(job, [])
@@ -262,27 +269,19 @@ class Worker:
         for spec in batch.specs:
             if self.stopping.is_set() or job.lost:
                 break
-            bound = self.log.bind(session=batch.session_id, task=spec.task_id,
-                                  attempt=spec.attempt, token=spec.token)
             report = self.executor.run(ctx, spec)
-            self._observe(bound, report)
+            self._observe(spec, report)
             with job.lock:
                 if spec.token not in job.unfinished:
                     return  # handed back by the shutdown watchdog meanwhile
                 job.unfinished.remove(spec.token)
+                if not job.reports:
+                    job.reports_since = time.monotonic()
+                job.reports.append(report)
                 last = not job.unfinished
-
-                def build(pipe: redis.client.Pipeline, report: Report = report,
-                          last: bool = last) -> None:
-                    self.executor.queue_report(pipe, report)
-                    if last:
-                        self.claimer.finish(job.job_id, pipe)
-                    else:  # do we still hold the job? (no extra round trip)
-                        pipe.hget(self.keyspace.lease_owner, job.job_id)
-
-                results = self._send(build)
-                if not last and results[-1] != self.name.encode():
-                    job.lost = True
+                if (last or len(job.reports) >= DEFAULT_REPORT_BATCH
+                        or time.monotonic() - job.reports_since >= DEFAULT_REPORT_DELAY_S):
+                    self._flush_reports(job, last)
             self.tasks_done += 1
         with job.lock:
             if job.lost:  # its tasks were re-dispatched: running them here is wasted work
@@ -292,13 +291,16 @@ class Worker:
             elif job.unfinished:  # stopping: hand the rest back right away
                 self._hand_back(job, list(job.unfinished))
 
-    def _observe(self, bound: Any, report: Report) -> None:
+    def _observe(self, spec: TaskSpec, report: Report) -> None:
         event = report.event
         if event.kind == FAIL:
-            bound.warning("task failed", error=event.error, fatal=event.fatal,
-                          traceback=report.invocation.traceback if report.invocation else None)
+            self.log.warning("task failed", session=event.session_id, task=spec.task_id,
+                             attempt=spec.attempt, token=spec.token, error=event.error,
+                             fatal=event.fatal, traceback=report.invocation.traceback
+                             if report.invocation else None)
         else:
-            bound.debug("task done", duration_s=round(report.duration_s, 6))
+            self.log.debug("task done", session=event.session_id, task=spec.task_id,
+                           attempt=spec.attempt, duration_s=round(report.duration_s, 6))
         if self.metrics is not None:
             self.metrics.task_finished(event.kind, report.duration_s)
 
@@ -321,10 +323,30 @@ class Worker:
             self._send(build)
             job.unfinished.clear()
 
-    def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
-        specs = {s.token: s for s in job.batch.specs}
+    def _flush_reports(self, job: CurrentJob, last: bool) -> None:
+        """Send the finished tasks' reports in one transaction (caller holds job.lock);
+        with the last one the job is released, else we learn whether we still hold it."""
+        reports, job.reports = job.reports, []
 
         def build(pipe: redis.client.Pipeline) -> None:
+            for report in reports:
+                self.executor.queue_report(pipe, report)
+            if last:
+                self.claimer.finish(job.job_id, pipe)
+            else:  # do we still hold the job? (no extra round trip)
+                pipe.hget(self.keyspace.lease_owner, job.job_id)
+
+        results = self._send(build)
+        if not last and results[-1] != self.name.encode():
+            job.lost = True
+
+    def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
+        specs = {s.token: s for s in job.batch.specs}
+        reports, job.reports = job.reports, []  # finished tasks: reported, not handed back
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            for report in reports:
+                self.executor.queue_report(pipe, report)
             for token in tokens:
                 event = Event(HANDBACK, job.batch.session_id, token=token,
                               task_id=specs[token].task_id, worker=self.name,
