@@ -62,14 +62,18 @@ def test_rq_info_lists_our_queue_jobs_and_workers(
     queue_line = next((line for line in output.splitlines()
                        if line.startswith(keyspace.queue_name)), None)
     assert queue_line is not None, f"no line for queue {keyspace.queue_name!r}:\n{output}"
-    counts = re.search(r"(\d+), \d+ executing", queue_line)
+    counts = re.search(r"(\d+), (\d+) executing", queue_line)
     assert counts is not None and int(counts.group(1)) == queued, queue_line
+    assert int(counts.group(2)) == 2, f"both claimed jobs should show as executing: {queue_line}"
     names = [n.decode() for n in client.redis.zrange(keyspace.workers, 0, -1)]
     assert len(names) == len(shared_cluster.workers)
     for name in names:
         worker_line = next((line for line in output.splitlines() if line.startswith(name)), "")
         assert "busy" in worker_line and keyspace.queue_name in worker_line, output
     assert f"{len(names)} workers, " in output
+
+    after = rq_info(shared_cluster.url)
+    assert re.search(rf"^{keyspace.queue_name}\s.*\b0 executing", after, re.M), after
 
     # Only-workers mode lists each worker with its pid.
     workers_output = rq_info(shared_cluster.url, "--only-workers")
