@@ -50,6 +50,7 @@ class RunState:
     end: RunEnd | None = None
     last_task: str | None = None
     stale: int = 0
+    results: dict[str, bytes] = field(default_factory=dict)  # channel key -> value, to write
 
     @property
     def session_id(self) -> str:
@@ -70,13 +71,9 @@ class RunState:
             decision = self.scheduler.complete(
                 event.token, TaskOutcome.from_dict(event.outcome), now=now
             )
-            if decision.stale:
-                self.commands.append(["DEL", self.keys.result(event.token)])
-            else:
-                self.commands.append(
-                    ["GF_MOVE", self.keys.result(event.token),
-                     self.keys.channel(result_key(event.task_id))]
-                )
+            if not decision.stale:
+                if event.result is not None:
+                    self.results[result_key(event.task_id)] = event.result
                 if event.dynamic:
                     cmd: Command = ["HSET", self.keys.dynamic]
                     for task_id, blob in event.dynamic.items():
@@ -108,6 +105,9 @@ class RunState:
         cmds = journal_commands(self.keys, self.scheduler, self.scheduler.drain_journal())
         cmds += self.commands
         self.commands = []
+        for key, value in self.results.items():
+            cmds.append(["SET", self.keys.channel(key), value])
+        self.results = {}
         if self.last_task is not None:
             cmds.append(["HSET", self.keys.meta, "last_task", self.last_task])
         if self.end is None and self.dispatch:

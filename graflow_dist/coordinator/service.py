@@ -120,6 +120,7 @@ class Coordinator:
         # Set by a Redis outage: leases could not be renewed meanwhile, so they get one
         # lease period of grace before the next reap (healthy workers are not reaped).
         self._leases_suspect = False
+        self._redis_run_id: str | None = None
         self._garbage: list[str] = []  # keys to delete in the next commit
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
         self.ready = threading.Event()
@@ -253,9 +254,6 @@ class Coordinator:
             return {sid}
         run = self.runs.get(sid)
         if run is None:
-            if event.token:
-                # A late report for a finished run: its parked result is garbage.
-                self._garbage.append(self.keyspace.run(sid).result(event.token))
             self.log.info("event for inactive run dropped", session=sid, kind=event.kind)
             return set()
         if event.kind == CANCEL:
@@ -304,6 +302,12 @@ class Coordinator:
     def _reap(self, now: float) -> set[str]:
         """Re-dispatch the tasks of jobs whose lease expired (their worker is gone)."""
         self._refresh_worker_count()
+        # A restart that the client's own retries hid still starved every heartbeat:
+        # notice it by the server's run id.
+        run_id = self.client.info("server").get("run_id")
+        if self._redis_run_id is not None and run_id != self._redis_run_id:
+            self._leases_suspect = True
+        self._redis_run_id = run_id
         if self._leases_suspect:
             extended = self.scripts.call(
                 "lease_grace", [self.keyspace.leader, self.keyspace.leases,
@@ -389,16 +393,9 @@ class Coordinator:
 
     def _snapshot_channel(self, run: RunState) -> None:
         """Read the channel for this commit's checkpoints *before* the commit enqueues
-        the successors, which could otherwise write to it first. Results the commit makes
-        visible are taken from where the workers parked them."""
-        values = read_raw_channel(self.client, run.keys)
-        moves = [(c[1], c[2]) for c in run.commands if c[0] == "GF_MOVE"]
-        if moves:
-            parked = self.client.mget([src for src, _dst in moves])
-            cut = len(run.keys.channel_prefix)
-            for (_src, dst), raw in zip(moves, parked, strict=True):
-                if raw is not None:
-                    values[str(dst)[cut:]] = raw
+        the successors, which could otherwise write to it first; the results this
+        commit writes are added from the reports."""
+        values = {**read_raw_channel(self.client, run.keys), **run.results}
         for pending in run.checkpoints:
             if pending.channel_values is None:
                 pending.channel_values = values

@@ -76,10 +76,6 @@ class RunKeys:
     def ledger(self) -> str:  # LIST of applied/dropped completion records (audit)
         return self._k("ledger")
 
-    def result(self, token: str) -> str:
-        """Where a worker parks a result until the coordinator accepts its token."""
-        return self._k(f"result:{token}")
-
     @property
     def channel_prefix(self) -> str:
         return f"{self.prefix}:ch:{self.session_id}:"

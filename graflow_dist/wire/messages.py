@@ -138,7 +138,9 @@ EVENT_KINDS = frozenset({SUBMIT, RESUME, CANCEL, DONE, FAIL, LOST, HANDBACK})
 class Event:
     """One entry of the coordinator's event stream.
 
-    ``outcome`` (done) is a `TaskOutcome` dict; ``dynamic`` maps new task ids to signed
+    ``result`` (done) is the task's encoded return value: it travels with the report, so
+    a completion the coordinator applies always has its result (even if Redis later
+    loses the entry); ``outcome`` is a `TaskOutcome` dict; ``dynamic`` maps new task ids to signed
     cloudpickled tasks; ``error`` / ``error_type`` / ``fatal`` describe a failure.
     """
 
@@ -154,6 +156,7 @@ class Event:
     fatal: bool = False
     error_data: dict[str, Any] = field(default_factory=dict)
     tokens: list[str] = field(default_factory=list)
+    result: bytes | None = None  # the encoded return value (done)
     at: float = field(default_factory=time.time)
 
     def encode(self) -> bytes:
@@ -166,6 +169,8 @@ class Event:
             value = getattr(self, name)
             if value:
                 body[key] = value
+        if self.result is not None:
+            body["r"] = self.result
         return packb(body)
 
     @classmethod
@@ -180,7 +185,7 @@ class Event:
                 outcome=dict(body.get("o") or {}), dynamic=dict(body.get("dyn") or {}),
                 error=str(body.get("err", "")), error_type=str(body.get("et", "")),
                 fatal=bool(body.get("fatal", False)), error_data=dict(body.get("ed") or {}),
-                tokens=list(body.get("ts") or []),
+                tokens=list(body.get("ts") or []), result=body.get("r"),
                 at=float(body.get("at", 0.0)),
             )
         except (TypeError, ValueError) as exc:

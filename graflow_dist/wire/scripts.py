@@ -15,7 +15,6 @@ import redis
 # ARGV[3] means Redis lost acknowledged writes (a crash between fsyncs, a failover to a
 # lagging replica), so the caller's in-memory frontier is ahead of Redis and must reload.
 # KEYS[1] leader key; ARGV[1] the caller's id; ARGV[2] msgpack [[cmd, args...], ...].
-# GF_MOVE src dst moves a string value if present (a fenced result becoming visible).
 # Returns -1 (not leader), -2 (state behind the caller), -3 (a command too long to
 # apply; nothing was written) or the number of failed commands.
 FENCED_APPLY = """
@@ -28,17 +27,8 @@ end
 redis.call('INCR', KEYS[2])
 local errors = 0
 for i = 1, #cmds do
-  local c = cmds[i]
-  if c[1] == 'GF_MOVE' then
-    local v = redis.call('GET', c[2])
-    if v then
-      redis.call('SET', c[3], v)
-      redis.call('DEL', c[2])
-    end
-  else
-    local res = redis.pcall(unpack(c))
-    if type(res) == 'table' and res.err then errors = errors + 1 end
-  end
+  local res = redis.pcall(unpack(cmds[i]))
+  if type(res) == 'table' and res.err then errors = errors + 1 end
 end
 return errors
 """

@@ -1,8 +1,8 @@
 """TaskExecutor: runs the task specs of a batch against the session's graph.
 
 Graphs are fetched once per content hash, verified (HMAC) before they are unpickled,
-and kept in a bounded LRU cache. Each task's result is parked under its dispatch token;
-the coordinator makes it visible only if the token is still current.
+and kept in a bounded LRU cache. Each task's result travels in its report; the
+coordinator writes it to the channel only if the report's token is still current.
 """
 
 from __future__ import annotations
@@ -33,15 +33,13 @@ from graflow_dist.wire.messages import DONE, FAIL, Batch, Event
 from graflow_dist.wire.signing import dumps_signed, loads_signed
 
 DEFAULT_GRAPH_CACHE_SIZE = 64
-DEFAULT_RESULT_TTL_S = 24 * 3600
 
 
 @dataclass
 class Report:
-    """What a task produced: the event for the coordinator and the parked result."""
+    """What a task produced: the event for the coordinator (result included)."""
 
     event: Event
-    result: bytes | None
     invocation: Invocation | None = None
     duration_s: float = 0.0
 
@@ -116,8 +114,9 @@ class TaskExecutor:
             return self.failure(session_id, spec, exc, False,
                                 f"result of task {spec.task_id!r} cannot be stored: {exc}")
         event = Event(DONE, session_id, token=spec.token, task_id=spec.task_id,
-                      worker=self.worker, outcome=invocation.outcome.to_dict(), dynamic=dynamic)
-        return Report(event, result, invocation, duration)
+                      worker=self.worker, outcome=invocation.outcome.to_dict(), dynamic=dynamic,
+                      result=result)
+        return Report(event, invocation, duration)
 
     def failure(self, session_id: str, spec: TaskSpec, error: BaseException | None,
                 fatal: bool, text: str = "") -> Report:
@@ -127,11 +126,8 @@ class TaskExecutor:
                       error_type=type(error).__name__, fatal=fatal,
                       error_data=error_attributes(error) if isinstance(error, GraflowError)
                       else {})
-        return Report(event, None)
+        return Report(event)
 
     def queue_report(self, pipe: redis.client.Pipeline, report: Report) -> None:
-        """Park the result under its token and publish the event (one transaction)."""
-        if report.result is not None:
-            key = self.keyspace.run(report.event.session_id).result(report.event.token)
-            pipe.set(key, report.result, ex=DEFAULT_RESULT_TTL_S)
+        """Publish the report (its result included) on ``pipe``."""
         pipe.xadd(self.keyspace.events, {"d": report.event.encode()})
