@@ -191,7 +191,7 @@ class Coordinator:
             try:
                 self._load(session_id, start=False)
             except GraflowError as exc:
-                self.log.error("cannot restore run", session=session_id, error=str(exc))
+                self._fail_unloadable(session_id, exc)
         self.is_leader = True
         self.ready.set()
         self.log.info("leader", epoch=self.epoch, runs=len(self.runs), cursor=self.cursor)
@@ -202,6 +202,10 @@ class Coordinator:
         self.is_leader = False
         self.ready.clear()
         self.runs.clear()
+        # Their re-dispatch lived in the discarded runs: leave those leases expired for
+        # the next reaper pass rather than deleting them in a later commit.
+        self._garbage = []
+        self._released_jobs = []
 
     # --- one iteration -----------------------------------------------------------------
 
@@ -249,7 +253,7 @@ class Coordinator:
             try:
                 self._load(sid, start=True)
             except GraflowError as exc:
-                self.log.error("cannot start run", session=sid, error=str(exc))
+                self._fail_unloadable(sid, exc)
                 return set()
             return {sid}
         run = self.runs.get(sid)
@@ -258,12 +262,33 @@ class Coordinator:
             return set()
         if event.kind == CANCEL:
             run.take(run.scheduler.cancel(event.error or "cancelled by client"))
-        else:
+            return {sid}
+        try:
             decision = run.on_task_event(event, now)
-            if decision.stale:
-                self.log.info("stale report dropped", session=sid, task=event.task_id,
-                              token=event.token, worker=event.worker, kind=event.kind)
+        except (GraflowError, KeyError, TypeError, ValueError) as exc:
+            # A report we cannot apply fails its run; the coordinator and every other
+            # run go on (and the cursor moves past it, so no coordinator trips on it).
+            self.log.error("unusable report fails its run", session=sid, entry=entry_id,
+                           task=event.task_id, error=f"{type(exc).__name__}: {exc}")
+            run.take(run.scheduler.abort(GraflowError(
+                f"report of task {event.task_id!r} could not be applied: {exc}")))
+            return {sid}
+        if decision.stale:
+            self.log.info("stale report dropped", session=sid, task=event.task_id,
+                          token=event.token, worker=event.worker, kind=event.kind)
         return {sid}
+
+    def _fail_unloadable(self, session_id: str, exc: GraflowError) -> None:
+        """A run whose stored state cannot be loaded ends as failed (so waiters return)."""
+        self.log.error("cannot load run", session=session_id, error=str(exc))
+        keys = self.keyspace.run(session_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.meta, mapping={"status": "failed", "error": f"cannot load run: {exc}",
+                                      "error_type": type(exc).__name__,
+                                      "finished_at": repr(time.time())})
+        pipe.srem(self.keyspace.active_runs, session_id)
+        pipe.xadd(keys.ended, {"status": "failed"})
+        pipe.execute()
 
     def _load(self, session_id: str, *, start: bool) -> None:
         info, shape, frontier = load_run(self.client, self.keyspace, session_id)
@@ -271,7 +296,7 @@ class Coordinator:
             if session_id in self.runs:
                 return  # a duplicate submission event
             start = False
-        scheduler_epoch = f"{self.epoch}x{uuid.uuid4().hex[:4]}"
+        scheduler_epoch = f"{self.epoch}x{uuid.uuid4().hex[:12]}"
         if start and not info.resume:
             scheduler = Scheduler(shape, session_id, max_steps=info.max_steps,
                                   crash_limit=info.crash_limit, epoch=scheduler_epoch)
@@ -295,6 +320,8 @@ class Coordinator:
         if start:
             run.commands.append(["HSET", run.keys.meta, "status", "running",
                                  "started_at", repr(time.time())])
+            # The graph must outlive the submit-time TTL while this run needs it.
+            run.commands.append(["PERSIST", self.keyspace.blob(info.graph_hash)])
         self.runs[session_id] = run
 
     # --- leases ----------------------------------------------------------------------
@@ -331,7 +358,11 @@ class Coordinator:
             self._released_jobs.append(job_id)
             if not mapping:
                 continue
-            session_id, tokens = unpackb(mapping, f"jobmap {job_id}")
+            try:
+                session_id, tokens = unpackb(mapping, f"jobmap {job_id}")
+            except (WireError, ValueError) as exc:
+                self.log.error("unreadable jobmap entry dropped", job=job_id, error=str(exc))
+                continue
             run = self.runs.get(session_id)
             if run is None:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -116,6 +117,23 @@ class TaskGraph:
 
     def __repr__(self) -> str:
         return f"TaskGraph(nodes={list(self._nodes)}, edges={self.edges})"
+
+
+class LayeredGraph(TaskGraph):
+    """A view of a shared graph that keeps its own additions (tasks created with
+    ``next_task`` while a batch runs) and never changes the graph it reads through to."""
+
+    def __init__(self, base: TaskGraph) -> None:
+        self._nodes = ChainMap({}, base._nodes)  # type: ignore[assignment]
+        self._succ = ChainMap({}, base._succ)  # type: ignore[assignment]
+        self._pred = ChainMap({}, base._pred)  # type: ignore[assignment]
+
+    def add_edge(self, source: str, target: str) -> None:
+        for table in (self._succ, self._pred):
+            for node in (source, target):
+                if node in table and node not in table.maps[0]:  # type: ignore[attr-defined]
+                    table[node] = list(table[node])  # copy on write
+        super().add_edge(source, target)
 
 
 def node_shape(executable: Any, graph: TaskGraph | None = None,

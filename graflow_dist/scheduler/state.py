@@ -112,7 +112,9 @@ class Scheduler:
         for spec in snapshot.pending_tasks:
             if spec.task_id not in shape.nodes:
                 raise UnknownTaskError(spec.task_id, "the restored frontier")
-            bucket = sched.delayed if spec.not_before > now else sched.inflight
+            # A spec keeps its not_before until it is released (then it is journaled
+            # with 0): one with not_before set never got a job, even if it is due now.
+            bucket = sched.delayed if spec.not_before > 0 else sched.inflight
             bucket[spec.token] = spec
             sched._pending_ids[spec.task_id] += 1
         sched.journal = Journal()
@@ -177,8 +179,8 @@ class Scheduler:
     def complete(self, token: str, outcome: TaskOutcome, *, now: float = 0.0) -> Decision:
         """A task run returned normally; ``outcome`` says what it asked for."""
         decision = Decision()
-        spec = self._take(token)
-        if spec is None or self.end is not None:
+        spec = None if self.end is not None else self._take(token)
+        if spec is None:  # fenced, duplicate, or after the end: the frontier is final
             decision.stale = True
             return decision
         node = spec.task_id
@@ -200,6 +202,10 @@ class Scheduler:
             if dyn.shape is not None and dyn.task_id not in self.shape.nodes:
                 self.shape.add(dyn.shape)
                 self.journal.new_nodes.append(dyn.task_id)
+            elif dyn.task_id not in self.shape.nodes:
+                self._finish(decision, RunStatus.FAILED, UnknownTaskError(
+                    dyn.task_id, f"the graph (next_task called by {node!r})"))
+                return decision
 
         skip_successors = outcome.iterate or outcome.terminate is not None
         if outcome.terminate is None:
@@ -236,8 +242,8 @@ class Scheduler:
         """A task run raised. It is retried per its policy unless ``retryable`` is False;
         ``error`` replaces the default `TaskExecutionError` as the run's error."""
         decision = Decision()
-        spec = self._take(token)
-        if spec is None or self.end is not None:
+        spec = None if self.end is not None else self._take(token)
+        if spec is None:  # fenced, duplicate, or after the end: the frontier is final
             decision.stale = True
             return decision
         self.steps += 1
@@ -274,8 +280,8 @@ class Scheduler:
         pending and the decision asks for a checkpoint to resume from. A task handed
         back on graceful shutdown is re-run with ``counted=False``."""
         decision = Decision()
-        spec = self._take(token)
-        if spec is None or self.end is not None:
+        spec = None if self.end is not None else self._take(token)
+        if spec is None:  # fenced, duplicate, or after the end: the frontier is final
             decision.stale = True
             return decision
         if not counted:
@@ -316,10 +322,11 @@ class Scheduler:
 
     def release_due(self, now: float) -> list[TaskSpec]:
         """Retries whose backoff elapsed; they are in flight from now on."""
-        due = [s for s in self.delayed.values() if s.not_before <= now]
+        due = [s.evolve(not_before=0.0) for s in self.delayed.values() if s.not_before <= now]
         for spec in due:
             del self.delayed[spec.token]
             self.inflight[spec.token] = spec
+            self.journal.put(spec)  # stored as dispatched: a takeover must not wait again
         return due
 
     def drain_journal(self) -> Journal:

@@ -79,11 +79,10 @@ class JobClaimer:
             [job_id, self.worker, self.keyspace.prefix], pipe,
         )
 
-    def fail_job(self, job_id: str, reason: str) -> None:
-        """Move a job we cannot even read to rq's failed registry (keeps it for
-        inspection) and release its lease."""
+    def fail_job(self, job_id: str, reason: str, pipe: redis.client.Pipeline) -> None:
+        """Queue on ``pipe``: move a job we cannot even read to rq's failed registry
+        (kept for inspection) and release its lease."""
         now = time.time()
-        pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keyspace.rq_job(job_id), mapping={
             "status": "failed", "exc_info": reason[:2000],
             "ended_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".000000Z",
@@ -93,4 +92,3 @@ class JobClaimer:
         pipe.hdel(self.keyspace.lease_owner, job_id)
         pipe.hdel(self.keyspace.jobmap, job_id)
         pipe.hincrby(self.rq_worker_key, "failed_job_count", 1)
-        pipe.execute()

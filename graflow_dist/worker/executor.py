@@ -17,7 +17,7 @@ import redis
 from graflow_dist.channels.codec import encode_value
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.context import ExecutionContext
-from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.graph import LayeredGraph, TaskGraph
 from graflow_dist.core.invoke import Invocation, describe_error, invoke_task
 from graflow_dist.errors import (
     GraflowError,
@@ -86,7 +86,10 @@ class TaskExecutor:
 
     def context(self, batch: Batch, graph: TaskGraph) -> ExecutionContext:
         channel = RedisChannel(batch.session_id, self.client, self.keyspace.prefix)
-        ctx = ExecutionContext(graph, session_id=batch.session_id, channel=channel,
+        # The cached graph is shared by every batch of the workflow: tasks added with
+        # next_task go into this batch's own layer.
+        ctx = ExecutionContext(LayeredGraph(graph), session_id=batch.session_id,
+                               channel=channel,
                                default_max_cycles=batch.default_max_cycles)
         ctx.trace_id = batch.trace_id or batch.session_id
         return ctx

@@ -65,6 +65,7 @@ class CurrentJob:
     lost: bool = False  # the lease was reaped (we were paused): the batch runs elsewhere
     reports: list[Report] = field(default_factory=list)  # finished, not yet sent
     reports_since: float = 0.0
+    flush_timer: threading.Timer | None = None
 
 
 class Worker:
@@ -162,11 +163,18 @@ class Worker:
         job = self.current
         if job is None:
             return
-        with job.lock:
-            tokens = list(job.unfinished)
-            self.log.warning("grace period over: handing back running tasks", job=job.job_id,
-                             tasks=len(tokens))
-            self._hand_back(job, tokens)
+        def hand_back() -> None:
+            with job.lock:
+                tokens = list(job.unfinished)
+                self.log.warning("grace period over: handing back running tasks",
+                                 job=job.job_id, tasks=len(tokens))
+                self._hand_back(job, tokens)
+
+        # Bounded: during a Redis outage the hand-back cannot land, and the lease then
+        # re-dispatches the tasks anyway; the worker must still exit.
+        helper = threading.Thread(target=hand_back, name="gf-hand-back", daemon=True)
+        helper.start()
+        helper.join(timeout=max(1.0, self.lease_s))
         os._exit(0)  # the running task cannot be interrupted; its work is handed back
 
     def _register(self) -> None:
@@ -232,21 +240,26 @@ class Worker:
 
     def _reject(self, job_id: str, reason: str) -> None:
         """A malformed job: log it, keep it in rq's failed registry, re-dispatch its
-        tasks if we know which they were, and keep running."""
+        tasks if we know which they were (in the same transaction that releases its
+        lease, so they cannot fall between the two), and keep running."""
         self.log.error("malformed job moved to the failed registry", job=job_id, error=reason)
         mapping = self.client.hget(self.keyspace.jobmap, job_id)
-        self.claimer.fail_job(job_id, reason)
+        lost: list[Event] = []
         if mapping:
             try:
                 session_id, tokens = unpackb(mapping, f"jobmap {job_id}")
-            except WireError:
-                return
-            pipe = self.client.pipeline(transaction=True)
-            for token in tokens:
-                event = Event(LOST, session_id, token=token, worker=self.name,
+                lost = [Event(LOST, session_id, token=token, worker=self.name,
                               error=f"job {job_id} was malformed: {reason}")
+                        for token in tokens]
+            except (WireError, ValueError):
+                pass
+
+        def build(pipe: redis.client.Pipeline) -> None:
+            self.claimer.fail_job(job_id, reason, pipe)
+            for event in lost:
                 pipe.xadd(self.keyspace.events, {"d": event.encode()})
-            pipe.execute()
+
+        self._send(build)
 
     def _run_batch(self, job: CurrentJob) -> None:
         batch = job.batch
@@ -282,6 +295,11 @@ class Worker:
                 if (last or len(job.reports) >= DEFAULT_REPORT_BATCH
                         or time.monotonic() - job.reports_since >= DEFAULT_REPORT_DELAY_S):
                     self._flush_reports(job, last)
+                elif job.flush_timer is None:  # if the next task is slow, don't wait for it
+                    job.flush_timer = threading.Timer(DEFAULT_REPORT_DELAY_S,
+                                                      self._flush_if_waiting, (job,))
+                    job.flush_timer.daemon = True
+                    job.flush_timer.start()
             self.tasks_done += 1
         with job.lock:
             if job.lost:  # its tasks were re-dispatched: running them here is wasted work
@@ -323,10 +341,21 @@ class Worker:
             self._send(build)
             job.unfinished.clear()
 
+    def _flush_if_waiting(self, job: CurrentJob) -> None:
+        """Timer: reports buffered while a slower task runs are sent after all."""
+        with job.lock:
+            job.flush_timer = None
+            if job.reports and job.unfinished:
+                try:
+                    self._flush_reports(job, last=False)
+                except Exception as exc:  # the main loop sends them with the next batch
+                    self.log.warning("buffered reports not sent yet", error=str(exc))
+
     def _flush_reports(self, job: CurrentJob, last: bool) -> None:
         """Send the finished tasks' reports in one transaction (caller holds job.lock);
         with the last one the job is released, else we learn whether we still hold it."""
-        reports, job.reports = job.reports, []
+        reports = list(job.reports)
+        job.flush_timer = None
 
         def build(pipe: redis.client.Pipeline) -> None:
             for report in reports:
@@ -337,6 +366,7 @@ class Worker:
                 pipe.hget(self.keyspace.lease_owner, job.job_id)
 
         results = self._send(build)
+        del job.reports[:len(reports)]  # only once they landed
         if not last and results[-1] != self.name.encode():
             job.lost = True
 

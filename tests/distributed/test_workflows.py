@@ -204,12 +204,15 @@ def test_next_task_adds_a_task_created_on_a_worker(client: Client) -> None:
 
         planner >> successor
 
-    run = client.submit(wf)
-    run.wait(timeout=RUN_TIMEOUT_S)
-    assert sorted(run.channel().get("ran")) == ["generated", "planner", "successor"]
-    assert run.get_result("generated") == 42
-    assert run.get_result("successor") == "after planned"
-    assert set(run.context().completed_tasks) == {"planner", "generated", "successor"}
+    # Several runs of one workflow share the workers' cached graph: a task added by one
+    # run must not leak into the next (it would lose its successors and its blob).
+    for _ in range(3):
+        run = client.submit(wf)
+        run.wait(timeout=RUN_TIMEOUT_S)
+        assert sorted(run.channel().get("ran")) == ["generated", "planner", "successor"]
+        assert run.get_result("generated") == 42
+        assert run.get_result("successor") == "after planned"
+        assert set(run.context().completed_tasks) == {"planner", "generated", "successor"}
 
 
 def test_next_task_with_goto_skips_the_successors(client: Client) -> None:

@@ -85,8 +85,11 @@ def test_restore_keeps_future_retries_delayed(shape_of) -> None:
     assert early.resume().dispatch == [] and early.end is None
     assert [s.attempt for s in early.release_due(110.0)] == [2]
 
+    # A retry that never got dispatched stays delayed until the driver releases it, even
+    # when it is already due (a coordinator taking over must enqueue it, not assume it).
     late = Scheduler.restore(shape, snap, now=111.0)
-    assert [s.task_id for s in late.resume().dispatch] == ["a"]
+    assert late.resume().dispatch == [] and late.next_due() == pytest.approx(110.0)
+    assert [s.task_id for s in late.release_due(111.0)] == ["a"]
 
 
 def test_restore_of_a_finished_frontier_completes_at_once(shape_of) -> None:

@@ -213,7 +213,7 @@ def test_delayed_retry_is_released_when_due(shape_of, ready) -> None:
     assert sched.next_due() == pytest.approx(105.0)
     assert sched.release_due(104.9) == []
     (due,) = sched.release_due(105.0)
-    assert due.attempt == 2 and due.not_before == pytest.approx(105.0)
+    assert due.attempt == 2 and due.not_before == 0.0  # released: recorded as dispatched
     assert sched.next_due() is None
     # the second retry backs off twice as long
     sched.fail(due.token, "flaky", now=200.0)
@@ -460,3 +460,14 @@ def test_successor_of_a_jump_is_skipped_not_deadlocked(shape_of, ready) -> None:
     end = sched.complete(ready(decision)["z"], OK)
     assert end.end.status is RunStatus.COMPLETED
     assert "c" not in sched.completed
+
+
+def test_next_task_naming_an_unknown_task_fails_the_run(shape_of, ready) -> None:
+    from graflow_dist.errors import UnknownTaskError
+    from graflow_dist.scheduler.events import NextTask
+
+    sched = new(shape_of("a>b"))
+    token = ready(sched.start())["a"]
+    decision = sched.complete(token, TaskOutcome(next_tasks=[NextTask("ghost")]))
+    assert decision.end is not None and decision.end.status is RunStatus.FAILED
+    assert isinstance(decision.end.error, UnknownTaskError) and "ghost" in str(decision.end.error)
