@@ -76,8 +76,8 @@ for i = 1, n do
                deadline + 86400, id .. ':' .. ARGV[2])
     local s = redis.call('HGET', jk, 'gf_session')
     local status = ''
-    if s then
-      local meta = ARGV[5] .. ':run:' .. s .. ':meta'
+    local meta = s and (ARGV[5] .. ':run:' .. s .. ':meta')
+    if meta and redis.call('EXISTS', meta) == 1 then  -- never recreate an expired run
       redis.call('HINCRBY', meta, 'running', tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
       status = redis.call('HGET', meta, 'status') or ''
     end
@@ -118,7 +118,7 @@ FINISH = """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 local jk = 'rq:job:' .. ARGV[1]
 local s = redis.call('HGET', jk, 'gf_session')
-if s then
+if s and redis.call('EXISTS', ARGV[3] .. ':run:' .. s .. ':meta') == 1 then
   redis.call('HINCRBY', ARGV[3] .. ':run:' .. s .. ':meta', 'running',
              -tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
 end
@@ -147,7 +147,7 @@ for _, id in ipairs(ids) do
   if owner ~= 'reaper' then
     local jk = 'rq:job:' .. id
     local s = redis.call('HGET', jk, 'gf_session')
-    if s then
+    if s and redis.call('EXISTS', ARGV[3] .. ':run:' .. s .. ':meta') == 1 then
       redis.call('HINCRBY', ARGV[3] .. ':run:' .. s .. ':meta', 'running',
                  -tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
     end

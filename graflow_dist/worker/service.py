@@ -65,7 +65,6 @@ class CurrentJob:
     lost: bool = False  # the lease was reaped (we were paused): the batch runs elsewhere
     reports: list[Report] = field(default_factory=list)  # finished, not yet sent
     reports_since: float = 0.0
-    flush_timer: threading.Timer | None = None
 
 
 class Worker:
@@ -119,6 +118,7 @@ class Worker:
         self.tasks_done = 0
         self._outage = OutageLog(log, "worker")
         self._beat_stop = threading.Event()
+        self._flush_due = threading.Event()  # a report was buffered: check it soon
         self.log = log.bind(worker=self.name, queue=self.queue)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -129,6 +129,7 @@ class Worker:
         self._register()
         beat = threading.Thread(target=self._heartbeat_loop, name="gf-heartbeat", daemon=True)
         beat.start()
+        threading.Thread(target=self._flusher_loop, name="gf-flusher", daemon=True).start()
         self.ready.set()
         self.log.info("worker started", lease_s=self.lease_s, heartbeat_s=self.heartbeat_s)
         try:
@@ -295,11 +296,8 @@ class Worker:
                 if (last or len(job.reports) >= DEFAULT_REPORT_BATCH
                         or time.monotonic() - job.reports_since >= DEFAULT_REPORT_DELAY_S):
                     self._flush_reports(job, last)
-                elif job.flush_timer is None:  # if the next task is slow, don't wait for it
-                    job.flush_timer = threading.Timer(DEFAULT_REPORT_DELAY_S,
-                                                      self._flush_if_waiting, (job,))
-                    job.flush_timer.daemon = True
-                    job.flush_timer.start()
+                elif len(job.reports) == 1:  # if the next task is slow, don't wait for it
+                    self._flush_due.set()
             self.tasks_done += 1
         with job.lock:
             if job.lost:  # its tasks were re-dispatched: running them here is wasted work
@@ -341,21 +339,29 @@ class Worker:
             self._send(build)
             job.unfinished.clear()
 
-    def _flush_if_waiting(self, job: CurrentJob) -> None:
-        """Timer: reports buffered while a slower task runs are sent after all."""
-        with job.lock:
-            job.flush_timer = None
-            if job.reports and job.unfinished:
-                try:
-                    self._flush_reports(job, last=False)
-                except Exception as exc:  # the main loop sends them with the next batch
-                    self.log.warning("buffered reports not sent yet", error=str(exc))
+    def _flusher_loop(self) -> None:
+        """Sends reports buffered while a slower task runs, once they are
+        ``DEFAULT_REPORT_DELAY_S`` old (the main thread is busy in that task)."""
+        while not self._beat_stop.is_set():
+            if not self._flush_due.wait(0.5):
+                continue
+            self._flush_due.clear()
+            time.sleep(DEFAULT_REPORT_DELAY_S)
+            job = self.current
+            if job is None:
+                continue
+            with job.lock:
+                if job.reports and job.unfinished and (
+                        time.monotonic() - job.reports_since >= DEFAULT_REPORT_DELAY_S):
+                    try:
+                        self._flush_reports(job, last=False)
+                    except Exception as exc:  # they go out with the job's next flush
+                        self.log.warning("buffered reports not sent yet", error=str(exc))
 
     def _flush_reports(self, job: CurrentJob, last: bool) -> None:
         """Send the finished tasks' reports in one transaction (caller holds job.lock);
         with the last one the job is released, else we learn whether we still hold it."""
         reports = list(job.reports)
-        job.flush_timer = None
 
         def build(pipe: redis.client.Pipeline) -> None:
             for report in reports:

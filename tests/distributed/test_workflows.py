@@ -4,6 +4,7 @@ group policies, retries, failures and termination."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -507,3 +508,29 @@ def test_finished_run_data_expires(
     without_ttl = [k for k in run_keys if redis_.ttl(k) < 0]
     assert without_ttl == [], "run data without a TTL after the run ended"
     assert redis_.ttl(keyspace.blob(run.info()["graph_hash"])) > 0
+
+
+def test_a_fast_task_is_reported_while_a_slow_one_of_its_batch_runs(client: Client) -> None:
+    """16 ready tasks on 2 workers travel as jobs of 2: each job is [fast, slow]. The
+    fast task's completion must reach the coordinator long before the slow one ends."""
+    n = 16
+
+    def member(i: int) -> Any:
+        @task(f"m_{i:02d}")
+        def run() -> int:
+            if i % 2:
+                time.sleep(1.0)
+            return i
+
+        return run
+
+    with workflow("fast-then-slow") as wf:
+        parallel(*[member(i) for i in range(n)])
+
+    run = client.submit(wf)
+    deadline = time.monotonic() + 0.8  # well before any slow task can end
+    while time.monotonic() < deadline and run.progress().done < 2:
+        time.sleep(0.02)
+    assert run.progress().done >= 2, "fast tasks' reports waited for slow batch-mates"
+    run.wait(timeout=RUN_TIMEOUT_S)
+    assert [run.get_result(f"m_{i:02d}") for i in range(n)] == list(range(n))
