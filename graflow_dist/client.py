@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,10 +309,6 @@ class WorkflowRun:
 
     def __repr__(self) -> str:
         return f"WorkflowRun({self.session_id!r})"
-
-
-def new_session_id() -> str:
-    return uuid.uuid4().hex
 
 
 CLUSTER_ENV = "GRAFLOW_DIST_CLUSTER"

@@ -16,7 +16,7 @@ import redis
 from graflow_dist.errors import UnknownSessionError
 from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
 from graflow_dist.scheduler.journal import Journal
-from graflow_dist.scheduler.specs import GraphShape, NodeShape, TaskSpec
+from graflow_dist.scheduler.specs import GraphShape, NodeShape
 from graflow_dist.scheduler.state import Scheduler
 from graflow_dist.wire.keyspace import Keyspace, RunKeys
 from graflow_dist.wire.messages import packb, spec_from_wire, spec_to_wire, unpackb
@@ -175,10 +175,6 @@ def load_run(client: redis.Redis, keyspace: Keyspace, session_id: str
     )
     frontier.pending_tasks.sort(key=Scheduler._seq_of)
     return info, graph, frontier
-
-
-def pending_spec(raw: bytes, what: str) -> TaskSpec:
-    return spec_from_wire(unpackb(raw, what), what)
 
 
 # Lua's unpack() takes at most ~8,000 values; commit commands stay far below that.

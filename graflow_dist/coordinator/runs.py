@@ -15,7 +15,6 @@ from graflow_dist.scheduler.events import (
     CheckpointRequest,
     Decision,
     RunEnd,
-    RunStatus,
     TaskOutcome,
 )
 from graflow_dist.scheduler.frontier import FrontierSnapshot
@@ -166,7 +165,3 @@ def end_commands(keyspace: Keyspace, keys: RunKeys, end: RunEnd) -> list[Command
                    "error_data", json.dumps(error_attributes(end.error), default=str)]
     return [["HSET", keys.meta, *fields], ["SREM", keyspace.active_runs, keys.session_id],
             ["XADD", keys.ended, "*", "status", end.status.value]]
-
-
-def status_of(end: RunEnd) -> RunStatus:
-    return end.status

@@ -415,6 +415,8 @@ class Coordinator:
         if result == -3:
             raise GraflowError("commit refused: a command exceeds the script's argument limit")
         self.commit_seq += 1
+        if self.metrics is not None:
+            self.metrics.commits.inc()
         if result:
             self.log.error("commands failed inside a commit", failed=int(result))
         for sid in touched:

@@ -73,10 +73,6 @@ class RunKeys:
         return self._k("ended")
 
     @property
-    def ledger(self) -> str:  # LIST of applied/dropped completion records (audit)
-        return self._k("ledger")
-
-    @property
     def channel_prefix(self) -> str:
         return f"{self.prefix}:ch:{self.session_id}:"
 
