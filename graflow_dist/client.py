@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 import structlog
+from redis.exceptions import WatchError
 
 from graflow_dist.channels.codec import encode_value
 from graflow_dist.channels.redis import RedisChannel, write_raw_channel
@@ -121,10 +123,6 @@ class Client:
                         crash_limit: int) -> WorkflowRun:
         session_id = ctx.session_id
         keys = self.keyspace.run(session_id)
-        status = self.redis.hget(keys.meta, "status")
-        if status is not None and status.decode() not in FINISHED:
-            raise GraflowError(f"run {session_id} is already active on this cluster "
-                               f"(status {status.decode()}); cancel it first")
         blob = dumps_signed(ctx.graph)
         graph_hash = content_hash(verify(blob, "graph"))
         resume = ctx.frontier is not None
@@ -133,34 +131,45 @@ class Client:
             trace_id=ctx.trace_id, workflow=workflow_name, start_node=ctx.start_node,
             max_steps=ctx.max_steps, default_max_cycles=ctx.default_max_cycles,
             default_max_retries=ctx.default_max_retries, crash_limit=crash_limit,
-            queue=self.queue, resume=resume,
+            queue=self.queue, resume=resume, incarnation=uuid.uuid4().hex,
         )
         shape = ctx.graph.shape(ctx.default_max_cycles)
         total = sum(1 for node in shape.nodes.values() if not node.is_group)
         values = {k: encode_value(v) for k, v in ctx.channel.items()} \
             if not isinstance(ctx.channel, RedisChannel) else {}
-        if not isinstance(ctx.channel, RedisChannel):
-            # The run's channel becomes exactly the context's (an earlier incarnation of
-            # this session, e.g. another resume, may have left keys behind).
-            RedisChannel(session_id, self.redis, self.keyspace.prefix).clear()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.keyspace.blob(graph_hash), blob, ex=DEFAULT_BLOB_TTL_S)
-        pipe.delete(*keys.frontier_keys())
-        pipe.hset(keys.meta, mapping={**info.to_meta(), "total": total,
-                                      "submitted_at": repr(time.time()),
-                                      "done": 0, "running": 0, "pending": 0, "failed": 0})
-        for cmd in shape_commands(keys, shape):
-            pipe.execute_command(*cmd)
-        if resume:
-            assert ctx.frontier is not None
-            for cmd in frontier_commands(keys, ctx.frontier):
+        with self.redis.pipeline(transaction=True) as pipe:
+            # WATCH: two clients submitting one session cannot both get through.
+            pipe.watch(keys.meta)
+            status = pipe.hget(keys.meta, "status")
+            if status is not None and status.decode() not in FINISHED:
+                raise GraflowError(f"run {session_id} is already active on this cluster "
+                                   f"(status {status.decode()}); cancel it first")
+            if not isinstance(ctx.channel, RedisChannel):
+                # The run's channel becomes exactly the context's (an earlier incarnation
+                # of this session, e.g. another resume, may have left keys behind).
+                RedisChannel(session_id, self.redis, self.keyspace.prefix).clear()
+            pipe.multi()
+            pipe.set(self.keyspace.blob(graph_hash), blob, ex=DEFAULT_BLOB_TTL_S)
+            pipe.delete(*keys.frontier_keys())
+            pipe.hset(keys.meta, mapping={**info.to_meta(), "total": total,
+                                          "submitted_at": repr(time.time()),
+                                          "done": 0, "running": 0, "pending": 0, "failed": 0})
+            for cmd in shape_commands(keys, shape):
                 pipe.execute_command(*cmd)
-        write_raw_channel(pipe, keys, values)
-        pipe.sadd(self.keyspace.active_runs, session_id)
-        pipe.zadd(self.keyspace.all_runs, {session_id: time.time()})
-        event = Event(RESUME if resume else SUBMIT, session_id)
-        pipe.xadd(self.keyspace.events, {"d": event.encode()})
-        pipe.execute()
+            if resume:
+                assert ctx.frontier is not None
+                for cmd in frontier_commands(keys, ctx.frontier):
+                    pipe.execute_command(*cmd)
+            write_raw_channel(pipe, keys, values)
+            pipe.sadd(self.keyspace.active_runs, session_id)
+            pipe.zadd(self.keyspace.all_runs, {session_id: time.time()})
+            event = Event(RESUME if resume else SUBMIT, session_id)
+            pipe.xadd(self.keyspace.events, {"d": event.encode()})
+            try:
+                pipe.execute()
+            except WatchError:
+                raise GraflowError(f"run {session_id} was submitted by another client at "
+                                   "the same moment; attach to it instead") from None
         return WorkflowRun(self, session_id, graph=ctx.graph)
 
     def resume(self, checkpoint_path: str | os.PathLike[str]) -> WorkflowRun:

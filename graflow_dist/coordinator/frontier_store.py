@@ -40,6 +40,7 @@ class RunInfo:
     crash_limit: int = 3
     queue: str = "graflow"
     resume: bool = False
+    incarnation: str = ""  # new at every submit/resume: jobs of an earlier one are skipped
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_meta(self) -> dict[str, str]:
@@ -50,7 +51,8 @@ class RunInfo:
             "default_max_cycles": str(self.default_max_cycles),
             "default_max_retries": str(self.default_max_retries),
             "crash_limit": str(self.crash_limit), "queue": self.queue,
-            "resume": "1" if self.resume else "0", **self.extra,
+            "resume": "1" if self.resume else "0", "incarnation": self.incarnation,
+            **self.extra,
         }
 
     @classmethod
@@ -64,7 +66,7 @@ class RunInfo:
             default_max_cycles=int(m.get("default_max_cycles", 10)),
             default_max_retries=int(m.get("default_max_retries", 0)),
             crash_limit=int(m.get("crash_limit", 3)), queue=m.get("queue", "graflow"),
-            resume=m.get("resume") == "1", extra=m,
+            resume=m.get("resume") == "1", incarnation=m.get("incarnation", ""), extra=m,
         )
 
 

@@ -147,6 +147,7 @@ def job_commands(keyspace: Keyspace, info: RunInfo, specs: list[TaskSpec], max_b
             "enqueued_at", stamp, "data", rq_job_data(batch.encode()), "origin", queue,
             "description", f"graflow {info.session_id[:12]} {names[:120]}", "timeout", "-1",
             "gf_session", info.session_id, "gf_tasks", len(chunk),
+            "gf_incarnation", info.incarnation,
         ])
         cmds.append(["HSET", keyspace.jobmap, job_id,
                      packb([info.session_id, [s.token for s in chunk]])])

@@ -461,6 +461,9 @@ class Coordinator:
     def _expire_run(self, run: RunState) -> None:
         """Finished runs keep their data for ``run_ttl_s``, then Redis drops it."""
         try:
+            current = self.client.hget(run.keys.meta, "incarnation")
+            if (current or b"").decode() != run.info.incarnation:
+                return  # the session was submitted again meanwhile: its data is live
             pipe = self.client.pipeline(transaction=False)
             for key in run.keys.frontier_keys():
                 pipe.expire(key, self.run_ttl_s)

@@ -80,6 +80,11 @@ for i = 1, n do
     if meta and redis.call('EXISTS', meta) == 1 then  -- never recreate an expired run
       redis.call('HINCRBY', meta, 'running', tonumber(redis.call('HGET', jk, 'gf_tasks') or '0'))
       status = redis.call('HGET', meta, 'status') or ''
+      -- a job of an earlier submission of this session: the worker skips it
+      if (redis.call('HGET', jk, 'gf_incarnation') or '') ~=
+         (redis.call('HGET', meta, 'incarnation') or '') then
+        status = 'superseded'
+      end
     end
     out[#out + 1] = id
     out[#out + 1] = data

@@ -21,6 +21,8 @@ from graflow_dist import (
     task,
     workflow,
 )
+from graflow_dist.coordinator.frontier_store import RunInfo
+from graflow_dist.coordinator.runs import job_commands
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import (
     CycleLimitExceededError,
@@ -30,6 +32,7 @@ from graflow_dist.errors import (
     TaskExecutionError,
     WorkflowCancelledError,
 )
+from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.wire.keyspace import Keyspace
 
 RUN_TIMEOUT_S = 60
@@ -534,3 +537,32 @@ def test_a_fast_task_is_reported_while_a_slow_one_of_its_batch_runs(client: Clie
     assert run.progress().done >= 2, "fast tasks' reports waited for slow batch-mates"
     run.wait(timeout=RUN_TIMEOUT_S)
     assert [run.get_result(f"m_{i:02d}") for i in range(n)] == list(range(n))
+
+
+def test_jobs_of_an_earlier_submission_of_a_session_are_skipped(
+    client: Client, keyspace: Keyspace, wait_until: Callable[..., Any]
+) -> None:
+    """A job still queued from an earlier incarnation of a session (cancelled, then the
+    session resumed) must not run against the new incarnation's channel."""
+    with workflow("incarnations") as wf:
+
+        @task(inject_context=True)
+        def mark(ctx: TaskExecutionContext) -> str:
+            ctx.get_channel().append("ran", "mark")
+            return "ok"
+
+    run = client.submit(wf)
+    assert run.wait(timeout=RUN_TIMEOUT_S) == "ok"
+    # Forge a job from the old incarnation and put it back on the queue.
+    info = run.info()
+    old = RunInfo.from_meta(run.session_id, client.redis.hgetall(run.keys.meta))
+    old.incarnation = "an-earlier-one"
+    pipe = client.redis.pipeline()
+    for cmd in job_commands(keyspace, old, [TaskSpec("mark", "old.1")], 1, 1):
+        pipe.execute_command(*cmd)
+    client.redis.hset(run.keys.meta, "status", "running")  # as if resubmitted
+    pipe.execute()
+    job_key = keyspace.rq_job(f"gf.{run.session_id}.old.1")
+    wait_until(lambda: not client.redis.exists(job_key), "a worker to finish the forged job")
+    assert run.channel().get("ran") == ["mark"], "a superseded job ran"
+    assert info["incarnation"]
