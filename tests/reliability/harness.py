@@ -94,6 +94,20 @@ class Ledger:
 # --- waiting on events ------------------------------------------------------------------
 
 
+def recorded_step(ledger_dir: str, name: str, seconds: float, value: int) -> Any:
+    """A task that records its start and end in the ledger, sleeps, returns ``value``."""
+    from graflow_dist import task
+
+    @task(name, inject_context=True)
+    def run(ctx: Any) -> int:
+        record(ledger_dir, ctx, "start")
+        time.sleep(seconds)
+        record(ledger_dir, ctx, "end")
+        return value
+
+    return run
+
+
 def wait_for(predicate: Callable[[], T | None], what: str, timeout_s: float = DEFAULT_WAIT_S,
              poll_s: float = _POLL_S) -> T:
     """Poll ``predicate`` until it returns something truthy; Redis being down meanwhile

@@ -9,7 +9,7 @@ from collections import Counter
 
 from graflow_dist import Client, chain, parallel, task, workflow
 from reliability.conftest import LEADER_LEASE_S
-from reliability.harness import Ledger, record, wait_for, wait_run
+from reliability.harness import Ledger, record, recorded_step, wait_for, wait_run
 
 CHAIN = 8
 WIDTH = 6
@@ -17,14 +17,7 @@ WIDTH = 6
 
 def takeover_workflow(ledger_dir: str):  # noqa: ANN201
     def step(name: str, seconds: float, value: int):  # noqa: ANN202
-        @task(name, inject_context=True)
-        def run(ctx) -> int:  # noqa: ANN001
-            record(ledger_dir, ctx, "start")
-            time.sleep(seconds)
-            record(ledger_dir, ctx, "end")
-            return value
-
-        return run
+        return recorded_step(ledger_dir, name, seconds, value)
 
     with workflow("takeover") as wf:
 

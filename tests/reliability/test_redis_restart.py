@@ -13,7 +13,7 @@ import pytest
 
 from graflow_dist import Client, chain, parallel, task, workflow
 from graflow_dist.core.checkpoint import CheckpointManager
-from reliability.harness import FaultCluster, Ledger, record, wait_for, wait_run
+from reliability.harness import FaultCluster, Ledger, recorded_step, wait_for, wait_run
 
 WIDTH = 24
 CHAIN = 10
@@ -21,14 +21,7 @@ CHAIN = 10
 
 def busy_workflow(ledger_dir: str, seconds: float = 0.1):  # noqa: ANN201
     def step(name: str, value: int):  # noqa: ANN202
-        @task(name, inject_context=True)
-        def run(ctx) -> int:  # noqa: ANN001
-            record(ledger_dir, ctx, "start")
-            time.sleep(seconds)
-            record(ledger_dir, ctx, "end")
-            return value
-
-        return run
+        return recorded_step(ledger_dir, name, seconds, value)
 
     with workflow("redis-restart") as wf:
 
