@@ -308,8 +308,7 @@ class Coordinator:
             run.take(decision)
         else:
             scheduler = Scheduler.restore(shape, frontier, max_steps=info.max_steps,
-                                          crash_limit=info.crash_limit, epoch=scheduler_epoch,
-                                          now=time.time())
+                                          crash_limit=info.crash_limit, epoch=scheduler_epoch)
             run = RunState(info, scheduler, self.keyspace.run(session_id))
             if start:  # resumed from a checkpoint: fence off the old incarnation
                 run.take(scheduler.resume(reissue=True))

@@ -57,9 +57,7 @@ class WorkflowEngine:
     ) -> tuple[Scheduler, Decision]:
         shape = context.graph.shape(context.default_max_cycles)
         if context.frontier is not None:
-            scheduler = Scheduler.restore(
-                shape, context.frontier, max_steps=context.max_steps, now=time.time()
-            )
+            scheduler = Scheduler.restore(shape, context.frontier, max_steps=context.max_steps)
             first = scheduler.resume()
             return scheduler, first
         scheduler = Scheduler(shape, context.session_id, max_steps=context.max_steps)

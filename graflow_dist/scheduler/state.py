@@ -94,10 +94,10 @@ class Scheduler:
         max_steps: int = DEFAULT_MAX_STEPS,
         crash_limit: int = DEFAULT_CRASH_LIMIT,
         epoch: str | None = None,
-        now: float = 0.0,
     ) -> Scheduler:
         """A scheduler continuing from ``snapshot``; its pending specs keep their tokens
-        (those ready now are in flight, later retries stay delayed)."""
+        (dispatched ones are in flight, retries that never got a job stay delayed until
+        `release_due`)."""
         sched = cls(
             shape, snapshot.session_id, max_steps=max_steps, crash_limit=crash_limit, epoch=epoch
         )

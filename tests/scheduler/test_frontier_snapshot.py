@@ -81,13 +81,13 @@ def test_restore_keeps_future_retries_delayed(shape_of) -> None:
     snap = through_json(sched.snapshot())
     assert snap.pending_tasks[0].not_before == pytest.approx(110.0)
 
-    early = Scheduler.restore(shape, snap, now=105.0)
+    early = Scheduler.restore(shape, snap)
     assert early.resume().dispatch == [] and early.end is None
     assert [s.attempt for s in early.release_due(110.0)] == [2]
 
     # A retry that never got dispatched stays delayed until the driver releases it, even
     # when it is already due (a coordinator taking over must enqueue it, not assume it).
-    late = Scheduler.restore(shape, snap, now=111.0)
+    late = Scheduler.restore(shape, snap)
     assert late.resume().dispatch == [] and late.next_due() == pytest.approx(110.0)
     assert [s.task_id for s in late.release_due(111.0)] == ["a"]
 
