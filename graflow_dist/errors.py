@@ -166,6 +166,23 @@ class RunTimeoutError(GraflowError):
     """`WorkflowRun.wait(timeout)` elapsed before the run finished."""
 
 
+class RunActiveError(GraflowError):
+    """A session was submitted while a run of it is still active on the cluster."""
+
+
+class NotLeaderError(GraflowError):
+    """The coordinator lost its leader lease; its in-memory state is discarded."""
+
+
+class StaleStateError(GraflowError):
+    """Redis holds fewer commits than this coordinator made (it lost acknowledged
+    writes); the in-memory state is discarded and reloaded from Redis."""
+
+
+class CommitTooLargeError(GraflowError):
+    """A coordinator commit holds a command too long for the commit script."""
+
+
 class RetryLimitExceededError(TaskExecutionError):
     """A task with a retry policy failed on every allowed attempt."""
 

@@ -1,7 +1,7 @@
 """RedisChannel: the run's shared state in Redis, visible to every worker.
 
 Keys are ``{prefix}:ch:{session_id}:{key}``. Values use the exact codec of
-`graflow_dist.channels.codec`; lists written with ``append``/``prepend`` are Redis
+`graflow_dist.wire.values`; lists written with ``append``/``prepend`` are Redis
 lists, so appends are atomic and O(1).
 """
 
@@ -14,11 +14,10 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError, WatchError
 
+from graflow_dist.broker.channel_data import channel_key_names, clear_channel, read_channel
+from graflow_dist.broker.keys import Keyspace, RunKeys
 from graflow_dist.channels.base import DEFAULT_LOCK_TIMEOUT_S, Channel, check_number
-from graflow_dist.channels.codec import decode_value, encode_list_items, encode_value
-from graflow_dist.wire.keyspace import Keyspace, RunKeys
-
-_SCAN_COUNT = 500
+from graflow_dist.wire.values import decode_value, encode_value
 
 
 def _wrong_type(exc: Exception) -> bool:
@@ -98,16 +97,14 @@ class RedisChannel(Channel):
         return bool(self.client.exists(self._key(key)))
 
     def _raw_keys(self) -> Iterator[bytes]:
-        return self.client.scan_iter(match=self._base.encode() + b"*", count=_SCAN_COUNT)
+        return channel_key_names(self.client, self.keys_of)
 
     def keys(self) -> list[str]:
         cut = len(self._base)
         return sorted(k.decode()[cut:] for k in self._raw_keys())
 
     def clear(self) -> None:
-        batch = list(self._raw_keys())
-        if batch:
-            self.client.delete(*batch)
+        clear_channel(self.client, self.keys_of)
 
     def _push(self, key: str, value: Any, ttl: int | None, front: bool) -> int:
         full = self._key(key)
@@ -185,47 +182,7 @@ class RedisChannel(Channel):
 
     def raw_values(self) -> dict[str, bytes]:
         """Every value still encoded (lists as one list value), for checkpoints."""
-        return read_raw_channel(self.client, self.keys_of)
+        return read_channel(self.client, self.keys_of)
 
     def describe(self) -> dict[str, Any]:
         return {"channel": "redis", "name": self.name, "prefix": self.prefix}
-
-
-def read_raw_channel(client: redis.Redis, keys: RunKeys) -> dict[str, bytes]:
-    """All channel values of a run, encoded, without unpickling anything."""
-    base = keys.channel_prefix
-    names = [k for k in client.scan_iter(match=base.encode() + b"*", count=_SCAN_COUNT)]
-    if not names:
-        return {}
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.get(name)
-    raw_values: dict[str, bytes] = {}
-    lists: list[bytes] = []
-    for name, raw in zip(names, pipe.execute(raise_on_error=False), strict=True):
-        if isinstance(raw, Exception):
-            lists.append(name)
-        elif raw is not None:
-            raw_values[name.decode()[len(base):]] = raw
-    for name in lists:
-        items = client.lrange(name, 0, -1)
-        raw_values[name.decode()[len(base):]] = encode_list_items(items)
-    return raw_values
-
-
-def write_raw_channel(pipe: Any, keys: RunKeys, values: dict[str, bytes]) -> None:
-    """Queue commands that restore ``values`` (from `read_raw_channel` or a
-    checkpoint) into the run's channel."""
-    import msgpack
-
-    from graflow_dist.channels.codec import TAG_LIST
-
-    for key, raw in values.items():
-        full = keys.channel(key)
-        pipe.delete(full)
-        if raw[:1] == TAG_LIST:
-            items = msgpack.unpackb(raw[1:], raw=False)
-            if items:
-                pipe.rpush(full, *items)
-        else:
-            pipe.set(full, raw)

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from graflow_dist.broker.connection import REDIS_URL_ENV, TRANSIENT_ERRORS, connect, mask_url
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.checkpoint.format import META, PKL, STATE
 from graflow_dist.errors import CheckpointError
-from graflow_dist.wire.connection import REDIS_URL_ENV, TRANSIENT_ERRORS, connect, mask_url
-from graflow_dist.wire.keyspace import Keyspace
 
 
 def _split(path: str) -> tuple[str, str, str]:

@@ -16,6 +16,9 @@ from typing import Protocol
 from graflow_dist.checkpoint.format import META, PKL, STATE, SUFFIXES
 from graflow_dist.errors import CheckpointError
 
+# Where checkpoints without an absolute path go (in process, on a coordinator, listed).
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+
 
 class CheckpointStore(Protocol):
     """Where checkpoints are written; ``base`` is the path without suffix."""
@@ -38,7 +41,7 @@ def split_base(path: str) -> str:
 class FileCheckpointStore:
     """Checkpoints as files on a local or shared filesystem."""
 
-    def __init__(self, root: str | os.PathLike[str] = "checkpoints") -> None:
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_CHECKPOINT_DIR) -> None:
         self.root = Path(root)
 
     def write(self, base: str, files: dict[str, bytes]) -> None:
@@ -94,4 +97,5 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["CheckpointStore", "FileCheckpointStore", "SUFFIXES", "split_base"]
+__all__ = ["DEFAULT_CHECKPOINT_DIR", "CheckpointStore", "FileCheckpointStore", "SUFFIXES",
+           "split_base"]

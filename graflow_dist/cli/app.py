@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
+from graflow_dist.broker.connection import REDIS_URL_ENV
+from graflow_dist.broker.keys import PREFIX_ENV
 from graflow_dist.errors import GraflowError
 from graflow_dist.observability.logging import configure_logging
-from graflow_dist.wire.connection import REDIS_URL_ENV
-from graflow_dist.wire.keyspace import PREFIX_ENV
 
 
 class GraflowGroup(click.Group):

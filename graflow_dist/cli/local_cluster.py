@@ -10,11 +10,11 @@ import time
 import redis
 from rich.console import Console
 
+from graflow_dist.broker.connection import check_connection, connect
 from graflow_dist.cli.progress import watch
 from graflow_dist.client import Client
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import GraflowError
-from graflow_dist.wire.connection import check_connection, connect
 
 
 def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,

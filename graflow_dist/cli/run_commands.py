@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.loading import load_workflow
 from graflow_dist.cli.progress import watch as watch_run
@@ -79,7 +80,7 @@ def status(ctx: click.Context, session: str, as_json: bool) -> None:
     if info.get("last_checkpoint"):
         click.echo(f"checkpoint: {info['last_checkpoint']}")
     if info.get("error"):
-        click.echo(f"error:    {info.get('error_type', '')}: {info['error']}")
+        click.echo(f"error:    {info.get('error_type') or ''}: {info['error']}")
 
 
 @cli.command()
@@ -92,7 +93,8 @@ def watch(ctx: click.Context, session: str) -> None:
     click.echo(f"run {session} {final.status}")
     if final.status not in SUCCEEDED:
         info = run.info()
-        click.echo(f"error: {info.get('error_type', '')}: {info.get('error', '')}", err=True)
+        click.echo(f"error: {info.get('error_type') or ''}: {info.get('error') or ''}",
+                   err=True)
         sys.exit(1)
 
 
@@ -138,7 +140,7 @@ def checkpoints() -> None:
 
 @checkpoints.command("list")
 @click.argument("session", required=False)
-@click.option("--dir", "directory", default="checkpoints", show_default=True)
+@click.option("--dir", "directory", default=DEFAULT_CHECKPOINT_DIR, show_default=True)
 def list_checkpoints(session: str | None, directory: str) -> None:
     """List committed checkpoints, oldest first."""
     found = CheckpointManager.list_checkpoints(directory, session)

@@ -10,6 +10,8 @@ import click
 import redis
 import structlog
 
+from graflow_dist.broker.connection import connect, wait_for_connection
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.cli.app import cli
 from graflow_dist.coordinator.service import (
     DEFAULT_CHECKPOINT_DIR,
@@ -19,8 +21,6 @@ from graflow_dist.coordinator.service import (
 )
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.observability.metrics import Metrics, serve_health
-from graflow_dist.wire.connection import connect, wait_for_connection
-from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.worker.service import (
     DEFAULT_GRACE_PERIOD_S,
     DEFAULT_HEARTBEAT_S,

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import os
 
-import redis
-
-from graflow_dist.channels.redis import read_raw_channel
+from graflow_dist.broker import Broker
+from graflow_dist.broker.record import RunRecord
 from graflow_dist.checkpoint.format import CheckpointMetadata, ContextPayload
-from graflow_dist.checkpoint.manager import default_base, write_checkpoint
+from graflow_dist.checkpoint.io import default_base, write_checkpoint
 from graflow_dist.checkpoint.stores import split_base
-from graflow_dist.coordinator.frontier_store import RunInfo
 from graflow_dist.errors import CheckpointError
 from graflow_dist.scheduler.events import CheckpointRequest
 from graflow_dist.scheduler.frontier import FrontierSnapshot
-from graflow_dist.wire.keyspace import Keyspace
 
 
 def checkpoint_run(
-    client: redis.Redis,
-    keyspace: Keyspace,
-    info: RunInfo,
+    broker: Broker,
+    record: RunRecord,
     frontier: FrontierSnapshot,
     request: CheckpointRequest,
     root: str,
@@ -32,31 +28,29 @@ def checkpoint_run(
 ) -> tuple[str, CheckpointMetadata]:
     """Write the three checkpoint files of a run; relative paths are under ``root``.
     ``channel_values`` is the channel as of the request (default: as it is now)."""
-    keys = keyspace.run(info.session_id)
-    graph_blob = client.get(keyspace.blob(info.graph_hash))
+    graph_blob = broker.runs.graph_blob(record.graph_hash)
     if graph_blob is None:
-        raise CheckpointError("<checkpoint>", f"graph {info.graph_hash} of run "
-                              f"{info.session_id} is gone from Redis")
-    dynamic = {k.decode(): v for k, v in client.hgetall(keys.dynamic).items()}
+        raise CheckpointError("<checkpoint>", f"graph {record.graph_hash} of run "
+                              f"{record.session_id} is gone from Redis")
     payload = ContextPayload(
-        session_id=info.session_id,
+        session_id=record.session_id,
         graph_blob=graph_blob,
-        channel={"backend": "redis", "channel": "redis", "name": info.session_id,
-                 "prefix": keyspace.prefix,
-                 "values": read_raw_channel(client, keys) if channel_values is None
-                 else channel_values},
-        start_node=info.start_node,
-        max_steps=info.max_steps,
-        default_max_cycles=info.default_max_cycles,
-        default_max_retries=info.default_max_retries,
-        config={"workflow": info.workflow, "queue": info.queue},
-        dynamic=dynamic,
+        channel={"backend": "redis", "channel": "redis", "name": record.session_id,
+                 "prefix": broker.keyspace.prefix,
+                 "values": broker.runs.channel_values(record.session_id)
+                 if channel_values is None else channel_values},
+        start_node=record.start_node,
+        max_steps=record.max_steps,
+        default_max_cycles=record.default_max_cycles,
+        default_max_retries=record.default_max_retries,
+        config={"workflow": record.workflow, "queue": record.queue},
+        dynamic=broker.runs.dynamic_blobs(record.session_id),
     )
     if request.path:
         path = request.path
         is_remote = path.startswith(("redis://", "rediss://"))
         base = split_base(path if is_remote or os.path.isabs(path) else os.path.join(root, path))
     else:
-        base = default_base(info.session_id, frontier.steps, root)
-    return write_checkpoint(base, payload, frontier, trace_id=info.trace_id,
+        base = default_base(record.session_id, frontier.steps, root)
+    return write_checkpoint(base, payload, frontier, trace_id=record.trace_id,
                             user_metadata=request.metadata)

@@ -17,43 +17,31 @@ import time
 import uuid
 from typing import Any
 
-import msgpack
 import redis
 import structlog
 
-from graflow_dist.channels.redis import read_raw_channel
+from graflow_dist.broker import Broker, Commit
+from graflow_dist.broker.connection import TRANSIENT_ERRORS
+from graflow_dist.broker.events import DeadEvent
+from graflow_dist.broker.jobs import DEFAULT_LEASE_S
+from graflow_dist.broker.keys import Keyspace
+from graflow_dist.checkpoint.io import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.coordinator.checkpoints import checkpoint_run
-from graflow_dist.coordinator.frontier_store import Command, chunked, load_run
 from graflow_dist.coordinator.runs import DEFAULT_MAX_BATCH, PendingCheckpoint, RunState
-from graflow_dist.errors import GraflowError, WireError
+from graflow_dist.errors import GraflowError, NotLeaderError, StaleStateError
 from graflow_dist.observability.outage import OutageLog
-from graflow_dist.scheduler.events import CheckpointRequest
+from graflow_dist.scheduler.events import CheckpointRequest, RunStatus
 from graflow_dist.scheduler.state import Scheduler
-from graflow_dist.wire.connection import TRANSIENT_ERRORS
-from graflow_dist.wire.keyspace import Keyspace
-from graflow_dist.wire.messages import CANCEL, LOST, RESUME, SUBMIT, Event, unpackb
-from graflow_dist.wire.scripts import Scripts, as_args
+from graflow_dist.wire.messages import CANCEL, LOST, RESUME, SUBMIT, Event
 
 DEFAULT_LEADER_LEASE_S = 5.0
 DEFAULT_REAP_INTERVAL_S = 0.5
 DEFAULT_RUN_TTL_S = 7 * 24 * 3600
-DEFAULT_CHECKPOINT_DIR = "checkpoints"
-# Lease length assumed for a job that does not record its own (the worker's default).
-DEFAULT_JOB_LEASE_S = 10.0
 _MAX_BLOCK_MS = 200
 _EVENTS_PER_READ = 2000
 _WORKER_COUNT_REFRESH_S = 1.0
 
 log = structlog.get_logger("graflow_dist.coordinator")
-
-
-class NotLeaderError(GraflowError):
-    """The coordinator lost its leader lease; its in-memory state is discarded."""
-
-
-class StaleStateError(GraflowError):
-    """Redis holds fewer commits than this coordinator made (it lost acknowledged
-    writes); the in-memory state is discarded and reloaded from Redis."""
 
 
 class Coordinator:
@@ -92,8 +80,8 @@ class Coordinator:
         checkpoint_every_s: float = 0.0,
         metrics: Any = None,
     ) -> None:
-        self.client = client
-        self.keyspace = keyspace or Keyspace.from_env()
+        self.broker = Broker(client, keyspace)
+        self.keyspace = self.broker.keyspace
         self.id = coordinator_id or (
             f"coord-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
@@ -105,7 +93,6 @@ class Coordinator:
         self.checkpoint_every_steps = checkpoint_every_steps
         self.checkpoint_every_s = checkpoint_every_s
         self.metrics = metrics
-        self.scripts = Scripts(client)
         self.runs: dict[str, RunState] = {}
         self.epoch = 0
         self.cursor = "0-0"
@@ -121,8 +108,8 @@ class Coordinator:
         # lease period of grace before the next reap (healthy workers are not reaped).
         self._leases_suspect = False
         self._redis_run_id: str | None = None
-        self._garbage: list[str] = []  # keys to delete in the next commit
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
+        self._dead: list[DeadEvent] = []  # unreadable events, kept aside by the commit
         self.ready = threading.Event()
         self.log = log.bind(coordinator=self.id)
 
@@ -154,7 +141,7 @@ class Coordinator:
     def _release(self) -> None:
         if self.is_leader:
             try:
-                self.scripts.call("leader_release", [self.keyspace.leader], [self.id])
+                self.broker.leader.release(self.id)
             except TRANSIENT_ERRORS:
                 pass
         self.is_leader = False
@@ -164,10 +151,7 @@ class Coordinator:
         now = time.monotonic()
         if self.is_leader and now < self._renew_at:
             return True
-        epoch = int(self.scripts.call(
-            "leader_acquire", [self.keyspace.leader, self.keyspace.leader_epoch],
-            [self.id, int(self.leader_lease_s * 1000)],
-        ))
+        epoch = self.broker.leader.acquire(self.id, self.leader_lease_s)
         if epoch == 0:
             self._leases_suspect = False  # the leader gives the grace, not a standby
             if self.is_leader:
@@ -183,11 +167,8 @@ class Coordinator:
     def _take_over(self) -> None:
         """Become leader: reload every active run's frontier from Redis."""
         self.runs.clear()
-        raw = self.client.get(self.keyspace.cursor)
-        self.cursor = raw.decode() if raw else "0-0"
-        self.commit_seq = int(self.client.get(self.keyspace.commits) or 0)
-        for raw_sid in self.client.smembers(self.keyspace.active_runs):
-            session_id = raw_sid.decode()
+        self.cursor, self.commit_seq = self.broker.leader.committed_state()
+        for session_id in self.broker.runs.active_ids():
             try:
                 self._load(session_id, start=False)
             except GraflowError as exc:
@@ -204,23 +185,24 @@ class Coordinator:
         self.runs.clear()
         # Their re-dispatch lived in the discarded runs: leave those leases expired for
         # the next reaper pass rather than deleting them in a later commit.
-        self._garbage = []
         self._released_jobs = []
+        self._dead = []
 
     # --- one iteration -----------------------------------------------------------------
 
     def step(self) -> None:
         """Read a batch of events, apply them, handle timers, commit."""
-        entries = self.client.xread(
-            {self.keyspace.events: self.cursor}, count=_EVENTS_PER_READ,
-            block=self._block_ms(),
-        )
+        entries = self.broker.events.read(self.cursor, _EVENTS_PER_READ, self._block_ms())
         now = time.time()
         touched: set[str] = set()
-        for _stream, items in entries or []:
-            for entry_id, fields in items:
-                self.cursor = entry_id.decode()
-                touched |= self._apply_entry(entry_id.decode(), fields, now)
+        for entry_id, event in entries:
+            self.cursor = entry_id
+            if isinstance(event, DeadEvent):
+                self.log.error("malformed event dead-lettered", entry=entry_id,
+                               error=event.reason)
+                self._dead.append(event)
+            else:
+                touched |= self._apply_event(entry_id, event, now)
         if time.monotonic() >= self._reap_at:
             touched |= self._reap(now)
             self._reap_at = time.monotonic() + self.reap_interval_s
@@ -242,12 +224,7 @@ class Coordinator:
                 waits.append(max(0.0, due - time.time()))
         return max(1, int(min(waits) * 1000))
 
-    def _apply_entry(self, entry_id: str, fields: dict[bytes, bytes], now: float) -> set[str]:
-        try:
-            event = Event.decode(fields.get(b"d", b""), f"event {entry_id}")
-        except WireError as exc:
-            self.log.error("malformed event dropped", entry=entry_id, error=str(exc))
-            return set()
+    def _apply_event(self, entry_id: str, event: Event, now: float) -> set[str]:
         sid = event.session_id
         if event.kind in (SUBMIT, RESUME):
             try:
@@ -276,51 +253,42 @@ class Coordinator:
         if decision.stale:
             self.log.info("stale report dropped", session=sid, task=event.task_id,
                           token=event.token, worker=event.worker, kind=event.kind)
+            if self.metrics is not None:
+                self.metrics.stale_reports.inc()
         return {sid}
 
     def _fail_unloadable(self, session_id: str, exc: GraflowError) -> None:
         """A run whose stored state cannot be loaded ends as failed (so waiters return)."""
         self.log.error("cannot load run", session=session_id, error=str(exc))
-        keys = self.keyspace.run(session_id)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(keys.meta, mapping={"status": "failed", "error": f"cannot load run: {exc}",
-                                      "error_type": type(exc).__name__,
-                                      "finished_at": repr(time.time())})
-        pipe.srem(self.keyspace.active_runs, session_id)
-        pipe.xadd(keys.ended, {"status": "failed"})
-        pipe.execute()
+        self.broker.runs.fail(session_id, exc)
 
     def _load(self, session_id: str, *, start: bool) -> None:
-        info, shape, frontier = load_run(self.client, self.keyspace, session_id)
-        if start and info.status not in ("submitted",):
-            if session_id in self.runs:
-                return  # a duplicate submission event
-            start = False
+        record, shape, frontier = self.broker.runs.load(session_id)
+        if start and (session_id in self.runs or not record.status.active):
+            return  # a duplicate submission event, or one of a run already over
+        if record.status is not RunStatus.SUBMITTED:
+            start = False  # picked up before (a takeover re-reads its event)
         scheduler_epoch = f"{self.epoch}x{uuid.uuid4().hex[:12]}"
-        if start and not info.resume:
-            scheduler = Scheduler(shape, session_id, max_steps=info.max_steps,
-                                  crash_limit=info.crash_limit, epoch=scheduler_epoch)
-            run = RunState(info, scheduler, self.keyspace.run(session_id))
+        keys = self.keyspace.run(session_id)
+        if start and not record.resume:
+            scheduler = Scheduler(shape, session_id, max_steps=record.max_steps,
+                                  crash_limit=record.crash_limit, epoch=scheduler_epoch)
+            run = RunState(record, scheduler, keys, started=True)
             try:
-                decision = scheduler.start([info.start_node] if info.start_node else None)
+                decision = scheduler.start([record.start_node] if record.start_node else None)
             except GraflowError as exc:
                 decision = scheduler.abort(exc)
             run.take(decision)
         else:
-            scheduler = Scheduler.restore(shape, frontier, max_steps=info.max_steps,
-                                          crash_limit=info.crash_limit, epoch=scheduler_epoch)
-            run = RunState(info, scheduler, self.keyspace.run(session_id))
+            scheduler = Scheduler.restore(shape, frontier, max_steps=record.max_steps,
+                                          crash_limit=record.crash_limit, epoch=scheduler_epoch)
+            run = RunState(record, scheduler, keys, started=start)
             if start:  # resumed from a checkpoint: fence off the old incarnation
                 run.take(scheduler.resume(reissue=True))
             else:  # takeover: tasks in flight keep running, retries stay delayed
                 decision = scheduler.resume()
                 decision.dispatch = []
                 run.take(decision)
-        if start:
-            run.commands.append(["HSET", run.keys.meta, "status", "running",
-                                 "started_at", repr(time.time())])
-            # The graph must outlive the submit-time TTL while this run needs it.
-            run.commands.append(["PERSIST", self.keyspace.blob(info.graph_hash)])
         self.runs[session_id] = run
 
     # --- leases ----------------------------------------------------------------------
@@ -330,94 +298,68 @@ class Coordinator:
         self._refresh_worker_count()
         # A restart that the client's own retries hid still starved every heartbeat:
         # notice it by the server's run id.
-        run_id = self.client.info("server").get("run_id")
+        run_id = self.broker.leader.server_run_id()
         if self._redis_run_id is not None and run_id != self._redis_run_id:
             self._leases_suspect = True
         self._redis_run_id = run_id
         if self._leases_suspect:
-            extended = self.scripts.call(
-                "lease_grace", [self.keyspace.leader, self.keyspace.leases,
-                                self.keyspace.lease_owner], [self.id, DEFAULT_JOB_LEASE_S])
-            if extended == -1:
+            extended = self.broker.reaper.grant_grace(self.id, DEFAULT_LEASE_S)
+            if extended is None:
                 raise NotLeaderError("lease grace refused")
             self._leases_suspect = False
-            self.log.info("leases renewed after a redis outage", leases=int(extended))
-        raw = self.scripts.call(
-            "reap_mark",
-            [self.keyspace.leader, self.keyspace.leases, self.keyspace.lease_owner,
-             self.keyspace.jobmap],
-            [self.id, 500, self.keyspace.prefix],
-        )
-        if raw == -1:
+            self.log.info("leases renewed after a redis outage", leases=extended)
+        reaped = self.broker.reaper.reap(self.id)
+        if reaped is None:
             raise NotLeaderError("reap refused")
         touched: set[str] = set()
-        for i in range(0, len(raw), 3):
-            job_id, owner, mapping = raw[i].decode(), raw[i + 1].decode(), raw[i + 2]
-            self._garbage.append(self.keyspace.rq_job(job_id))
-            self._released_jobs.append(job_id)
-            if not mapping:
+        for job in reaped:
+            self._released_jobs.append(job.job_id)
+            if job.error:
+                self.log.error("unreadable jobmap entry dropped", job=job.job_id,
+                               error=job.error)
                 continue
-            try:
-                session_id, tokens = unpackb(mapping, f"jobmap {job_id}")
-            except (WireError, ValueError) as exc:
-                self.log.error("unreadable jobmap entry dropped", job=job_id, error=str(exc))
-                continue
-            run = self.runs.get(session_id)
+            run = self.runs.get(job.session_id or "")
             if run is None:
                 continue
-            for token in tokens:
-                event = Event(LOST, session_id, token=token, worker=owner,
-                              error=f"lease expired on worker {owner or '?'}")
+            for token in job.tokens:
+                event = Event(LOST, run.session_id, token=token, worker=job.owner,
+                              error=f"lease expired on worker {job.owner or '?'}")
                 if run.on_task_event(event, now).dispatch:
                     self.log.warning("task re-dispatched after lease expiry",
-                                     session=session_id, token=token, worker=owner)
+                                     session=run.session_id, token=token, worker=job.owner)
                     if self.metrics is not None:
                         self.metrics.redispatched.inc()
-            touched.add(session_id)
+            touched.add(run.session_id)
         return touched
 
     def _refresh_worker_count(self) -> None:
         if time.monotonic() < self._workers_at:
             return
-        cutoff = time.time() - 30
-        self._live_workers = max(1, int(self.client.zcount(self.keyspace.workers, cutoff, "+inf")))
+        self._live_workers = max(1, self.broker.workers.live_count())
         self._workers_at = time.monotonic() + _WORKER_COUNT_REFRESH_S
 
     # --- commit ----------------------------------------------------------------------
 
     def _commit(self, touched: set[str]) -> None:
-        cmds: list[Command] = []
+        commit: Commit = self.broker.commit()
         for sid in touched:
             run = self.runs.get(sid)
             if run is not None:
                 if run.checkpoints:
                     self._snapshot_channel(run)
-                cmds += run.commit_commands(self.keyspace, self.max_batch, self._live_workers)
-        for job_id in self._released_jobs:
-            cmds.append(["ZREM", self.keyspace.leases, job_id])
-            cmds.append(["HDEL", self.keyspace.lease_owner, job_id])
-            cmds.append(["HDEL", self.keyspace.jobmap, job_id])
-        if self._garbage:
-            cmds.append(["DEL", *self._garbage])
-        cmds.append(["SET", self.keyspace.cursor, self.cursor])
-        cmds.append(["XTRIM", self.keyspace.events, "MINID", self.cursor])
-        # Redis's Lua msgpack has no bin type: send bytes as raw strings.
-        payload = msgpack.packb([as_args(c) for c in chunked(cmds)], use_bin_type=False)
-        result = self.scripts.call("fenced_apply", [self.keyspace.leader, self.keyspace.commits],
-                                   [self.id, payload, self.commit_seq])
-        self._garbage = []
+                run.write(commit, self.max_batch, self._live_workers)
+        commit.released_jobs(self._released_jobs)
+        for dead in self._dead:
+            commit.dead_event(dead, self.broker.events)
+        commit.cursor(self.cursor)
         self._released_jobs = []
-        if result == -1:
-            raise NotLeaderError("commit refused")
-        if result == -2:
-            raise StaleStateError("commit refused: redis is behind this coordinator")
-        if result == -3:
-            raise GraflowError("commit refused: a command exceeds the script's argument limit")
+        self._dead = []
+        failed = self.broker.apply(commit, self.id, self.commit_seq)
         self.commit_seq += 1
         if self.metrics is not None:
             self.metrics.commits.inc()
-        if result:
-            self.log.error("commands failed inside a commit", failed=int(result))
+        if failed:
+            self.log.error("commands failed inside a commit", failed=failed)
         for sid in touched:
             run = self.runs.get(sid)
             if run is not None:
@@ -427,7 +369,7 @@ class Coordinator:
         """Read the channel for this commit's checkpoints *before* the commit enqueues
         the successors, which could otherwise write to it first; the results this
         commit writes are added from the reports."""
-        values = {**read_raw_channel(self.client, run.keys), **run.results}
+        values = {**self.broker.runs.channel_values(run.session_id), **run.results}
         for pending in run.checkpoints:
             if pending.channel_values is None:
                 pending.channel_values = values
@@ -435,14 +377,14 @@ class Coordinator:
     def _after_commit(self, run: RunState) -> None:
         for pending in run.checkpoints:
             try:
-                path, _meta = checkpoint_run(self.client, self.keyspace, run.info,
-                                             pending.frontier, pending.request,
-                                             self.checkpoint_dir, pending.channel_values)
-                self.client.hset(run.keys.meta, "last_checkpoint", path)
+                path, _meta = checkpoint_run(self.broker, run.record, pending.frontier,
+                                             pending.request, self.checkpoint_dir,
+                                             pending.channel_values)
+                self.broker.runs.note_checkpoint(run.session_id, path=path)
                 self.log.info("checkpoint written", session=run.session_id, path=path,
                               steps=pending.frontier.steps)
             except GraflowError as exc:
-                self.client.hset(run.keys.meta, "checkpoint_error", str(exc))
+                self.broker.runs.note_checkpoint(run.session_id, error=str(exc))
                 self.log.error("checkpoint failed", session=run.session_id, error=str(exc))
         run.checkpoints = []
         if run.end is not None:
@@ -460,17 +402,7 @@ class Coordinator:
     def _expire_run(self, run: RunState) -> None:
         """Finished runs keep their data for ``run_ttl_s``, then Redis drops it."""
         try:
-            current = self.client.hget(run.keys.meta, "incarnation")
-            if (current or b"").decode() != run.info.incarnation:
-                return  # the session was submitted again meanwhile: its data is live
-            pipe = self.client.pipeline(transaction=False)
-            for key in run.keys.frontier_keys():
-                pipe.expire(key, self.run_ttl_s)
-            for key in self.client.scan_iter(match=run.keys.channel_prefix.encode() + b"*",
-                                             count=1000):
-                pipe.expire(key, self.run_ttl_s)
-            pipe.expire(self.keyspace.blob(run.info.graph_hash), self.run_ttl_s)
-            pipe.execute()
+            self.broker.runs.expire(run.record, self.run_ttl_s)
         except TRANSIENT_ERRORS as exc:  # the data stays; only its clean-up is missed
             self.log.warning("could not set the TTL of a finished run", session=run.session_id,
                              error=str(exc))

@@ -5,19 +5,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from graflow_dist.checkpoint.format import META, PKL, CheckpointMetadata, parse_meta
-from graflow_dist.checkpoint.manager import (
-    DEFAULT_CHECKPOINT_DIR,
-    context_payload,
-    default_base,
-    load_checkpoint,
-    restore_context,
-    store_for,
-    write_checkpoint,
+from graflow_dist.channels.memory import MemoryChannel
+from graflow_dist.checkpoint.format import (
+    META,
+    PKL,
+    CheckpointMetadata,
+    ContextPayload,
+    parse_meta,
 )
-from graflow_dist.checkpoint.stores import FileCheckpointStore, split_base
+from graflow_dist.checkpoint.io import default_base, load_checkpoint, store_for, write_checkpoint
+from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR, FileCheckpointStore, split_base
 from graflow_dist.core.context import ExecutionContext
-from graflow_dist.errors import CheckpointError
+from graflow_dist.errors import CheckpointError, GraflowError
+from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.wire.signing import dumps_signed, loads_signed
+from graflow_dist.wire.values import decode_value, encode_value
 
 
 class CheckpointManager:
@@ -99,6 +101,70 @@ class CheckpointManager:
     ) -> CheckpointMetadata | None:
         found = cls.list_checkpoints(directory, session_id)
         return found[-1] if found else None
+
+
+def context_payload(context: ExecutionContext) -> ContextPayload:
+    """Everything of ``context`` that goes into ``.pkl``: no secrets, no connections."""
+    channel = context.channel
+    description = channel.describe()
+    try:
+        values = {k: encode_value(v) for k, v in channel.items()}
+    except Exception as exc:
+        raise CheckpointError("<new checkpoint>", f"channel data cannot be saved ({exc})") from exc
+    return ContextPayload(
+        session_id=context.session_id,
+        graph_blob=dumps_signed(context.graph),
+        channel={**description, "backend": description["channel"], "values": values},
+        start_node=context.start_node,
+        max_steps=context.max_steps,
+        default_max_cycles=context.default_max_cycles,
+        default_max_retries=context.default_max_retries,
+        config=dict(context.config),
+    )
+
+
+def restore_context(payload: ContextPayload, frontier: FrontierSnapshot, path: str,
+                    channel: Any = None) -> ExecutionContext:
+    """An `ExecutionContext` from checkpoint parts; the channel is a `MemoryChannel`
+    holding the saved values unless ``channel`` is given (then it receives them)."""
+    try:
+        graph = loads_signed(payload.graph_blob, path)
+        for task_id, blob in payload.dynamic.items():
+            if not graph.has_node(task_id):
+                graph.add_node(loads_signed(blob, f"{path}: dynamic task {task_id!r}"))
+        values = {
+            k: decode_value(v, f"{path}: channel key {k!r}")
+            for k, v in payload.channel.get("values", {}).items()
+        }
+    except GraflowError as exc:
+        raise CheckpointError(path, str(exc).removeprefix(f"{path}: ")) from None
+    except Exception as exc:  # user code that no longer imports, etc.
+        raise CheckpointError(
+            path, f"cannot load the workflow ({type(exc).__name__}: {exc})"
+        ) from exc
+    unknown = sorted({s.task_id for s in frontier.pending_tasks if not graph.has_node(s.task_id)})
+    if unknown:
+        raise CheckpointError(
+            path, f"pending tasks {unknown} are not in the saved workflow graph "
+            "(.state.json and .pkl do not belong together)"
+        )
+    if channel is None:
+        channel = MemoryChannel(payload.session_id)
+    for key, value in values.items():
+        channel.set(key, value)
+    ctx = ExecutionContext(
+        graph,
+        payload.start_node,
+        payload.max_steps,
+        session_id=payload.session_id,
+        channel=channel,
+        default_max_cycles=payload.default_max_cycles,
+        default_max_retries=payload.default_max_retries,
+        config=payload.config,
+    )
+    ctx.frontier = frontier
+    ctx.last_checkpoint_path = path
+    return ctx
 
 
 __all__ = ["CheckpointManager", "CheckpointMetadata"]

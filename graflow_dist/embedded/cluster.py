@@ -8,9 +8,10 @@ from pathlib import Path
 
 import redis
 
+from graflow_dist.broker import Broker
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
-from graflow_dist.wire.keyspace import Keyspace
 
 DEFAULT_READY_TIMEOUT_S = 20.0
 
@@ -74,14 +75,12 @@ class LocalCluster:
     def wait_ready(self, timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> None:
         """Until the coordinator holds the lease and every running worker has
         registered; services stopped or killed on purpose are not waited for."""
-        client = redis.Redis.from_url(self.url)
-        keyspace = Keyspace.from_env()
+        broker = Broker(redis.Redis.from_url(self.url), Keyspace.from_env())
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
                 live = [w for w in self.workers if w.alive()]
-                if (client.exists(keyspace.leader)
-                        and client.zcard(keyspace.workers) >= len(live)):
+                if broker.leader.holder() and len(broker.workers.names()) >= len(live):
                     return
                 for service in [self.coordinator, *self.workers]:
                     if service is not None and not (service.alive()
@@ -90,7 +89,7 @@ class LocalCluster:
                 time.sleep(0.05)
             raise RuntimeError(f"cluster not ready after {timeout_s} s; logs in {self.data_dir}")
         finally:
-            client.close()
+            broker.close()
 
     def stop(self) -> None:
         for worker in self.workers:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from graflow_dist.wire.connection import REDIS_URL_ENV
+from graflow_dist.broker.connection import REDIS_URL_ENV
 
 DEFAULT_STOP_TIMEOUT_S = 35.0
 

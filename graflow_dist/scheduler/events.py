@@ -10,20 +10,44 @@ from graflow_dist.scheduler.specs import NodeShape, TaskSpec
 
 
 class RunStatus(StrEnum):
+    """Every status a run has, in process and on a cluster (the one definition)."""
+
+    SUBMITTED = "submitted"  # stored by the client; no coordinator has picked it up yet
     RUNNING = "running"
     COMPLETED = "completed"
     TERMINATED = "terminated"  # a task called terminate_workflow: a normal end
     CANCELLED = "cancelled"
     FAILED = "failed"
     MAX_STEPS = "max_steps_exceeded"
+    # Never stored: what a worker's claim says of a job left over from an earlier
+    # submission of the same session (the worker skips it).
+    SUPERSEDED = "superseded"
+
+    @classmethod
+    def parse(cls, value: str) -> RunStatus | None:
+        """The status named ``value``, or None for anything else."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
     @property
     def finished(self) -> bool:
-        return self is not RunStatus.RUNNING
+        return self in FINISHED_STATUSES
 
     @property
     def succeeded(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.TERMINATED)
+        return self in SUCCEEDED_STATUSES
+
+    @property
+    def active(self) -> bool:
+        """Tasks of a run in this status may still run."""
+        return self in (RunStatus.SUBMITTED, RunStatus.RUNNING)
+
+
+SUCCEEDED_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.TERMINATED})
+FINISHED_STATUSES = SUCCEEDED_STATUSES | {RunStatus.CANCELLED, RunStatus.FAILED,
+                                          RunStatus.MAX_STEPS}
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ class Scheduler:
 
     def snapshot(self) -> FrontierSnapshot:
         pending = sorted(
-            [*self.inflight.values(), *self.delayed.values()], key=lambda s: self._seq_of(s)
+            [*self.inflight.values(), *self.delayed.values()], key=lambda s: self.seq_of(s)
         )
         return FrontierSnapshot(
             session_id=self.session_id,
@@ -348,7 +348,7 @@ class Scheduler:
         return f"{self.epoch}.{self.dispatch_seq}"
 
     @staticmethod
-    def _seq_of(spec: TaskSpec) -> tuple[str, int]:
+    def seq_of(spec: TaskSpec) -> tuple[str, int]:
         epoch, _, seq = spec.token.rpartition(".")
         return (epoch, int(seq) if seq.isdigit() else 0)
 

@@ -2,20 +2,22 @@
 
 A *batch* is the payload of one RQ job: ready TaskSpecs of one session. An *event* is
 an entry of the coordinator's stream: a submission, a cancellation, or a worker's
-report on a task (done, failed, lost, handed back).
+report on a task (done, failed, lost, handed back). Decoders check every field.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from graflow_dist.errors import WireError
-from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.scheduler.events import TaskOutcome
+from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
+from graflow_dist.wire import fields as f
+from graflow_dist.wire.specs import decode_spec, encode_spec, outcome_from_dict
 
 WIRE_VERSION = 1
 JOB_FUNC = "graflow_dist.worker.batch.run_batch"  # what rq shows as the job's function
@@ -25,40 +27,20 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def unpackb(raw: bytes, what: str) -> Any:
+def unpackb(raw: Any, what: str) -> Any:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise WireError(f"{what}: expected bytes, got {type(raw).__name__}")
     try:
         return msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise WireError(f"{what}: not valid msgpack ({exc})") from None
 
 
-def _require(body: Any, fields: tuple[str, ...], what: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise WireError(f"{what}: expected a map, got {type(body).__name__}")
+def _versioned(body: Any, what: str) -> dict[str, Any]:
+    body = f.mapping(body, what)
     if body.get("v") != WIRE_VERSION:
         raise WireError(f"{what}: unsupported wire version {body.get('v')!r}")
-    missing = [f for f in fields if f not in body]
-    if missing:
-        raise WireError(f"{what}: missing field(s) {', '.join(missing)}")
     return body
-
-
-# --- TaskSpec on the wire ----------------------------------------------------------
-
-
-def spec_to_wire(spec: TaskSpec) -> list[Any]:
-    return [spec.task_id, spec.token, spec.cycle, spec.attempt, spec.crashes, spec.group,
-            spec.not_before]
-
-
-def spec_from_wire(item: Any, what: str) -> TaskSpec:
-    if not isinstance(item, list | tuple) or len(item) != 7:
-        raise WireError(f"{what}: malformed task spec {item!r:.80}")
-    task_id, token, cycle, attempt, crashes, group, not_before = item
-    if not isinstance(task_id, str) or not isinstance(token, str):
-        raise WireError(f"{what}: task spec needs string task id and token")
-    return TaskSpec(task_id, token, int(cycle), int(attempt), int(crashes), group,
-                    float(not_before))
 
 
 # --- batches (RQ job payloads) -------------------------------------------------------
@@ -70,49 +52,42 @@ class Batch:
     graph_hash: str
     specs: list[TaskSpec]
     trace_id: str = ""
-    default_max_cycles: int = 10
+    default_max_cycles: int = DEFAULT_MAX_CYCLES
     enqueued_at: float = field(default_factory=time.time)
 
-    def encode(self) -> bytes:
-        return packb({
-            "v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
-            "tr": self.trace_id, "mc": self.default_max_cycles, "q": self.enqueued_at,
-            "specs": [spec_to_wire(s) for s in self.specs],
-        })
+    def to_body(self) -> dict[str, Any]:
+        return {"v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
+                "tr": self.trace_id, "mc": self.default_max_cycles, "q": self.enqueued_at,
+                "specs": [encode_spec(s) for s in self.specs]}
 
     @classmethod
-    def decode(cls, raw: bytes, what: str = "batch") -> Batch:
-        body = _require(unpackb(raw, what), ("s", "g", "specs"), what)
-        if not isinstance(body["specs"], list):
+    def from_body(cls, body: Any, what: str = "batch") -> Batch:
+        body = _versioned(body, what)
+        specs = body.get("specs")
+        if not isinstance(specs, list):
             raise WireError(f"{what}: specs must be a list")
         return cls(
-            session_id=str(body["s"]),
-            graph_hash=str(body["g"]),
-            specs=[spec_from_wire(s, what) for s in body["specs"]],
-            trace_id=str(body.get("tr", "")),
-            default_max_cycles=int(body.get("mc", 10)),
-            enqueued_at=float(body.get("q", 0.0)),
+            session_id=f.text(body, "s", what),
+            graph_hash=f.text(body, "g", what),
+            specs=[decode_spec(s, what) for s in specs],
+            trace_id=f.text(body, "tr", what, ""),
+            default_max_cycles=f.integer(body, "mc", what, DEFAULT_MAX_CYCLES, minimum=1),
+            enqueued_at=f.number(body, "q", what, 0.0, minimum=0.0),
         )
 
+    def job_data(self) -> bytes:
+        """The ``data`` field of an ``rq:job:<id>`` hash: RQ's ``(func, instance, args,
+        kwargs)`` in msgpack (see `MsgpackSerializer`), the batch its only argument."""
+        return packb([JOB_FUNC, None, [self.to_body()], {}])
 
-def rq_job_data(batch_bytes: bytes) -> bytes:
-    """The ``data`` field of an ``rq:job:<id>`` hash, in rq's layout (zlib of the
-    serialized ``(func, instance, args, kwargs)``) with our msgpack serializer."""
-    return zlib.compress(packb([JOB_FUNC, None, [batch_bytes], {}]))
-
-
-def batch_from_rq_data(data: bytes, job_id: str) -> Batch:
-    what = f"rq job {job_id}"
-    try:
-        raw = zlib.decompress(data)
-    except zlib.error:
-        raw = data
-    job = unpackb(raw, what)
-    if not (isinstance(job, list) and len(job) == 4 and job[0] == JOB_FUNC
-            and isinstance(job[2], list) and len(job[2]) == 1
-            and isinstance(job[2][0], bytes)):
-        raise WireError(f"{what}: not a graflow-dist batch job")
-    return Batch.decode(job[2][0], what)
+    @classmethod
+    def from_job_data(cls, data: Any, job_id: str) -> Batch:
+        what = f"rq job {job_id}"
+        job = unpackb(data, what)
+        if not (isinstance(job, list) and len(job) == 4 and job[0] == JOB_FUNC
+                and isinstance(job[2], list) and len(job[2]) == 1):
+            raise WireError(f"{what}: not a graflow-dist batch job")
+        return cls.from_body(job[2][0], what)
 
 
 class MsgpackSerializer:
@@ -132,6 +107,7 @@ class MsgpackSerializer:
 SUBMIT, RESUME, CANCEL = "submit", "resume", "cancel"
 DONE, FAIL, LOST, HANDBACK = "done", "fail", "lost", "handback"
 EVENT_KINDS = frozenset({SUBMIT, RESUME, CANCEL, DONE, FAIL, LOST, HANDBACK})
+TASK_EVENT_KINDS = frozenset({DONE, FAIL, LOST, HANDBACK})
 
 
 @dataclass
@@ -140,8 +116,9 @@ class Event:
 
     ``result`` (done) is the task's encoded return value: it travels with the report, so
     a completion the coordinator applies always has its result (even if Redis later
-    loses the entry); ``outcome`` is a `TaskOutcome` dict; ``dynamic`` maps new task ids to signed
-    cloudpickled tasks; ``error`` / ``error_type`` / ``fatal`` describe a failure.
+    loses the entry); ``outcome`` says what the task asked for (iterate, next tasks, a
+    checkpoint, ...); ``dynamic`` maps new task ids to signed cloudpickled tasks;
+    ``error`` / ``error_type`` / ``fatal`` describe a failure.
     """
 
     kind: str
@@ -149,13 +126,12 @@ class Event:
     token: str = ""
     task_id: str = ""
     worker: str = ""
-    outcome: dict[str, Any] = field(default_factory=dict)
+    outcome: TaskOutcome = field(default_factory=TaskOutcome)
     dynamic: dict[str, bytes] = field(default_factory=dict)
     error: str = ""
     error_type: str = ""
     fatal: bool = False
     error_data: dict[str, Any] = field(default_factory=dict)
-    tokens: list[str] = field(default_factory=list)
     result: bytes | None = None  # the encoded return value (done)
     at: float = field(default_factory=time.time)
 
@@ -163,30 +139,36 @@ class Event:
         body: dict[str, Any] = {"v": WIRE_VERSION, "k": self.kind, "s": self.session_id,
                                 "at": self.at}
         for name, key in (("token", "t"), ("task_id", "task"), ("worker", "w"),
-                          ("outcome", "o"), ("dynamic", "dyn"), ("error", "err"),
-                          ("error_type", "et"), ("fatal", "fatal"), ("error_data", "ed"),
-                          ("tokens", "ts")):
+                          ("dynamic", "dyn"), ("error", "err"), ("error_type", "et"),
+                          ("fatal", "fatal"), ("error_data", "ed")):
             value = getattr(self, name)
             if value:
                 body[key] = value
+        if self.outcome != TaskOutcome():
+            body["o"] = self.outcome.to_dict()
         if self.result is not None:
             body["r"] = self.result
         return packb(body)
 
     @classmethod
-    def decode(cls, raw: bytes, what: str = "event") -> Event:
-        body = _require(unpackb(raw, what), ("k", "s"), what)
-        if body["k"] not in EVENT_KINDS:
-            raise WireError(f"{what}: unknown event kind {body['k']!r}")
-        try:
-            return cls(
-                kind=body["k"], session_id=str(body["s"]), token=str(body.get("t", "")),
-                task_id=str(body.get("task", "")), worker=str(body.get("w", "")),
-                outcome=dict(body.get("o") or {}), dynamic=dict(body.get("dyn") or {}),
-                error=str(body.get("err", "")), error_type=str(body.get("et", "")),
-                fatal=bool(body.get("fatal", False)), error_data=dict(body.get("ed") or {}),
-                tokens=list(body.get("ts") or []), result=body.get("r"),
-                at=float(body.get("at", 0.0)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise WireError(f"{what}: malformed event ({exc})") from None
+    def decode(cls, raw: Any, what: str = "event") -> Event:
+        body = _versioned(unpackb(raw, what), what)
+        kind = f.text(body, "k", what)
+        if kind not in EVENT_KINDS:
+            raise WireError(f"{what}: unknown event kind {kind!r}")
+        dynamic = f.submap(body, "dyn", what, {})
+        if not all(isinstance(v, bytes) for v in dynamic.values()):
+            raise WireError(f"{what}: dynamic tasks must be signed blobs")
+        result = body.get("r")
+        if result is not None and not isinstance(result, bytes):
+            raise WireError(f"{what}: a result must be bytes")
+        outcome = body.get("o")
+        return cls(
+            kind=kind, session_id=f.text(body, "s", what), token=f.text(body, "t", what, ""),
+            task_id=f.text(body, "task", what, ""), worker=f.text(body, "w", what, ""),
+            outcome=TaskOutcome() if outcome is None else outcome_from_dict(outcome, what),
+            dynamic=dict(dynamic), error=f.text(body, "err", what, ""),
+            error_type=f.text(body, "et", what, ""), fatal=f.flag(body, "fatal", what, False),
+            error_data=dict(f.submap(body, "ed", what, {})), result=result,
+            at=f.number(body, "at", what, 0.0),
+        )

@@ -12,9 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from graflow_dist.channels.codec import encode_value
+from graflow_dist.broker import Broker
+from graflow_dist.broker.connection import patient_client
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.graph import LayeredGraph, TaskGraph
@@ -27,10 +26,9 @@ from graflow_dist.errors import (
     error_attributes,
 )
 from graflow_dist.scheduler.specs import TaskSpec
-from graflow_dist.wire.connection import patient_client
-from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.wire.messages import DONE, FAIL, Batch, Event
 from graflow_dist.wire.signing import dumps_signed, loads_signed
+from graflow_dist.wire.values import encode_value
 
 DEFAULT_GRAPH_CACHE_SIZE = 64
 
@@ -45,12 +43,12 @@ class Report:
 
 
 class TaskExecutor:
-    def __init__(self, client: redis.Redis, keyspace: Keyspace, worker: str,
+    def __init__(self, broker: Broker, worker: str,
                  cache_size: int = DEFAULT_GRAPH_CACHE_SIZE) -> None:
+        self.broker = broker
         # Task code reads and writes the channel through this client: a Redis restart
         # mid-task makes it wait and retry instead of failing the task.
-        self.client = patient_client(client)
-        self.keyspace = keyspace
+        self.channel_client = patient_client(broker.client)
         self.worker = worker
         self.cache_size = cache_size
         self._graphs: OrderedDict[str, TaskGraph] = OrderedDict()
@@ -61,7 +59,7 @@ class TaskExecutor:
         if cached is not None:
             self._graphs.move_to_end(graph_hash)
             return cached
-        blob = self.client.get(self.keyspace.blob(graph_hash))
+        blob = self.broker.runs.graph_blob(graph_hash)
         if blob is None:
             raise WireError(f"graph {graph_hash} is not in Redis (expired or never stored)")
         graph = loads_signed(blob, f"graph {graph_hash}")
@@ -76,7 +74,7 @@ class TaskExecutor:
             return node
         key = (session_id, task_id)
         if key not in self._dynamic:
-            blob = self.client.hget(self.keyspace.run(session_id).dynamic, task_id)
+            blob = self.broker.runs.dynamic_blob(session_id, task_id)
             if blob is None:
                 raise UnknownTaskError(task_id, f"the graph of run {session_id}")
             self._dynamic[key] = loads_signed(blob, f"dynamic task {task_id!r}")
@@ -85,7 +83,8 @@ class TaskExecutor:
         return self._dynamic[key]
 
     def context(self, batch: Batch, graph: TaskGraph) -> ExecutionContext:
-        channel = RedisChannel(batch.session_id, self.client, self.keyspace.prefix)
+        channel = RedisChannel(batch.session_id, self.channel_client,
+                               self.broker.keyspace.prefix)
         # The cached graph is shared by every batch of the workflow: tasks added with
         # next_task go into this batch's own layer.
         ctx = ExecutionContext(LayeredGraph(graph), session_id=batch.session_id,
@@ -117,7 +116,7 @@ class TaskExecutor:
             return self.failure(session_id, spec, exc, False,
                                 f"result of task {spec.task_id!r} cannot be stored: {exc}")
         event = Event(DONE, session_id, token=spec.token, task_id=spec.task_id,
-                      worker=self.worker, outcome=invocation.outcome.to_dict(), dynamic=dynamic,
+                      worker=self.worker, outcome=invocation.outcome, dynamic=dynamic,
                       result=result)
         return Report(event, invocation, duration)
 
@@ -130,7 +129,3 @@ class TaskExecutor:
                       error_data=error_attributes(error) if isinstance(error, GraflowError)
                       else {})
         return Report(event)
-
-    def queue_report(self, pipe: redis.client.Pipeline, report: Report) -> None:
-        """Publish the report (its result included) on ``pipe``."""
-        pipe.xadd(self.keyspace.events, {"d": report.event.encode()})

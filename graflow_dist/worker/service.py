@@ -21,34 +21,22 @@ from typing import Any
 
 import redis
 import structlog
-from rq import Worker as RQWorker
 
+from graflow_dist.broker import Broker
+from graflow_dist.broker.connection import TRANSIENT_ERRORS
+from graflow_dist.broker.jobs import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S, ClaimedJob
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.errors import GraflowError, SignatureError, WireError
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.specs import TaskSpec
-from graflow_dist.wire.connection import TRANSIENT_ERRORS
-from graflow_dist.wire.keyspace import Keyspace
-from graflow_dist.wire.messages import (
-    FAIL,
-    HANDBACK,
-    LOST,
-    Batch,
-    Event,
-    MsgpackSerializer,
-    batch_from_rq_data,
-    unpackb,
-)
-from graflow_dist.worker.claims import JobClaimer
+from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Batch, Event
 from graflow_dist.worker.executor import Report, TaskExecutor
 
-DEFAULT_LEASE_S = 10.0
-DEFAULT_HEARTBEAT_S = 2.0
 DEFAULT_GRACE_PERIOD_S = 30.0
 # Reports of finished tasks are sent together, at most this many or this old, so fast
 # tasks share one transaction while a slow task's successors are never held up.
 DEFAULT_REPORT_BATCH = 16
 DEFAULT_REPORT_DELAY_S = 0.002
-_RUNNING_STATUSES = {"submitted", "running"}
 
 log = structlog.get_logger("graflow_dist.worker")
 
@@ -60,7 +48,6 @@ class CurrentJob:
     job_id: str
     batch: Batch
     unfinished: list[str] = field(default_factory=list)
-    run_status: str = "running"
     lock: threading.Lock = field(default_factory=threading.Lock)
     lost: bool = False  # the lease was reaped (we were paused): the batch runs elsewhere
     reports: list[Report] = field(default_factory=list)  # finished, not yet sent
@@ -99,19 +86,18 @@ class Worker:
         if heartbeat_s >= lease_s:
             raise ValueError(f"heartbeat ({heartbeat_s} s) must be shorter than the lease "
                              f"({lease_s} s)")
-        self.client = client
-        self.keyspace = keyspace or Keyspace.from_env()
-        self.queue = queue or self.keyspace.queue_name
+        self.broker = Broker(client, keyspace)
+        self.queue = queue or self.broker.keyspace.queue_name
         self.name = name or f"gf-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.lease_s = lease_s
         self.heartbeat_s = heartbeat_s
         self.grace_period_s = grace_period_s
         self.metrics = metrics
-        self.rq = RQWorker([self.queue], name=self.name, connection=client,
-                           serializer=MsgpackSerializer, worker_ttl=int(max(lease_s * 3, 30)))
-        self.claimer = JobClaimer(client, self.keyspace, self.queue, self.name, lease_s,
-                                  self.rq.key)
-        self.executor = TaskExecutor(client, self.keyspace, self.name)
+        self.registration = self.broker.registration(self.name, self.queue,
+                                                     int(max(lease_s * 3, 30)))
+        self.claimer = self.broker.claimer(self.queue, self.name, lease_s,
+                                           self.registration.rq_key)
+        self.executor = TaskExecutor(self.broker, self.name)
         self.stopping = threading.Event()
         self.current: CurrentJob | None = None
         self.ready = threading.Event()
@@ -126,7 +112,7 @@ class Worker:
     def run(self, stop: threading.Event | None = None) -> None:
         """Work until ``stop`` (or `request_stop`) is set."""
         stop = stop or self.stopping
-        self._register()
+        self.registration.register()
         beat = threading.Thread(target=self._heartbeat_loop, name="gf-heartbeat", daemon=True)
         beat.start()
         threading.Thread(target=self._flusher_loop, name="gf-flusher", daemon=True).start()
@@ -143,7 +129,10 @@ class Worker:
         finally:
             self._beat_stop.set()
             beat.join(timeout=self.heartbeat_s + 1)
-            self._unregister()
+            try:
+                self.registration.unregister()
+            except TRANSIENT_ERRORS:
+                pass
             self.log.info("worker stopped", tasks_done=self.tasks_done)
 
     def request_stop(self) -> None:
@@ -164,6 +153,7 @@ class Worker:
         job = self.current
         if job is None:
             return
+
         def hand_back() -> None:
             with job.lock:
                 tokens = list(job.unfinished)
@@ -178,22 +168,6 @@ class Worker:
         helper.join(timeout=max(1.0, self.lease_s))
         os._exit(0)  # the running task cannot be interrupted; its work is handed back
 
-    def _register(self) -> None:
-        try:
-            self.rq.register_birth()
-        except ValueError:  # a stale registration with our name: replace it
-            self.rq.register_death()
-            self.rq.register_birth()
-        self.rq.set_state("idle")
-        self.client.zadd(self.keyspace.workers, {self.name: time.time()})
-
-    def _unregister(self) -> None:
-        try:
-            self.rq.register_death()
-            self.client.zrem(self.keyspace.workers, self.name)
-        except TRANSIENT_ERRORS:
-            pass
-
     def _heartbeat_loop(self) -> None:
         while not self._beat_stop.wait(self.heartbeat_s):
             try:
@@ -205,13 +179,8 @@ class Worker:
 
     def _beat(self) -> None:
         job = self.current
-        pipe = self.client.pipeline(transaction=False)
-        self.rq.heartbeat(pipeline=pipe)
-        pipe.zadd(self.keyspace.workers, {self.name: time.time()})
-        if job is not None:
-            self.claimer.extend([job.job_id], pipe)
-        results = pipe.execute()
-        if job is not None and results[-1] and not job.lost:
+        lost = self.registration.heartbeat(self.claimer, [job.job_id] if job else [])
+        if job is not None and lost and not job.lost:
             job.lost = True
             self.log.warning("lease lost: the job was re-dispatched elsewhere", job=job.job_id)
 
@@ -221,21 +190,26 @@ class Worker:
         claimed = self.claimer.claim(1)
         if not claimed:
             if not self.claimer.wait_for_work():
-                self.rq.set_state("idle")  # idle for a while, not between two tasks
+                self.registration.idle()  # idle for a while, not between two tasks
             return
-        for job_id, data, run_status in claimed:
-            self._process(job_id, data, run_status)
+        for job in claimed:
+            self._process(job)
 
-    def _process(self, job_id: str, data: bytes, run_status: str = "running") -> None:
-        try:
-            batch = batch_from_rq_data(data, job_id)
-        except WireError as exc:
-            self._reject(job_id, str(exc))
+    def _process(self, claimed: ClaimedJob) -> None:
+        if claimed.batch is None:
+            self._reject(claimed.job_id, claimed.error)
             return
-        job = CurrentJob(job_id, batch, [s.token for s in batch.specs], run_status)
+        job = CurrentJob(claimed.job_id, claimed.batch,
+                         [s.token for s in claimed.batch.specs])
         self.current = job
         try:
-            self._run_batch(job)
+            if claimed.run_status is None or not claimed.run_status.active:
+                self.log.info("skipping job of an inactive run", job=job.job_id,
+                              session=job.batch.session_id,
+                              status=claimed.run_status.value if claimed.run_status else None)
+                self._finish(job, [])
+            else:
+                self._run_batch(job)
         finally:
             self.current = None
 
@@ -244,31 +218,14 @@ class Worker:
         tasks if we know which they were (in the same transaction that releases its
         lease, so they cannot fall between the two), and keep running."""
         self.log.error("malformed job moved to the failed registry", job=job_id, error=reason)
-        mapping = self.client.hget(self.keyspace.jobmap, job_id)
-        lost: list[Event] = []
-        if mapping:
-            try:
-                session_id, tokens = unpackb(mapping, f"jobmap {job_id}")
-                lost = [Event(LOST, session_id, token=token, worker=self.name,
-                              error=f"job {job_id} was malformed: {reason}")
-                        for token in tokens]
-            except (WireError, ValueError):
-                pass
-
-        def build(pipe: redis.client.Pipeline) -> None:
-            self.claimer.fail_job(job_id, reason, pipe)
-            for event in lost:
-                pipe.xadd(self.keyspace.events, {"d": event.encode()})
-
-        self._send(build)
+        known = self.claimer.tasks_of(job_id)
+        lost = [] if known is None else [
+            Event(LOST, known[0], token=token, worker=self.name,
+                  error=f"job {job_id} was malformed: {reason}") for token in known[1]]
+        self._send(lambda: self.claimer.reject(job_id, reason, lost))
 
     def _run_batch(self, job: CurrentJob) -> None:
         batch = job.batch
-        if job.run_status not in _RUNNING_STATUSES:
-            self.log.info("skipping job of an inactive run", job=job.job_id,
-                          session=batch.session_id)
-            self._finish(job, [])
-            return
         try:
             graph = self.executor.graph(batch.graph_hash)
         except (SignatureError, WireError, GraflowError) as exc:
@@ -330,13 +287,9 @@ class Worker:
         self._finish(job, reports)
 
     def _finish(self, job: CurrentJob, reports: list[Report]) -> None:
-        def build(pipe: redis.client.Pipeline) -> None:
-            for report in reports:
-                self.executor.queue_report(pipe, report)
-            self.claimer.finish(job.job_id, pipe)
-
+        events = [r.event for r in reports]
         with job.lock:
-            self._send(build)
+            self._send(lambda: self.claimer.send(events, release=job.job_id))
             job.unfinished.clear()
 
     def _flusher_loop(self) -> None:
@@ -362,50 +315,36 @@ class Worker:
         """Send the finished tasks' reports in one transaction (caller holds job.lock);
         with the last one the job is released, else we learn whether we still hold it."""
         reports = list(job.reports)
-
-        def build(pipe: redis.client.Pipeline) -> None:
-            for report in reports:
-                self.executor.queue_report(pipe, report)
-            if last:
-                self.claimer.finish(job.job_id, pipe)
-            else:  # do we still hold the job? (no extra round trip)
-                pipe.hget(self.keyspace.lease_owner, job.job_id)
-
-        results = self._send(build)
+        events = [r.event for r in reports]
+        if last:
+            self._send(lambda: self.claimer.send(events, release=job.job_id))
+        else:
+            held = self._send(lambda: self.claimer.send(events, still_held=job.job_id))
+            if not held:
+                job.lost = True
         del job.reports[:len(reports)]  # only once they landed
-        if not last and results[-1] != self.name.encode():
-            job.lost = True
 
     def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
         specs = {s.token: s for s in job.batch.specs}
         reports, job.reports = job.reports, []  # finished tasks: reported, not handed back
-
-        def build(pipe: redis.client.Pipeline) -> None:
-            for report in reports:
-                self.executor.queue_report(pipe, report)
-            for token in tokens:
-                event = Event(HANDBACK, job.batch.session_id, token=token,
-                              task_id=specs[token].task_id, worker=self.name,
-                              error=f"handed back by worker {self.name} on shutdown")
-                pipe.xadd(self.keyspace.events, {"d": event.encode()})
-            self.claimer.finish(job.job_id, pipe)
-
-        self._send(build)
+        events = [r.event for r in reports] + [
+            Event(HANDBACK, job.batch.session_id, token=token, task_id=specs[token].task_id,
+                  worker=self.name, error=f"handed back by worker {self.name} on shutdown")
+            for token in tokens]
+        self._send(lambda: self.claimer.send(events, release=job.job_id))
         job.unfinished.clear()
         self.log.info("tasks handed back", job=job.job_id, tasks=len(tokens))
 
-    def _send(self, build: Callable[[redis.client.Pipeline], None]) -> list[Any]:
-        """Execute a report transaction, retrying it across a Redis outage: a finished
+    def _send(self, transaction: Callable[[], Any]) -> Any:
+        """Run a report transaction, retrying it across a Redis outage: a finished
         task's lost report would cost a re-run after its lease. Resending a report that
         did land is harmless: the coordinator drops the duplicate by its token."""
         while True:
-            pipe = self.client.pipeline(transaction=True)
-            build(pipe)
             try:
-                results = pipe.execute()
+                result = transaction()
             except TRANSIENT_ERRORS as exc:
                 self._outage.failed(exc)
                 time.sleep(self._outage.backoff_s())
                 continue
             self._outage.recovered()
-            return results
+            return result

@@ -8,8 +8,9 @@ import time
 import pytest
 import redis
 
-from graflow_dist.channels.redis import RedisChannel, read_raw_channel, write_raw_channel
-from graflow_dist.wire.keyspace import Keyspace
+from graflow_dist.broker.channel_data import queue_channel_writes, read_channel
+from graflow_dist.broker.keys import Keyspace
+from graflow_dist.channels.redis import RedisChannel
 
 
 @pytest.fixture
@@ -94,9 +95,9 @@ def test_raw_values_copy_a_channel_without_decoding(channel: RedisChannel,
                                                     redis_client: redis.Redis) -> None:
     channel.set("obj", {1, 2})
     channel.append("lst", (1, "x"))
-    raw = read_raw_channel(redis_client, Keyspace("gftest").run("session-1"))
+    raw = read_channel(redis_client, Keyspace("gftest").run("session-1"))
     pipe = redis_client.pipeline()
-    write_raw_channel(pipe, Keyspace("gftest").run("copy"), raw)
+    queue_channel_writes(pipe, Keyspace("gftest").run("copy"), raw)
     pipe.execute()
     copy = RedisChannel("copy", redis_client, prefix="gftest")
     assert copy.get("obj") == {1, 2}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from graflow_dist.wire.connection import REDIS_URL_ENV
+from graflow_dist.broker.connection import REDIS_URL_ENV
 
 GRAFLOW_DIST = Path(sys.executable).parent / "graflow-dist"
 COMMAND_TIMEOUT_S = 60.0

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from graflow_dist.wire.connection import REDIS_URL_ENV
-from graflow_dist.wire.keyspace import Keyspace
+from graflow_dist.broker.connection import REDIS_URL_ENV
+from graflow_dist.broker.keys import Keyspace
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 UpProcess = Any  # conftest.UpProcess

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import redis
 
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded import RedisServer
 from graflow_dist.embedded.redis_server import free_port
-from graflow_dist.wire.keyspace import Keyspace
 
 
 def test_worker_and_coordinator_wait_for_a_late_redis(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from deploy.rendering import (
     render,
     require_module,
 )
-from graflow_dist.wire.keyspace import Keyspace
+from graflow_dist.broker.keys import Keyspace
 
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 SHORT_TOLERATION_S = 60

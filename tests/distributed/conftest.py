@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from graflow_dist import Client
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded import RedisServer
 from graflow_dist.embedded.cluster import LocalCluster
-from graflow_dist.wire.keyspace import Keyspace
 
 # Same fast failure detection as the `cluster` fixture of tests/conftest.py.
 WORKER_OPTIONS = ["--lease-s", "2", "--heartbeat-s", "0.5", "--grace-period-s", "5"]

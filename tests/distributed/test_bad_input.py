@@ -16,10 +16,10 @@ import pytest
 import redis
 
 from graflow_dist import Client, parallel, task, workflow
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import GraflowError, UnknownSessionError
-from graflow_dist.wire.keyspace import Keyspace
-from graflow_dist.wire.messages import WIRE_VERSION, packb, rq_job_data
+from graflow_dist.wire.messages import JOB_FUNC, WIRE_VERSION
 from graflow_dist.wire.signing import dumps_signed
 
 RUN_TIMEOUT_S = 60
@@ -36,7 +36,8 @@ MALFORMED_JOB_DATA = [
     pytest.param(zlib.compress(msgpack.packb({"hello": "world"})), id="msgpack-map"),
     pytest.param(zlib.compress(msgpack.packb(["os.system", None, ["echo pwned"], {}])),
                  id="rq-shaped-foreign-function"),
-    pytest.param(rq_job_data(packb({"v": WIRE_VERSION + 1, "s": "x", "g": "y", "specs": []})),
+    pytest.param(msgpack.packb([JOB_FUNC, None, [{"v": WIRE_VERSION + 1, "s": "x", "g": "y",
+                                                   "specs": []}], {}]),
                  id="unknown-wire-version"),
 ]
 

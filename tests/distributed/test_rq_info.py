@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from graflow_dist import Client, TaskExecutionContext, parallel, task, workflow
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded.cluster import LocalCluster
-from graflow_dist.wire.keyspace import Keyspace
 
 RQ = Path(sys.executable).parent / "rq"
 GATE_WAIT_S = 30.0

@@ -21,8 +21,8 @@ from graflow_dist import (
     task,
     workflow,
 )
-from graflow_dist.coordinator.frontier_store import RunInfo
-from graflow_dist.coordinator.runs import job_commands
+from graflow_dist.broker.jobs import job_commands
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import (
     CycleLimitExceededError,
@@ -33,7 +33,6 @@ from graflow_dist.errors import (
     WorkflowCancelledError,
 )
 from graflow_dist.scheduler.specs import TaskSpec
-from graflow_dist.wire.keyspace import Keyspace
 
 RUN_TIMEOUT_S = 60
 
@@ -555,12 +554,12 @@ def test_jobs_of_an_earlier_submission_of_a_session_are_skipped(
     assert run.wait(timeout=RUN_TIMEOUT_S) == "ok"
     # Forge a job from the old incarnation and put it back on the queue.
     info = run.info()
-    old = RunInfo.from_meta(run.session_id, client.redis.hgetall(run.keys.meta))
+    old = run.record()
     old.incarnation = "an-earlier-one"
     pipe = client.redis.pipeline()
     for cmd in job_commands(keyspace, old, [TaskSpec("mark", "old.1")], 1, 1):
         pipe.execute_command(*cmd)
-    client.redis.hset(run.keys.meta, "status", "running")  # as if resubmitted
+    client.redis.hset(keyspace.run(run.session_id).meta, "status", "running")  # as if resubmitted
     pipe.execute()
     job_key = keyspace.rq_job(f"gf.{run.session_id}.old.1")
     wait_until(lambda: not client.redis.exists(job_key), "a worker to finish the forged job")

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 import cloudpickle
 import redis
 
+from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
-from graflow_dist.wire.keyspace import Keyspace
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

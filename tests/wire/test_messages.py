@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import msgpack
 import pytest
 
 from graflow_dist.errors import WireError
-from graflow_dist.scheduler.specs import TaskSpec
-from graflow_dist.wire.messages import (
-    DONE,
-    Batch,
-    Event,
-    MsgpackSerializer,
-    batch_from_rq_data,
-    rq_job_data,
-)
+from graflow_dist.scheduler.events import NextTask, TaskOutcome
+from graflow_dist.scheduler.specs import NodeShape, TaskSpec
+from graflow_dist.wire.messages import DONE, JOB_FUNC, Batch, Event, MsgpackSerializer
 
 
 def _batch() -> Batch:
@@ -25,52 +20,74 @@ def _batch() -> Batch:
     return Batch("sess", "hash", specs, trace_id="trace", default_max_cycles=7)
 
 
+def _job(body: object) -> bytes:
+    return msgpack.packb([JOB_FUNC, None, [body], {}])
+
+
 def test_batch_round_trip_through_an_rq_job_payload() -> None:
     batch = _batch()
-    decoded = batch_from_rq_data(rq_job_data(batch.encode()), "job-1")
+    decoded = Batch.from_job_data(batch.job_data(), "job-1")
     assert decoded.specs == batch.specs
     assert (decoded.session_id, decoded.graph_hash, decoded.trace_id) == ("sess", "hash", "trace")
     assert decoded.default_max_cycles == 7
 
 
 def test_rq_can_read_our_job_payload_with_our_serializer() -> None:
-    func, instance, args, kwargs = MsgpackSerializer.loads(zlib.decompress(
-        rq_job_data(_batch().encode())))
+    # rq decompresses `data` when it can and falls back to the raw bytes: ours is raw
+    # msgpack, one encoding, no nested payloads.
+    with pytest.raises(zlib.error):
+        zlib.decompress(_batch().job_data())
+    func, instance, args, kwargs = MsgpackSerializer.loads(_batch().job_data())
     assert func == "graflow_dist.worker.batch.run_batch"
-    assert instance is None and kwargs == {} and isinstance(args[0], bytes)
+    assert instance is None and kwargs == {} and isinstance(args[0], dict)
+    assert Batch.from_body(args[0]).specs == _batch().specs
+
+
+def _spec_body(spec: list[object]) -> dict[str, object]:
+    return {"v": 1, "s": "x", "g": "h", "specs": [spec]}
 
 
 @pytest.mark.parametrize(
     "data",
     [
         b"\x00garbage",
-        zlib.compress(b"\xc1"),  # never-used msgpack byte
-        zlib.compress(msgpack.packb(["other.func", None, [b"x"], {}])),
-        zlib.compress(msgpack.packb(["graflow_dist.worker.batch.run_batch", None, [b"\x93"], {}])),
-        zlib.compress(msgpack.packb({"not": "a list"})),
+        b"\xc1",  # never-used msgpack byte
+        zlib.compress(_job(_batch().to_body())),  # compressed: not our format
+        msgpack.packb(["other.func", None, [{}], {}]),
+        _job(b"\x93"),
+        msgpack.packb({"not": "a list"}),
+        _job(_spec_body(["t", "k", "x", 1, 0, None, 0.0])),  # cycle "x"
+        _job(_spec_body(["t", "k", None, 1, 0, None, 0.0])),
+        _job(_spec_body(["t", "k", 0, 1, 0, None, math.inf])),  # not_before inf
+        _job(_spec_body(["t", "k", -1, 1, 0, None, 0.0])),
+        _job(_spec_body(["t", "k", 0, 0, 0, None, 0.0])),  # attempt 0
+        _job(_spec_body(["t", "k", True, 1, 0, None, 0.0])),  # a bool is not a count
+        _job(_spec_body(["", "k", 0, 1, 0, None, 0.0])),
+        _job(_spec_body(["t", "k", 0, 1, 0, 7, 0.0])),  # group 7
+        _job({"v": 1, "s": 5, "g": "h", "specs": []}),
     ],
 )
 def test_malformed_job_payloads_raise_wire_errors_naming_the_job(data: bytes) -> None:
     with pytest.raises(WireError, match="rq job job-9"):
-        batch_from_rq_data(data, "job-9")
+        Batch.from_job_data(data, "job-9")
 
 
 def test_batch_of_an_unknown_wire_version_is_refused() -> None:
-    raw = msgpack.packb({"v": 99, "s": "x", "g": "h", "specs": []})
     with pytest.raises(WireError, match="unsupported wire version 99"):
-        Batch.decode(raw)
+        Batch.from_body({"v": 99, "s": "x", "g": "h", "specs": []})
 
 
 def test_malformed_spec_is_refused() -> None:
-    raw = msgpack.packb({"v": 1, "s": "x", "g": "h", "specs": [["only", "two"]]})
     with pytest.raises(WireError, match="malformed task spec"):
-        Batch.decode(raw)
+        Batch.from_body({"v": 1, "s": "x", "g": "h", "specs": [["only", "two"]]})
 
 
 def test_event_round_trip_keeps_every_field() -> None:
-    event = Event(DONE, "sess", token="e.3", task_id="t", worker="w1",
-                  outcome={"iterate": True}, dynamic={"x": b"blob"}, error="boom",
-                  error_type="ValueError", fatal=True, tokens=["a", "b"])
+    outcome = TaskOutcome(iterate=True, next_tasks=[NextTask("d", True, NodeShape("d"))],
+                          terminate="enough")
+    event = Event(DONE, "sess", token="e.3", task_id="t", worker="w1", outcome=outcome,
+                  dynamic={"x": b"blob"}, error="boom", error_type="ValueError", fatal=True,
+                  error_data={"task_id": "t"}, result=b"m\x01")
     assert Event.decode(event.encode()) == event
 
 
@@ -81,6 +98,13 @@ def test_event_round_trip_keeps_every_field() -> None:
         (msgpack.packb([1, 2]), "expected a map"),
         (msgpack.packb({"v": 1, "k": "explode", "s": "x"}), "unknown event kind"),
         (msgpack.packb({"v": 1, "k": "done"}), "missing field"),
+        (msgpack.packb({"v": 1, "k": "done", "s": "x", "o": [1]}), "expected a map"),
+        (msgpack.packb({"v": 1, "k": "done", "s": "x", "o": {"next_tasks": "x"}}),
+         "next_tasks must be a list"),
+        (msgpack.packb({"v": 1, "k": "done", "s": "x", "dyn": {"t": "not bytes"}}),
+         "signed blobs"),
+        (msgpack.packb({"v": 1, "k": "done", "s": "x", "r": 5}), "must be bytes"),
+        (msgpack.packb({"v": 1, "k": "done", "s": "x", "fatal": "yes"}), "true or false"),
     ],
 )
 def test_malformed_events_are_refused(raw: bytes, message: str) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from graflow_dist.channels.codec import TAG_MSGPACK, TAG_PICKLE, decode_value, encode_value
 from graflow_dist.errors import SignatureError, WireError
 from graflow_dist.wire import signing
+from graflow_dist.wire.values import TAG_MSGPACK, TAG_PICKLE, decode_value, encode_value
 
 
 @dataclass(frozen=True)

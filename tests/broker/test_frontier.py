@@ -8,19 +8,21 @@ import random
 import pytest
 import redis
 
-from graflow_dist.coordinator.frontier_store import (
-    RunInfo,
+from graflow_dist.broker.commit import chunked
+from graflow_dist.broker.frontier import (
     frontier_commands,
     journal_commands,
     load_run,
     shape_commands,
 )
+from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.scripts import MAX_COMMAND_ARGS
 from graflow_dist.errors import UnknownSessionError
 from graflow_dist.scheduler.events import NextTask, TaskOutcome
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import GraphShape, GroupPolicySpec, NodeShape, RetrySettings
 from graflow_dist.scheduler.state import Scheduler
-from graflow_dist.wire.keyspace import Keyspace
 
 KEYSPACE = Keyspace("gftest")
 
@@ -56,13 +58,13 @@ def test_deltas_reload_as_the_same_frontier(redis_client: redis.Redis, seed: int
     rng = random.Random(seed)
     sched = Scheduler(_shape(), "s1", epoch="e")
     keys = KEYSPACE.run("s1")
-    _apply(redis_client, [["HSET", keys.meta, *sum(RunInfo("s1").to_meta().items(), ())]])
+    _apply(redis_client, [["HSET", keys.meta, *sum(RunRecord("s1").settings_meta().items(), ())]])
     _apply(redis_client, shape_commands(keys, sched.shape))
     sched.start()
     now = 100.0
     while sched.end is None:
         _apply(redis_client, journal_commands(keys, sched, sched.drain_journal()))
-        _info, _shape_loaded, loaded = load_run(redis_client, KEYSPACE, "s1")
+        _info, _shape_loaded, loaded = load_run(redis_client, KEYSPACE.run("s1"))
         assert _normalised(loaded) == _normalised(sched.snapshot())
         if not sched.inflight:
             now = sched.next_due() or now
@@ -82,7 +84,7 @@ def test_deltas_reload_as_the_same_frontier(redis_client: redis.Redis, seed: int
         else:
             sched.complete(spec.token, TaskOutcome(), now=now)
     _apply(redis_client, journal_commands(keys, sched, sched.drain_journal()))
-    _info, shape, loaded = load_run(redis_client, KEYSPACE, "s1")
+    _info, shape, loaded = load_run(redis_client, KEYSPACE.run("s1"))
     assert _normalised(loaded) == _normalised(sched.snapshot())
     assert set(shape.nodes) == set(sched.shape.nodes)
 
@@ -92,24 +94,22 @@ def test_a_replaced_frontier_loads_back(redis_client: redis.Redis) -> None:
     sched.start()
     snap = sched.snapshot()
     keys = KEYSPACE.run("s2")
-    _apply(redis_client, [["HSET", keys.meta, *sum(RunInfo("s2").to_meta().items(), ())]])
+    _apply(redis_client, [["HSET", keys.meta, *sum(RunRecord("s2").settings_meta().items(), ())]])
     _apply(redis_client, shape_commands(keys, sched.shape) + frontier_commands(keys, snap))
-    _info, _loaded_shape, loaded = load_run(redis_client, KEYSPACE, "s2")
+    _info, _loaded_shape, loaded = load_run(redis_client, KEYSPACE.run("s2"))
     assert _normalised(loaded) == _normalised(snap)
 
 
 def test_loading_an_unknown_run_is_a_clear_error(redis_client: redis.Redis) -> None:
     with pytest.raises(UnknownSessionError, match="nope"):
-        load_run(redis_client, KEYSPACE, "nope")
+        load_run(redis_client, KEYSPACE.run("nope"))
 
 
 def test_long_commands_are_split_below_the_script_argument_limit() -> None:
-    from graflow_dist.coordinator.frontier_store import chunked
-
     fields = [x for i in range(5000) for x in (f"f{i}", i)]
     pieces = chunked([["HSET", "k", *fields], ["ZADD", "z", "NX", *fields[:3000]],
                       ["DEL", *[f"k{i}" for i in range(2500)]], ["SET", "a", "b"]])
-    assert all(len(p) <= 1000 for p in pieces)
+    assert all(len(p) <= MAX_COMMAND_ARGS for p in pieces)
     hset = [p for p in pieces if p[0] == "HSET"]
     assert all(p[1] == "k" and len(p) % 2 == 0 for p in hset)
     assert [x for p in hset for x in p[2:]] == fields

@@ -1,8 +1,9 @@
-"""Every Redis key graflow-dist uses, in one place.
+"""Every Redis key and hash field graflow-dist uses, in one place.
 
 Run data is namespaced per deployment prefix (``GRAFLOW_DIST_PREFIX``, default
-``graflow``) and per session, so concurrent runs never share a key. Queues are RQ's
-own keys (``rq:queue:<name>``, ``rq:job:<id>``) so that ``rq info`` and KEDA see them.
+``graflow``) and per session, so concurrent runs never share a key. Queues are RQ's own
+keys (``rq:queue:<name>``, ``rq:job:<id>``) so that ``rq info`` and KEDA see them. The
+Lua scripts get these names from here too (see `graflow_dist.broker.scripts`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,84 @@ from dataclasses import dataclass
 
 PREFIX_ENV = "GRAFLOW_DIST_PREFIX"
 DEFAULT_PREFIX = "graflow"
+
+# RQ's own layout (rq 2.x / 3.x): queue list, job hash, started ("wip") and failed
+# registries, the set of queues and of workers.
+RQ_QUEUE = "rq:queue:"
+RQ_JOB = "rq:job:"
+RQ_WIP = "rq:wip:"
+RQ_FAILED = "rq:failed:"
+RQ_QUEUES = "rq:queues"
+
+# The single field of an event stream entry (msgpack `Event`).
+EVENT_FIELD = "d"
+# The field of a run's `ended` stream entry.
+ENDED_FIELD = "status"
+# The lease owner recorded while the coordinator re-dispatches an expired job.
+REAPER = "reaper"
+
+
+class RunField:
+    """Fields of a run's ``meta`` hash."""
+
+    SESSION_ID = "session_id"
+    STATUS = "status"
+    GRAPH_HASH = "graph_hash"
+    TRACE_ID = "trace_id"
+    WORKFLOW = "workflow"
+    START_NODE = "start_node"
+    MAX_STEPS = "max_steps"
+    DEFAULT_MAX_CYCLES = "default_max_cycles"
+    DEFAULT_MAX_RETRIES = "default_max_retries"
+    CRASH_LIMIT = "crash_limit"
+    QUEUE = "queue"
+    RESUME = "resume"
+    INCARNATION = "incarnation"  # new at every submit/resume: older jobs are skipped
+    TOTAL = "total"
+    DONE = "done"
+    RUNNING = "running"  # tasks in claimed jobs (kept by the job scripts)
+    PENDING = "pending"
+    FAILED = "failed"
+    STEPS = "steps"
+    DISPATCH_SEQ = "dispatch_seq"
+    SUBMITTED_AT = "submitted_at"
+    STARTED_AT = "started_at"
+    UPDATED_AT = "updated_at"
+    FINISHED_AT = "finished_at"
+    LAST_TASK = "last_task"
+    ERROR = "error"
+    ERROR_TYPE = "error_type"
+    ERROR_DATA = "error_data"
+    LAST_CHECKPOINT = "last_checkpoint"
+    CHECKPOINT_ERROR = "checkpoint_error"
+
+
+class JobField:
+    """Fields of an ``rq:job:<id>`` hash: RQ's own, and ours (``gf_``)."""
+
+    STATUS = "status"
+    DATA = "data"
+    ORIGIN = "origin"
+    DESCRIPTION = "description"
+    TIMEOUT = "timeout"
+    CREATED_AT = "created_at"
+    ENQUEUED_AT = "enqueued_at"
+    STARTED_AT = "started_at"
+    ENDED_AT = "ended_at"
+    WORKER_NAME = "worker_name"
+    EXC_INFO = "exc_info"
+    SESSION = "gf_session"
+    TASKS = "gf_tasks"
+    INCARNATION = "gf_incarnation"
+    LEASE_S = "gf_lease_s"
+
+
+class WorkerField:
+    """Fields of RQ's worker hash that our scripts keep current."""
+
+    STATE = "state"
+    SUCCESSFUL_JOBS = "successful_job_count"
+    FAILED_JOBS = "failed_job_count"
 
 
 def default_prefix() -> str:
@@ -29,7 +108,7 @@ class RunKeys:
         return f"{self.prefix}:run:{self.session_id}:{name}"
 
     @property
-    def meta(self) -> str:  # HASH: status, counters, error, settings
+    def meta(self) -> str:  # HASH `RunField` -> value
         return self._k("meta")
 
     @property
@@ -86,6 +165,11 @@ class RunKeys:
         return [self.meta, self.shape, self.completed, self.released, self.pending,
                 self.cycles, self.groups, self.active, self.crashes, self.dynamic, self.ended]
 
+    def state_keys(self) -> list[str]:
+        """The frontier proper (what a submission from a checkpoint replaces)."""
+        return [self.completed, self.released, self.pending, self.cycles, self.groups,
+                self.active, self.crashes]
+
 
 @dataclass(frozen=True)
 class Keyspace:
@@ -101,22 +185,35 @@ class Keyspace:
         return RunKeys(self.prefix, session_id)
 
     @property
+    def run_key_head(self) -> str:
+        """``RunKeys(...).meta`` is ``run_key_head + session_id + run_meta_tail`` (Lua)."""
+        return f"{self.prefix}:run:"
+
+    @property
+    def run_meta_tail(self) -> str:
+        return ":meta"
+
+    @property
     def queue_name(self) -> str:
         return self.prefix
 
     @staticmethod
     def rq_queue(name: str) -> str:
-        return f"rq:queue:{name}"
+        return RQ_QUEUE + name
 
     @staticmethod
     def rq_job(job_id: str) -> str:
-        return f"rq:job:{job_id}"
+        return RQ_JOB + job_id
 
     @staticmethod
     def rq_failed(name: str) -> str:
-        return f"rq:failed:{name}"
+        return RQ_FAILED + name
 
-    def wake(self, queue: str) -> str:
+    @staticmethod
+    def rq_wip(name: str) -> str:
+        return RQ_WIP + name
+
+    def wake(self, queue: str) -> str:  # LIST of at most one token: wakes idle workers
         return f"{self.prefix}:wake:{queue}"
 
     @property
@@ -134,6 +231,10 @@ class Keyspace:
     @property
     def events(self) -> str:  # STREAM of submissions and completions
         return f"{self.prefix}:events"
+
+    @property
+    def dead_events(self) -> str:  # STREAM of events no coordinator could read
+        return f"{self.prefix}:events:dead"
 
     @property
     def cursor(self) -> str:  # last applied event id

@@ -1,4 +1,5 @@
-"""Channel value encoding: exact round trips, no pickle where msgpack is exact.
+"""Value encoding of channels, results and checkpoints: exact round trips, no pickle
+where msgpack is exact.
 
 Plain data (None, bool, int, float, str, bytes, and lists / str-keyed dicts of them)
 is msgpack; anything else (tuples, sets, dataclasses, numpy arrays, ...) is signed

@@ -1,0 +1,71 @@
+"""The one owner of the Redis protocol.
+
+Every key and field name (`keys`), every Lua script (``lua/*.lua``, `scripts`), the run
+store (`runs`, `record`, `frontier`), the event stream (`events`), jobs, leases and
+their reaping (`jobs`), the leader lease (`leader`), worker registration (`workers`)
+and the coordinator's fenced commit (`commit`). Client, coordinator, worker and CLI
+talk to Redis only through this package; anything read from Redis is decoded and
+validated here, once.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from graflow_dist.broker.commit import Commit, apply
+from graflow_dist.broker.events import EventLog
+from graflow_dist.broker.jobs import JobClaimer, LeaseReaper
+from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.leader import LeaderLease
+from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.runs import RunStore
+from graflow_dist.broker.scripts import Scripts
+from graflow_dist.broker.workers import WorkerRegistration, WorkerRegistry
+
+
+class Broker:
+    """Everything a service or client does with Redis, on one connection.
+
+    Parameters
+    ----------
+    client:
+        A redis-py client with bytes responses (see `graflow_dist.broker.connection`).
+    keyspace:
+        Key layout (default: from ``GRAFLOW_DIST_PREFIX``).
+    """
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace | None = None) -> None:
+        self.client = client
+        self.keyspace = keyspace or Keyspace.from_env()
+        self.runs = RunStore(client, self.keyspace)
+        self.events = EventLog(client, self.keyspace)
+        self.leader = LeaderLease(client, self.keyspace)
+        self.reaper = LeaseReaper(client, self.keyspace)
+        self.workers = WorkerRegistry(client, self.keyspace)
+        self._scripts = Scripts(client, self.keyspace)
+
+    def claimer(self, queue: str, worker: str, lease_s: float, rq_worker_key: str
+                ) -> JobClaimer:
+        """The job protocol for one worker."""
+        return JobClaimer(self.client, self.keyspace, queue, worker, lease_s, rq_worker_key)
+
+    def registration(self, name: str, queue: str, ttl_s: int) -> WorkerRegistration:
+        return WorkerRegistration(self.client, self.keyspace, name, queue, ttl_s)
+
+    def commit(self) -> Commit:
+        return Commit(self.keyspace)
+
+    def apply(self, commit: Commit, leader_id: str, expected_commits: int) -> int:
+        """Apply ``commit`` fenced by the leader lease and the commit count (see
+        `graflow_dist.broker.commit.apply`)."""
+        return apply(self._scripts, self.keyspace, commit, leader_id, expected_commits)
+
+    def queue_depth(self, queue: str) -> int:
+        return int(self.client.llen(self.keyspace.rq_queue(queue)))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+__all__ = ["Broker", "Commit", "EventLog", "JobClaimer", "Keyspace", "LeaderLease",
+           "LeaseReaper", "RunRecord", "RunStore", "WorkerRegistration", "WorkerRegistry"]

@@ -1,0 +1,153 @@
+"""The Redis layout of a run's frontier: load it whole, persist it as deltas.
+
+Writers produce command lists (``[["HSET", key, field, value], ...]``) that the caller
+commits in one fenced transaction together with the jobs it enqueues, so Redis always
+holds a consistent frontier.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from graflow_dist.broker.keys import RunField, RunKeys
+from graflow_dist.broker.record import RunRecord
+from graflow_dist.errors import UnknownSessionError, WireError
+from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.scheduler.journal import Journal
+from graflow_dist.scheduler.specs import GraphShape
+from graflow_dist.scheduler.state import Scheduler
+from graflow_dist.wire.fields import int_text
+from graflow_dist.wire.messages import packb, unpackb
+from graflow_dist.wire.specs import (
+    decode_spec,
+    encode_spec,
+    group_progress_from_dict,
+    node_shape_from_dict,
+)
+
+Command = list[Any]
+
+
+def shape_commands(keys: RunKeys, shape: GraphShape, nodes: list[str] | None = None
+                   ) -> list[Command]:
+    chosen = shape.nodes if nodes is None else {n: shape.nodes[n] for n in nodes}
+    if not chosen:
+        return []
+    cmd: Command = ["HSET", keys.shape]
+    for node_id, node in chosen.items():
+        cmd += [node_id, packb(node.to_dict())]
+    return [cmd]
+
+
+def frontier_commands(keys: RunKeys, frontier: FrontierSnapshot) -> list[Command]:
+    """Replace a run's whole frontier (a submission from a checkpoint)."""
+    cmds: list[Command] = [["DEL", *keys.state_keys()]]
+    if frontier.completed_tasks:
+        cmd: Command = ["ZADD", keys.completed]
+        for i, task_id in enumerate(frontier.completed_tasks):
+            cmd += [i, task_id]
+        cmds.append(cmd)
+    for key, members in ((keys.released, frontier.released), (keys.active, frontier.active)):
+        if members:
+            cmds.append(["SADD", key, *members])
+    _hset(cmds, keys.pending, {s.token: packb(encode_spec(s)) for s in frontier.pending_tasks})
+    _hset(cmds, keys.cycles, dict(frontier.cycle_counts))
+    _hset(cmds, keys.groups, {g: packb(p.to_dict()) for g, p in frontier.groups.items()})
+    _hset(cmds, keys.crashes, {t: packb(w) for t, w in frontier.crash_workers.items()})
+    cmds.append(["HSET", keys.meta, RunField.STEPS, frontier.steps,
+                 RunField.DISPATCH_SEQ, frontier.dispatch_seq])
+    return cmds
+
+
+def journal_commands(keys: RunKeys, scheduler: Scheduler, journal: Journal) -> list[Command]:
+    """Persist what changed in ``scheduler`` since the last drain."""
+    cmds: list[Command] = []
+    if journal.pending_del:
+        cmds.append(["HDEL", keys.pending, *journal.pending_del])
+    _hset(cmds, keys.pending, {t: packb(encode_spec(s)) for t, s in journal.pending_put.items()})
+    if journal.completed:
+        base = len(scheduler.completed) - len(journal.completed)
+        cmd: Command = ["ZADD", keys.completed, "NX"]
+        for i, task_id in enumerate(journal.completed):
+            cmd += [base + i, task_id]
+        cmds.append(cmd)
+    if journal.released:
+        cmds.append(["SADD", keys.released, *journal.released])
+    if journal.activated:
+        cmds.append(["SADD", keys.active, *journal.activated])
+    _hset(cmds, keys.cycles, dict(journal.cycles))
+    _hset(cmds, keys.groups, {g: packb(scheduler.groups[g].to_dict())
+                              for g in journal.groups if g in scheduler.groups})
+    _hset(cmds, keys.crashes, {t: packb(scheduler.crash_workers.get(t, []))
+                               for t in journal.crashes})
+    cmds += shape_commands(keys, scheduler.shape, journal.new_nodes)
+    done = len(scheduler.completed) - sum(1 for g in scheduler.groups if g in scheduler.completed)
+    cmds.append(["HSET", keys.meta, RunField.STEPS, scheduler.steps,
+                 RunField.DISPATCH_SEQ, scheduler.dispatch_seq, RunField.DONE, done,
+                 RunField.PENDING, len(scheduler.inflight) + len(scheduler.delayed),
+                 RunField.UPDATED_AT, repr(time.time())])
+    return cmds
+
+
+def _hset(cmds: list[Command], key: str, mapping: dict[str, Any]) -> None:
+    if mapping:
+        cmd: Command = ["HSET", key]
+        for k, v in mapping.items():
+            cmd += [k, v]
+        cmds.append(cmd)
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise WireError(f"{what}: {raw[:40]!r} is not UTF-8") from None
+
+
+def load_run(client: redis.Redis, keys: RunKeys) -> tuple[RunRecord, GraphShape,
+                                                          FrontierSnapshot]:
+    """Everything a coordinator needs to drive a run, read in one round trip; anything
+    malformed raises `WireError` (the run fails, the coordinator goes on)."""
+    session_id = keys.session_id
+    pipe = client.pipeline(transaction=True)
+    pipe.hgetall(keys.meta)
+    pipe.hgetall(keys.shape)
+    pipe.zrange(keys.completed, 0, -1)
+    pipe.smembers(keys.released)
+    pipe.hgetall(keys.pending)
+    pipe.hgetall(keys.cycles)
+    pipe.hgetall(keys.groups)
+    pipe.smembers(keys.active)
+    pipe.hgetall(keys.crashes)
+    meta, shape, completed, released, pending, cycles, groups, active, crashes = pipe.execute()
+    if not meta:
+        raise UnknownSessionError(session_id)
+    record = RunRecord.from_meta(session_id, meta)
+    what = f"run {session_id!r} frontier"
+    graph = GraphShape({_text(k, what): node_shape_from_dict(unpackb(v, what), what)
+                        for k, v in shape.items()})
+    crash_workers: dict[str, list[str]] = {}
+    for k, v in crashes.items():
+        workers = unpackb(v, what)
+        if not isinstance(workers, list) or not all(isinstance(w, str) for w in workers):
+            raise WireError(f"{what}: crash record of {k!r} is not a list of workers")
+        crash_workers[_text(k, what)] = workers
+    frontier = FrontierSnapshot(
+        session_id=session_id,
+        steps=record.steps,
+        completed_tasks=[_text(c, what) for c in completed],
+        released=sorted(_text(r, what) for r in released),
+        pending_tasks=[decode_spec(unpackb(v, what), what) for v in pending.values()],
+        cycle_counts={_text(k, what): int_text(v.decode(errors="replace"), what, minimum=0)
+                      for k, v in cycles.items()},
+        groups={_text(k, what): group_progress_from_dict(unpackb(v, what), what)
+                for k, v in groups.items()},
+        active=sorted(_text(a, what) for a in active),
+        dispatch_seq=record.dispatch_seq,
+        crash_workers=crash_workers,
+    )
+    frontier.pending_tasks.sort(key=Scheduler.seq_of)
+    return record, graph, frontier

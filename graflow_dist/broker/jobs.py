@@ -1,0 +1,284 @@
+"""The queue protocol: RQ jobs that carry batches of task specs, and their leases.
+
+A job leaves ``rq:queue:<q>`` only inside the CLAIM script, which records its lease in
+the same atomic step: there is no window in which a crash loses a job. An idle worker
+blocks on a one-element wake list that every enqueue refreshes. `JobClaimer` is the
+worker's side (claim, renew, report, release); `LeaseReaper` the coordinator's (take
+back the jobs of workers that stopped renewing); `job_commands` what a commit writes to
+enqueue.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from graflow_dist.broker.events import EventLog
+from graflow_dist.broker.keys import RQ_QUEUES, JobField, Keyspace
+from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.scripts import LeaseResult, ReapResult, Scripts
+from graflow_dist.errors import WireError
+from graflow_dist.scheduler.events import RunStatus
+from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.wire.messages import Batch, Event, packb, unpackb
+
+# A claimed job is re-dispatched this long after its worker's last heartbeat; workers
+# renew every DEFAULT_HEARTBEAT_S. (The coordinator assumes DEFAULT_LEASE_S for a job
+# that does not record its own.)
+DEFAULT_LEASE_S = 10.0
+DEFAULT_HEARTBEAT_S = 2.0
+DEFAULT_IDLE_WAIT_S = 1.0
+# Jobs a reaper pass takes back at most (the rest wait for the next pass).
+DEFAULT_REAP_LIMIT = 500
+_PER_WORKER_JOBS = 4
+_EXC_INFO_LIMIT = 2000
+_PUSH_CHUNK = 1000
+
+
+def rq_timestamp(now: float) -> str:
+    """A time in RQ's format."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def batch_size(ready: int, max_batch: int, live_workers: int) -> int:
+    """Few large jobs when many tasks are ready, one task per job when few are: keeps
+    every worker busy while paying RQ's per-job cost once per batch."""
+    return max(1, min(max_batch, math.ceil(ready / max(1, live_workers * _PER_WORKER_JOBS))))
+
+
+def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], max_batch: int,
+                 live_workers: int) -> list[list[Any]]:
+    """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token."""
+    queue = record.queue
+    stamp = rq_timestamp(time.time())
+    size = batch_size(len(specs), max_batch, live_workers)
+    cmds: list[list[Any]] = [["SADD", RQ_QUEUES, keyspace.rq_queue(queue)]]
+    job_ids: list[str] = []
+    for start in range(0, len(specs), size):
+        chunk = specs[start:start + size]
+        batch = Batch(record.session_id, record.graph_hash, chunk, record.trace_id,
+                      record.default_max_cycles)
+        job_id = f"gf.{record.session_id}.{chunk[0].token}"
+        names = ",".join(s.task_id for s in chunk)
+        cmds.append([
+            "HSET", keyspace.rq_job(job_id), JobField.STATUS, "queued",
+            JobField.CREATED_AT, stamp, JobField.ENQUEUED_AT, stamp,
+            JobField.DATA, batch.job_data(), JobField.ORIGIN, queue,
+            JobField.DESCRIPTION, f"graflow {record.session_id[:12]} {names[:120]}",
+            JobField.TIMEOUT, "-1", JobField.SESSION, record.session_id,
+            JobField.TASKS, len(chunk), JobField.INCARNATION, record.incarnation,
+        ])
+        cmds.append(["HSET", keyspace.jobmap, job_id,
+                     packb([record.session_id, [s.token for s in chunk]])])
+        job_ids.append(job_id)
+    for start in range(0, len(job_ids), _PUSH_CHUNK):
+        cmds.append(["RPUSH", keyspace.rq_queue(queue), *job_ids[start:start + _PUSH_CHUNK]])
+    cmds.append(["LPUSH", keyspace.wake(queue), 1])
+    cmds.append(["LTRIM", keyspace.wake(queue), 0, 0])
+    return cmds
+
+
+def released_job_commands(keyspace: Keyspace, job_ids: list[str]) -> list[list[Any]]:
+    """Forget reaped jobs once their tasks are re-dispatched (in the same commit)."""
+    cmds: list[list[Any]] = []
+    for job_id in job_ids:
+        cmds.append(["ZREM", keyspace.leases, job_id])
+        cmds.append(["HDEL", keyspace.lease_owner, job_id])
+        cmds.append(["HDEL", keyspace.jobmap, job_id])
+    if job_ids:
+        cmds.append(["DEL", *(keyspace.rq_job(j) for j in job_ids)])
+    return cmds
+
+
+def decode_jobmap(raw: bytes, job_id: str) -> tuple[str, list[str]]:
+    """A jobmap entry: ``(session id, dispatch tokens)``."""
+    what = f"jobmap entry of {job_id}"
+    entry = unpackb(raw, what)
+    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+            and isinstance(entry[1], list) and all(isinstance(t, str) for t in entry[1])):
+        raise WireError(f"{what}: expected [session id, [tokens]], got {entry!r:.80}")
+    return entry[0], entry[1]
+
+
+@dataclass
+class ClaimedJob:
+    """A job a worker now holds. ``batch`` is None when its data did not decode
+    (``error`` says why); ``run_status`` is None for a run that no longer exists."""
+
+    job_id: str
+    batch: Batch | None
+    run_status: RunStatus | None
+    error: str = ""
+
+
+@dataclass
+class ReapedJob:
+    """A job whose lease expired: its tasks (``tokens`` of ``session_id``) must be
+    re-dispatched. ``error`` is set when its jobmap entry was unreadable."""
+
+    job_id: str
+    owner: str
+    session_id: str | None = None
+    tokens: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class JobClaimer:
+    """Claims, renews, reports on and releases jobs for one worker.
+
+    Parameters
+    ----------
+    client:
+        Redis client.
+    keyspace:
+        Key layout.
+    queue:
+        The RQ queue name.
+    worker:
+        This worker's name (lease owner).
+    lease_s:
+        Lease length; renewed by the heartbeat.
+    rq_worker_key:
+        The worker's RQ hash (its job counters and state).
+    """
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace, queue: str, worker: str,
+                 lease_s: float, rq_worker_key: str) -> None:
+        self.client = client
+        self.keyspace = keyspace
+        self.queue = queue
+        self.worker = worker
+        self.lease_s = lease_s
+        self.rq_worker_key = rq_worker_key
+        self.scripts = Scripts(client, keyspace)
+        self.events = EventLog(client, keyspace)
+
+    def claim(self, max_jobs: int = 1) -> list[ClaimedJob]:
+        """Claim up to ``max_jobs`` jobs."""
+        raw = self.scripts.call(
+            "claim",
+            [self.keyspace.rq_queue(self.queue), self.keyspace.leases,
+             self.keyspace.lease_owner, self.keyspace.wake(self.queue), self.rq_worker_key],
+            [self.lease_s, self.worker, max_jobs, rq_timestamp(time.time())],
+        )
+        claimed = []
+        for i in range(1, len(raw), 3):
+            job_id = raw[i].decode(errors="replace")
+            status = RunStatus.parse(raw[i + 2].decode(errors="replace"))
+            try:
+                claimed.append(ClaimedJob(job_id, Batch.from_job_data(raw[i + 1], job_id),
+                                          status))
+            except WireError as exc:
+                claimed.append(ClaimedJob(job_id, None, status, str(exc)))
+        return claimed
+
+    def wait_for_work(self, timeout_s: float = DEFAULT_IDLE_WAIT_S) -> bool:
+        """Block until an enqueue wakes us; False after ``timeout_s`` without one."""
+        return self.client.blpop([self.keyspace.wake(self.queue)], timeout=timeout_s) is not None
+
+    def queue_extend(self, job_ids: list[str], pipe: redis.client.Pipeline) -> None:
+        """Queue the renewal of our leases on ``pipe``; its reply lists lost jobs."""
+        self.scripts.call("extend", [self.keyspace.leases, self.keyspace.lease_owner],
+                          [self.lease_s, self.worker, *job_ids], pipe)
+
+    def send(self, events: list[Event], *, release: str | None = None,
+             still_held: str | None = None) -> bool:
+        """Publish ``events`` in one transaction; with ``release`` also release that
+        finished job's lease. With ``still_held`` returns whether this worker still
+        holds that job (no extra round trip); else True."""
+        pipe = self.client.pipeline(transaction=True)
+        for event in events:
+            self.events.publish(event, pipe)
+        if release is not None:
+            self._queue_finish(release, pipe)
+        if still_held is not None:
+            pipe.hget(self.keyspace.lease_owner, still_held)
+        results = pipe.execute()
+        return still_held is None or results[-1] == self.worker.encode()
+
+    def _queue_finish(self, job_id: str, pipe: redis.client.Pipeline) -> None:
+        self.scripts.call(
+            "finish",
+            [self.keyspace.leases, self.keyspace.lease_owner, self.keyspace.jobmap,
+             self.rq_worker_key],
+            [job_id, self.worker], pipe,
+        )
+
+    def finish(self, job_id: str) -> bool:
+        """Release a finished job; False if its lease was no longer ours."""
+        result = self.scripts.call(
+            "finish",
+            [self.keyspace.leases, self.keyspace.lease_owner, self.keyspace.jobmap,
+             self.rq_worker_key], [job_id, self.worker])
+        return result == LeaseResult.RELEASED
+
+    def tasks_of(self, job_id: str) -> tuple[str, list[str]] | None:
+        """``(session id, tokens)`` of a job, from the jobmap (None if unknown)."""
+        raw = self.client.hget(self.keyspace.jobmap, job_id)
+        if raw is None:
+            return None
+        try:
+            return decode_jobmap(raw, job_id)
+        except WireError:
+            return None
+
+    def reject(self, job_id: str, reason: str, lost: list[Event]) -> None:
+        """A job we cannot even read: keep it in RQ's failed registry with ``reason``,
+        release its lease and publish ``lost`` (its tasks, re-dispatched), in one
+        transaction so they cannot fall between the two."""
+        pipe = self.client.pipeline(transaction=True)
+        self.scripts.call(
+            "fail_job",
+            [self.keyspace.leases, self.keyspace.lease_owner, self.keyspace.jobmap,
+             self.rq_worker_key, self.keyspace.rq_failed(self.queue)],
+            [job_id, self.worker, reason[:_EXC_INFO_LIMIT], rq_timestamp(time.time())], pipe)
+        for event in lost:
+            self.events.publish(event, pipe)
+        pipe.execute()
+
+
+class LeaseReaper:
+    """The leader's side of leases: take back expired ones, grant grace after outages.
+
+    Parameters
+    ----------
+    client:
+        Redis client.
+    keyspace:
+        Key layout.
+    """
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace) -> None:
+        self.client = client
+        self.keyspace = keyspace
+        self.scripts = Scripts(client, keyspace)
+
+    def reap(self, leader_id: str, limit: int = DEFAULT_REAP_LIMIT) -> list[ReapedJob] | None:
+        """Mark up to ``limit`` expired leases as reaped; None if not the leader."""
+        ks = self.keyspace
+        raw = self.scripts.call("reap_mark", [ks.leader, ks.leases, ks.lease_owner, ks.jobmap],
+                                [leader_id, limit])
+        if raw == ReapResult.NOT_LEADER:
+            return None
+        reaped = []
+        for i in range(0, len(raw), 3):
+            job = ReapedJob(raw[i].decode(errors="replace"), raw[i + 1].decode(errors="replace"))
+            if raw[i + 2]:
+                try:
+                    job.session_id, job.tokens = decode_jobmap(raw[i + 2], job.job_id)
+                except WireError as exc:
+                    job.error = str(exc)
+            reaped.append(job)
+        return reaped
+
+    def grant_grace(self, leader_id: str, default_lease_s: float) -> int | None:
+        """One lease period for every live lease (after an outage); None if not the
+        leader, else how many leases were extended."""
+        ks = self.keyspace
+        extended = self.scripts.call("lease_grace", [ks.leader, ks.leases, ks.lease_owner],
+                                     [leader_id, default_lease_s])
+        return None if extended == ReapResult.NOT_LEADER else int(extended)

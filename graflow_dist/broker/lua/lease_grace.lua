@@ -1,0 +1,26 @@
+-- The leader, once after a Redis outage: nobody could renew a lease while Redis was
+-- unreachable, so every live lease gets one full lease period (its own length, from its
+-- job; `default_lease_s` if unknown) from now before the reaper may take it. Returns
+-- NOT_LEADER or the number of leases extended.
+local leader_key = KEYS[1]
+local leases_key = KEYS[2]
+local owners_key = KEYS[3]
+local leader_id = ARGV[1]
+local default_lease_s = ARGV[2]
+
+if redis.call('GET', leader_key) ~= leader_id then return NOT_LEADER end
+local t = now()
+local entries = redis.call('ZRANGE', leases_key, 0, -1, 'WITHSCORES')
+local extended = 0
+for i = 1, #entries, 2 do
+  local job_id = entries[i]
+  if redis.call('HGET', owners_key, job_id) ~= REAPER then
+    local lease = tonumber(redis.call('HGET', RQ_JOB .. job_id, F_JOB_LEASE_S) or
+                           default_lease_s) or tonumber(default_lease_s)
+    if tonumber(entries[i + 1]) < t + lease then
+      redis.call('ZADD', leases_key, t + lease, job_id)
+      extended = extended + 1
+    end
+  end
+end
+return extended

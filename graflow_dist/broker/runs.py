@@ -1,0 +1,204 @@
+"""RunStore: runs as Redis holds them: submitted, looked up, listed, loaded, expired."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from redis.exceptions import WatchError
+
+from graflow_dist.broker.channel_data import (
+    channel_key_names,
+    clear_channel,
+    queue_channel_writes,
+    read_channel,
+)
+from graflow_dist.broker.events import EventLog
+from graflow_dist.broker.frontier import frontier_commands, load_run, shape_commands
+from graflow_dist.broker.keys import ENDED_FIELD, Keyspace, RunField, RunKeys
+from graflow_dist.broker.record import RunRecord
+from graflow_dist.errors import GraflowError, RunActiveError, UnknownSessionError, WireError
+from graflow_dist.scheduler.events import RunStatus
+from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.scheduler.specs import GraphShape
+from graflow_dist.wire.messages import RESUME, SUBMIT, Event
+
+# A graph blob stays this long after its submission unless a run keeps it alive.
+DEFAULT_BLOB_TTL_S = 7 * 24 * 3600
+_SUBMIT_ATTEMPTS = 5
+
+
+class RunStore:
+    """The runs of one deployment.
+
+    Parameters
+    ----------
+    client:
+        Redis client (bytes responses).
+    keyspace:
+        Key layout.
+    """
+
+    def __init__(self, client: redis.Redis, keyspace: Keyspace) -> None:
+        self.client = client
+        self.keyspace = keyspace
+        self.events = EventLog(client, keyspace)
+
+    # --- submitting -------------------------------------------------------------------
+
+    def submit(self, record: RunRecord, graph_blob: bytes, shape: GraphShape,
+               frontier: FrontierSnapshot | None, channel_values: dict[str, bytes],
+               *, replace_channel: bool) -> None:
+        """Store a new incarnation of ``record``'s session with its graph, shape,
+        frontier (a resume) and channel data, and announce it, in one transaction.
+
+        Raises `RunActiveError` when the session is still active, or when another
+        client submitted it at the same moment.
+        """
+        keys = self.keyspace.run(record.session_id)
+        # Optimistic: a concurrent change of the run's record (another client's
+        # submission, the coordinator expiring the previous incarnation) means: look
+        # again. Two clients submitting one session: one of them gets through.
+        for _attempt in range(_SUBMIT_ATTEMPTS):
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    self._submit_watched(pipe, keys, record, graph_blob, shape, frontier,
+                                         channel_values, replace_channel)
+                    return
+                except WatchError:
+                    continue
+        raise RunActiveError(f"run {record.session_id} kept changing while it was submitted; "
+                             "is another client submitting it? attach to it instead")
+
+    def _submit_watched(self, pipe: Any, keys: RunKeys, record: RunRecord, graph_blob: bytes,
+                        shape: GraphShape, frontier: FrontierSnapshot | None,
+                        channel_values: dict[str, bytes], replace_channel: bool) -> None:
+        session_id = record.session_id
+        pipe.watch(keys.meta)
+        status = RunStatus.parse((pipe.hget(keys.meta, RunField.STATUS) or b"").decode(
+            errors="replace"))
+        if status is not None and not status.finished:
+            raise RunActiveError(f"run {session_id} is already active on this cluster "
+                                 f"(status {status.value}); cancel it first")
+        if replace_channel:
+            # The run's channel becomes exactly the given values (an earlier incarnation
+            # of this session, e.g. another resume, may have left keys behind).
+            clear_channel(self.client, keys)
+        pipe.multi()
+        pipe.set(self.keyspace.blob(record.graph_hash), graph_blob, ex=DEFAULT_BLOB_TTL_S)
+        pipe.delete(*keys.frontier_keys())
+        pipe.hset(keys.meta, mapping=record.settings_meta())
+        for cmd in shape_commands(keys, shape):
+            pipe.execute_command(*cmd)
+        if frontier is not None:
+            for cmd in frontier_commands(keys, frontier):
+                pipe.execute_command(*cmd)
+        queue_channel_writes(pipe, keys, channel_values)
+        pipe.sadd(self.keyspace.active_runs, session_id)
+        pipe.zadd(self.keyspace.all_runs, {session_id: record.submitted_at or time.time()})
+        self.events.publish(Event(RESUME if frontier is not None else SUBMIT, session_id), pipe)
+        pipe.execute()
+
+    # --- reading ------------------------------------------------------------------------
+
+    def exists(self, session_id: str) -> bool:
+        return bool(self.client.exists(self.keyspace.run(session_id).meta))
+
+    def record(self, session_id: str) -> RunRecord:
+        """The run's record; `UnknownSessionError` if there is none, `WireError` if it
+        is damaged."""
+        meta = self.client.hgetall(self.keyspace.run(session_id).meta)
+        if not meta:
+            raise UnknownSessionError(session_id)
+        return RunRecord.from_meta(session_id, meta)
+
+    def recent(self, limit: int = 50, offset: int = 0) -> list[RunRecord]:
+        """Runs newest first (damaged records are left out)."""
+        if limit <= 0:
+            return []
+        raw_ids = self.client.zrevrange(self.keyspace.all_runs, offset, offset + limit - 1)
+        ids = [s.decode(errors="replace") for s in raw_ids]
+        pipe = self.client.pipeline(transaction=False)
+        for sid in ids:
+            pipe.hgetall(self.keyspace.run(sid).meta)
+        records = []
+        for sid, meta in zip(ids, pipe.execute(), strict=True):
+            if not meta:
+                continue
+            try:
+                records.append(RunRecord.from_meta(sid, meta))
+            except WireError:
+                continue
+        return records
+
+    def load(self, session_id: str) -> tuple[RunRecord, GraphShape, FrontierSnapshot]:
+        """Record, graph shape and frontier of a run, in one round trip."""
+        return load_run(self.client, self.keyspace.run(session_id))
+
+    def active_ids(self) -> list[str]:
+        return sorted(s.decode(errors="replace")
+                      for s in self.client.smembers(self.keyspace.active_runs))
+
+    def graph_blob(self, graph_hash: str) -> bytes | None:
+        """The signed, cloudpickled graph stored under ``graph_hash``."""
+        return self.client.get(self.keyspace.blob(graph_hash))
+
+    def dynamic_blobs(self, session_id: str) -> dict[str, bytes]:
+        """Tasks added while the run ran (``next_task``), signed and cloudpickled."""
+        raw = self.client.hgetall(self.keyspace.run(session_id).dynamic)
+        return {k.decode(errors="replace"): v for k, v in raw.items()}
+
+    def dynamic_blob(self, session_id: str, task_id: str) -> bytes | None:
+        return self.client.hget(self.keyspace.run(session_id).dynamic, task_id)
+
+    def channel_values(self, session_id: str) -> dict[str, bytes]:
+        """The run's channel, every value still encoded."""
+        return read_channel(self.client, self.keyspace.run(session_id))
+
+    def wait_ended(self, session_id: str, block_s: float) -> None:
+        """Block up to ``block_s`` for the run's end (the coordinator appends to its
+        ``ended`` stream; XREAD does not consume, so any number of waiters wake)."""
+        self.client.xread({self.keyspace.run(session_id).ended: "0-0"}, count=1,
+                          block=max(1, int(block_s * 1000)))
+
+    # --- writing (coordinator) ------------------------------------------------------------
+
+    def fail(self, session_id: str, error: GraflowError) -> None:
+        """End a run that cannot be driven (e.g. its stored state is damaged) as
+        failed, so that its waiters return."""
+        keys = self.keyspace.run(session_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.meta, mapping={
+            RunField.STATUS: RunStatus.FAILED.value, RunField.ERROR: f"cannot load run: {error}",
+            RunField.ERROR_TYPE: type(error).__name__,
+            RunField.FINISHED_AT: repr(time.time())})
+        pipe.srem(self.keyspace.active_runs, session_id)
+        pipe.xadd(keys.ended, {ENDED_FIELD: RunStatus.FAILED.value})
+        pipe.execute()
+
+    def note_checkpoint(self, session_id: str, path: str | None = None,
+                        error: str | None = None) -> None:
+        """Record where the run's last checkpoint went, or why it failed."""
+        field = RunField.LAST_CHECKPOINT if error is None else RunField.CHECKPOINT_ERROR
+        self.client.hset(self.keyspace.run(session_id).meta, field, error or path or "")
+
+    def expire(self, record: RunRecord, ttl_s: int) -> bool:
+        """Give a finished run's data a TTL; False (nothing changes) if the session was
+        submitted again meanwhile, so its data is live."""
+        keys = self.keyspace.run(record.session_id)
+        channel_keys = list(channel_key_names(self.client, keys))
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(keys.meta)
+                current = pipe.hget(keys.meta, RunField.INCARNATION)
+                if (current or b"").decode(errors="replace") != record.incarnation:
+                    return False
+                pipe.multi()
+                for key in [*keys.frontier_keys(), *channel_keys,
+                            self.keyspace.blob(record.graph_hash)]:
+                    pipe.expire(key, ttl_s)
+                pipe.execute()
+            except WatchError:
+                return False  # changed meanwhile: a new submission owns the data now
+        return True

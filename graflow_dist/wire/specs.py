@@ -1,0 +1,142 @@
+"""Strict decoders of the scheduler's data: task specs, node shapes, group progress,
+task outcomes and frontiers, from what Redis or a checkpoint file holds.
+
+A TaskSpec has one encoding in Redis (queued batches and a run's pending hash): the
+positional list of `encode_spec`. Checkpoints keep the readable dict of
+`TaskSpec.to_dict` in ``.state.json`` (the seed's format).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graflow_dist.errors import WireError
+from graflow_dist.scheduler.events import CheckpointRequest, NextTask, TaskOutcome
+from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
+from graflow_dist.scheduler.specs import (
+    DEFAULT_MAX_CYCLES,
+    GroupPolicySpec,
+    NodeShape,
+    RetrySettings,
+    TaskSpec,
+)
+from graflow_dist.wire import fields as f
+
+_SPEC_FIELDS = ("task_id", "token", "cycle", "attempt", "crashes", "group", "not_before")
+_POLICY_KINDS = frozenset({"strict", "best_effort", "at_least_n", "critical"})
+
+
+def encode_spec(spec: TaskSpec) -> list[Any]:
+    return [spec.task_id, spec.token, spec.cycle, spec.attempt, spec.crashes, spec.group,
+            spec.not_before]
+
+
+def decode_spec(item: Any, what: str) -> TaskSpec:
+    """A spec from its positional encoding."""
+    if not isinstance(item, list | tuple) or len(item) != len(_SPEC_FIELDS):
+        raise WireError(f"{what}: malformed task spec {item!r:.80}")
+    return spec_from_dict(dict(zip(_SPEC_FIELDS, item, strict=True)), what)
+
+
+def spec_from_dict(body: Any, what: str) -> TaskSpec:
+    """A spec from its dict form (``.state.json``), every field checked."""
+    body = f.mapping(body, what)
+    task_id = f.text(body, "task_id", what)
+    token = f.text(body, "token", what)
+    if not task_id or not token:
+        raise WireError(f"{what}: task spec needs a non-empty task id and token")
+    return TaskSpec(
+        task_id=task_id, token=token,
+        cycle=f.integer(body, "cycle", what, 0, minimum=0),
+        attempt=f.integer(body, "attempt", what, 1, minimum=1),
+        crashes=f.integer(body, "crashes", what, 0, minimum=0),
+        group=f.optional_text(body, "group", what),
+        not_before=f.number(body, "not_before", what, 0.0, minimum=0.0),
+    )
+
+
+def node_shape_from_dict(body: Any, what: str) -> NodeShape:
+    body = f.mapping(body, what)
+    policy = body.get("policy")
+    members = body.get("members")
+    retry = f.submap(body, "retry", what, {})
+    return NodeShape(
+        node_id=f.text(body, "node_id", what),
+        successors=f.text_list(body, "successors", what, []),
+        predecessors=f.text_list(body, "predecessors", what, []),
+        members=None if members is None else f.text_list(body, "members", what),
+        policy=None if policy is None else _policy(policy, what),
+        max_cycles=f.integer(body, "max_cycles", what, DEFAULT_MAX_CYCLES, minimum=1),
+        retry=RetrySettings(
+            max_retries=f.integer(retry, "max_retries", what, 0, minimum=0),
+            initial_interval=f.number(retry, "initial_interval", what, 0.0, minimum=0.0),
+            backoff_factor=f.number(retry, "backoff_factor", what, 2.0, minimum=0.0),
+            max_interval=f.number(retry, "max_interval", what, 60.0, minimum=0.0),
+            jitter=f.flag(retry, "jitter", what, False),
+        ),
+    )
+
+
+def _policy(body: Any, what: str) -> GroupPolicySpec:
+    body = f.mapping(body, what)
+    kind = f.text(body, "kind", what)
+    if kind not in _POLICY_KINDS:
+        raise WireError(f"{what}: unknown group policy {kind!r}")
+    return GroupPolicySpec(kind, f.integer(body, "min_success", what, 0, minimum=0),
+                           tuple(f.text_list(body, "critical_tasks", what, [])))
+
+
+def group_progress_from_dict(body: Any, what: str) -> GroupProgress:
+    body = f.mapping(body, what)
+    failed = f.submap(body, "failed", what, {})
+    if not all(isinstance(v, str) for v in failed.values()):
+        raise WireError(f"{what}: group failures must map task ids to strings")
+    return GroupProgress(f.text_list(body, "outstanding", what, []),
+                         f.text_list(body, "succeeded", what, []), dict(failed))
+
+
+def outcome_from_dict(body: Any, what: str) -> TaskOutcome:
+    body = f.mapping(body, what)
+    next_tasks = body.get("next_tasks") or []
+    if not isinstance(next_tasks, list):
+        raise WireError(f"{what}: next_tasks must be a list")
+    dynamic = []
+    for item in next_tasks:
+        item = f.mapping(item, what)
+        shape = item.get("shape")
+        dynamic.append(NextTask(f.text(item, "task_id", what), f.flag(item, "goto", what, False),
+                                None if shape is None else node_shape_from_dict(shape, what)))
+    checkpoint = body.get("checkpoint")
+    request = None
+    if checkpoint is not None:
+        checkpoint = f.mapping(checkpoint, what)
+        request = CheckpointRequest(f.optional_text(checkpoint, "path", what),
+                                    dict(f.submap(checkpoint, "metadata", what, {})))
+    return TaskOutcome(
+        iterate=f.flag(body, "iterate", what, False), next_tasks=dynamic,
+        terminate=f.optional_text(body, "terminate", what),
+        cancel=f.optional_text(body, "cancel", what), checkpoint=request,
+    )
+
+
+def frontier_from_dict(body: Any, what: str) -> FrontierSnapshot:
+    """A frontier from `FrontierSnapshot.to_dict` form (checkpoints)."""
+    body = f.mapping(body, what)
+    pending = body.get("pending_tasks", [])
+    if not isinstance(pending, list):
+        raise WireError(f"{what}: pending_tasks must be a list")
+    cycles = f.submap(body, "cycle_counts", what, {})
+    crash_workers = f.submap(body, "crash_workers", what, {})
+    return FrontierSnapshot(
+        session_id=f.text(body, "session_id", what),
+        steps=f.integer(body, "steps", what, 0, minimum=0),
+        completed_tasks=f.text_list(body, "completed_tasks", what, []),
+        released=f.text_list(body, "released", what, []),
+        pending_tasks=[spec_from_dict(s, f"{what}: pending task") for s in pending],
+        cycle_counts={k: f.integer(cycles, k, what, minimum=0) for k in cycles},
+        groups={g: group_progress_from_dict(p, what)
+                for g, p in f.submap(body, "groups", what, {}).items()},
+        active=f.text_list(body, "active", what, []),
+        dispatch_seq=f.integer(body, "dispatch_seq", what, 0, minimum=0),
+        crash_workers={t: f.text_list(crash_workers, t, what) for t in crash_workers},
+    )
