@@ -1,0 +1,274 @@
+"""Every Lua script, run directly on the test redis-server, with every return code."""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import pytest
+import redis
+
+from graflow_dist.broker import Broker
+from graflow_dist.broker.commit import Commit
+from graflow_dist.broker.jobs import job_commands
+from graflow_dist.broker.keys import REAPER, JobField, Keyspace, RunField
+from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.scripts import (
+    MAX_COMMAND_ARGS,
+    SCRIPT_NAMES,
+    ApplyResult,
+    LeaderResult,
+    LeaseResult,
+    ReapResult,
+    Scripts,
+    header,
+    source,
+)
+from graflow_dist.errors import CommitTooLargeError, NotLeaderError, StaleStateError
+from graflow_dist.scheduler.events import RunStatus
+from graflow_dist.scheduler.specs import TaskSpec
+
+KS = Keyspace("gfscripts")
+WORKER = "w1"
+RQ_WORKER_KEY = "rq:worker:w1"
+
+
+@pytest.fixture
+def broker(redis_client: redis.Redis) -> Broker:
+    return Broker(redis_client, KS)
+
+
+@pytest.fixture
+def scripts(redis_client: redis.Redis) -> Scripts:
+    return Scripts(redis_client, KS)
+
+
+def _enqueue(client: redis.Redis, session: str, tokens: list[str], *, incarnation: str = "i1",
+             meta: bool = True, status: RunStatus = RunStatus.RUNNING) -> list[str]:
+    record = RunRecord(session, status=status, graph_hash="g", queue=KS.queue_name,
+                       incarnation=incarnation)
+    if meta:
+        client.hset(KS.run(session).meta, mapping=record.settings_meta())
+    pipe = client.pipeline()
+    cmds = job_commands(KS, record, [TaskSpec("t", tok) for tok in tokens], 1, 100)
+    for cmd in cmds:
+        pipe.execute_command(*cmd)
+    pipe.execute()
+    return [f"gf.{session}.{tok}" for tok in tokens]
+
+
+def _claimer(broker: Broker, lease_s: float = 5.0, worker: str = WORKER):  # noqa: ANN202
+    return broker.claimer(KS.queue_name, worker, lease_s, f"rq:worker:{worker}")
+
+
+def test_every_script_compiles_and_has_its_constants(redis_client: redis.Redis) -> None:
+    for name in SCRIPT_NAMES:
+        src = source(name, KS)
+        assert redis_client.script_load(src)
+        body = src.split(header(KS))[1]
+        for literal in ("'rq:", ":run:", ":meta'", "'gf_", "'status'", "'data'"):
+            assert literal not in body, f"{name} spells a key or field itself: {literal}"
+    assert f"local MAX_COMMAND_ARGS = {MAX_COMMAND_ARGS}" in header(KS)
+    assert "local NOT_HELD = 0" in header(KS)  # enum aliases are defined too
+
+
+# --- fenced_apply -----------------------------------------------------------------------
+
+
+def _payload(commands: list[list[object]]) -> bytes:
+    return msgpack.packb(commands, use_bin_type=False)
+
+
+def test_fenced_apply_return_codes(redis_client: redis.Redis, scripts: Scripts) -> None:
+    keys = [KS.leader, KS.commits]
+    assert scripts.call("fenced_apply", keys, ["me", _payload([["SET", "a", "1"]]), 0]) \
+        == ApplyResult.NOT_LEADER
+    redis_client.set(KS.leader, "me")
+    assert scripts.call("fenced_apply", keys, ["me", _payload([["SET", "a", "1"]]), 3]) \
+        == ApplyResult.STATE_BEHIND
+    too_long = ["RPUSH", "l", *["x"] * MAX_COMMAND_ARGS]
+    assert scripts.call("fenced_apply", keys, ["me", _payload([["SET", "a", "1"], too_long]), 0]) \
+        == ApplyResult.COMMAND_TOO_LONG
+    assert redis_client.get("a") is None and redis_client.get(KS.commits) is None
+    assert scripts.call("fenced_apply", keys, ["me", _payload([["SET", "a", "1"]]), 0]) == 0
+    assert redis_client.get("a") == b"1" and redis_client.get(KS.commits) == b"1"
+    # A failing command inside is counted; the others still apply.
+    failed = scripts.call("fenced_apply", keys,
+                          ["me", _payload([["LPUSH", "a", "x"], ["SET", "b", "2"]]), 1])
+    assert failed == 1 and redis_client.get("b") == b"2"
+
+
+def test_apply_raises_the_named_errors(redis_client: redis.Redis, broker: Broker) -> None:
+    commit = Commit(KS)
+    commit.cursor("1-0")
+    with pytest.raises(NotLeaderError):
+        broker.apply(commit, "me", 0)
+    redis_client.set(KS.leader, "me")
+    with pytest.raises(StaleStateError):
+        broker.apply(commit, "me", 7)
+    commit.commands.append(["EVAL", *["x"] * (MAX_COMMAND_ARGS + 1)])  # not splittable
+    with pytest.raises(CommitTooLargeError):
+        broker.apply(commit, "me", 0)
+
+
+def test_long_variadic_commands_are_split_and_applied(redis_client: redis.Redis,
+                                                      broker: Broker) -> None:
+    redis_client.set(KS.leader, "me")
+    commit = Commit(KS)
+    commit.commands.append(["RPUSH", "big", *range(5 * MAX_COMMAND_ARGS)])
+    assert broker.apply(commit, "me", 0) == 0
+    assert redis_client.llen("big") == 5 * MAX_COMMAND_ARGS
+
+
+# --- leader --------------------------------------------------------------------------------
+
+
+def test_leader_acquire_and_release(redis_client: redis.Redis, scripts: Scripts,
+                                    broker: Broker) -> None:
+    keys = [KS.leader, KS.leader_epoch]
+    first = scripts.call("leader_acquire", keys, ["a", 5000])
+    assert first == 1
+    assert scripts.call("leader_acquire", keys, ["a", 5000]) == first  # renewal: same epoch
+    assert scripts.call("leader_acquire", keys, ["b", 5000]) == LeaderResult.NOT_ACQUIRED
+    assert scripts.call("leader_release", [KS.leader], ["b"]) == LeaderResult.NOT_HELD
+    assert scripts.call("leader_release", [KS.leader], ["a"]) == LeaderResult.RELEASED
+    assert broker.leader.acquire("b", 5) == 2  # a new leader: a new fencing epoch
+    assert broker.leader.holder() == "b"
+    assert 4000 < redis_client.pttl(KS.leader) <= 5000
+
+
+# --- claim / extend / finish / fail_job -------------------------------------------------------
+
+
+def test_claim_an_empty_queue(redis_client: redis.Redis, broker: Broker) -> None:
+    assert _claimer(broker).claim(3) == []
+    assert redis_client.llen(KS.wake(KS.queue_name)) == 0
+
+
+def test_claim_leases_jobs_and_reports_their_run_status(redis_client: redis.Redis,
+                                                        broker: Broker) -> None:
+    running = _enqueue(redis_client, "s1", ["e.1", "e.2"])
+    expired = _enqueue(redis_client, "gone", ["e.3"], meta=False)
+    superseded = _enqueue(redis_client, "s2", ["e.4"], incarnation="old")
+    redis_client.hset(KS.run("s2").meta, RunField.INCARNATION, "new")
+    redis_client.rpush(KS.rq_queue(KS.queue_name), "no-such-job")  # data missing: skipped
+    redis_client.rpush(KS.rq_queue(KS.queue_name), "left-over")
+    before = time.time()
+    claimed = _claimer(broker).claim(5)
+    assert [c.job_id for c in claimed] == [*running, *expired, *superseded]
+    assert [c.run_status for c in claimed] == [RunStatus.RUNNING, RunStatus.RUNNING, None,
+                                               RunStatus.SUPERSEDED]
+    assert all(c.batch is not None and c.batch.specs[0].task_id == "t" for c in claimed)
+    for job_id in running:
+        assert before + 4 < redis_client.zscore(KS.leases, job_id) <= time.time() + 5
+        assert redis_client.hget(KS.lease_owner, job_id) == WORKER.encode()
+        assert redis_client.hget(KS.rq_job(job_id), JobField.STATUS) == b"started"
+        assert redis_client.zscore(KS.rq_wip(KS.queue_name), f"{job_id}:{WORKER}") is not None
+    assert redis_client.hget(KS.run("s1").meta, RunField.RUNNING) == b"2"
+    assert not redis_client.exists(KS.run("gone").meta), "an expired run was recreated"
+    assert redis_client.hget(RQ_WORKER_KEY, "state") == b"busy"
+    # One job is left: the next idle worker is woken.
+    assert redis_client.llen(KS.rq_queue(KS.queue_name)) == 1
+    assert redis_client.lrange(KS.wake(KS.queue_name), 0, -1) == [b"1"]
+
+
+def test_a_claimed_job_with_bad_data_comes_back_with_the_reason(redis_client: redis.Redis,
+                                                                broker: Broker) -> None:
+    redis_client.hset(KS.rq_job("bad"), mapping={JobField.DATA: b"\xc1"})
+    redis_client.rpush(KS.rq_queue(KS.queue_name), "bad")
+    [job] = _claimer(broker).claim(1)
+    assert job.batch is None and "rq job bad" in job.error
+
+
+def test_extend_renews_own_leases_and_names_lost_ones(redis_client: redis.Redis,
+                                                      broker: Broker) -> None:
+    mine, theirs = _enqueue(redis_client, "s1", ["e.1", "e.2"])
+    claimer = _claimer(broker, lease_s=1.0)
+    claimer.claim(1)
+    _claimer(broker, worker="w2").claim(1)
+    old = redis_client.zscore(KS.leases, mine)
+    time.sleep(0.02)
+    pipe = redis_client.pipeline()
+    claimer.queue_extend([mine, theirs], pipe)
+    [lost] = pipe.execute()
+    assert lost == [theirs.encode()]
+    assert redis_client.zscore(KS.leases, mine) > old
+
+
+def test_finish_releases_only_an_owned_lease(redis_client: redis.Redis, broker: Broker) -> None:
+    [job_id] = _enqueue(redis_client, "s1", ["e.1"])
+    claimer = _claimer(broker)
+    claimer.claim(1)
+    assert not _claimer(broker, worker="w2").finish(job_id)  # LEASE_LOST: nothing changes
+    assert redis_client.zscore(KS.leases, job_id) is not None
+    assert claimer.finish(job_id)  # RELEASED
+    for key in (KS.leases, KS.rq_wip(KS.queue_name)):
+        assert redis_client.zcard(key) == 0
+    assert not redis_client.exists(KS.rq_job(job_id))
+    assert redis_client.hget(KS.run("s1").meta, RunField.RUNNING) == b"0"
+    assert redis_client.hget(RQ_WORKER_KEY, "successful_job_count") == b"1"
+    assert claimer.scripts.call("finish", [KS.leases, KS.lease_owner, KS.jobmap,
+                                           RQ_WORKER_KEY], [job_id, WORKER]) \
+        == LeaseResult.LEASE_LOST
+
+
+def test_fail_job_moves_it_to_the_failed_registry(redis_client: redis.Redis,
+                                                  broker: Broker) -> None:
+    [job_id] = _enqueue(redis_client, "s1", ["e.1"])
+    claimer = _claimer(broker)
+    claimer.claim(1)
+    args = [job_id, "w2", "why", "now"]
+    keys = [KS.leases, KS.lease_owner, KS.jobmap, RQ_WORKER_KEY, KS.rq_failed(KS.queue_name)]
+    assert claimer.scripts.call("fail_job", keys, args) == LeaseResult.LEASE_LOST
+    assert claimer.scripts.call("fail_job", keys, [job_id, WORKER, "why", "now"]) \
+        == LeaseResult.RELEASED
+    assert redis_client.zscore(KS.rq_failed(KS.queue_name), job_id) > time.time() + 86400
+    assert redis_client.hget(KS.rq_job(job_id), JobField.EXC_INFO) == b"why"
+    assert redis_client.zscore(KS.leases, job_id) is None
+    assert redis_client.hget(KS.run("s1").meta, RunField.RUNNING) == b"0"
+
+
+# --- reap_mark / lease_grace ---------------------------------------------------------------
+
+
+def test_reap_marks_expired_leases(redis_client: redis.Redis, broker: Broker) -> None:
+    expired, live = _enqueue(redis_client, "s1", ["e.1", "e.2"])
+    _claimer(broker, lease_s=0.01).claim(1)
+    _claimer(broker, lease_s=30, worker="w2").claim(1)
+    time.sleep(0.05)
+    assert broker.reaper.reap("me") is None  # NOT_LEADER
+    redis_client.set(KS.leader, "me")
+    [job] = broker.reaper.reap("me")
+    assert (job.job_id, job.owner, job.session_id, job.tokens) == (expired, WORKER, "s1",
+                                                                    ["e.1"])
+    assert redis_client.hget(KS.lease_owner, expired) == REAPER.encode()
+    assert redis_client.zscore(KS.leases, expired) == 0
+    assert redis_client.hget(KS.run("s1").meta, RunField.RUNNING) == b"1"  # only `live`
+    # Marked once: a second pass returns it again (its re-dispatch was not committed),
+    # without counting it twice.
+    [again] = broker.reaper.reap("me")
+    assert (again.job_id, again.owner) == (expired, REAPER)
+    assert redis_client.hget(KS.run("s1").meta, RunField.RUNNING) == b"1"
+    assert redis_client.hget(KS.lease_owner, live) == b"w2"
+
+
+def test_reap_reports_an_unreadable_jobmap_entry(redis_client: redis.Redis,
+                                                 broker: Broker) -> None:
+    redis_client.set(KS.leader, "me")
+    redis_client.zadd(KS.leases, {"j": 1})
+    redis_client.hset(KS.jobmap, "j", b"\x01garbage")
+    [job] = broker.reaper.reap("me")
+    assert job.session_id is None and "jobmap entry of j" in job.error
+
+
+def test_lease_grace(redis_client: redis.Redis, broker: Broker) -> None:
+    short, reaped = _enqueue(redis_client, "s1", ["e.1", "e.2"])
+    _claimer(broker, lease_s=0.01).claim(2)
+    redis_client.hset(KS.lease_owner, reaped, REAPER)
+    assert broker.reaper.grant_grace("me", 10.0) is None  # NOT_LEADER
+    redis_client.set(KS.leader, "me")
+    assert broker.reaper.scripts.call("lease_grace", [KS.leader, KS.leases, KS.lease_owner],
+                                      ["nobody", 10]) == ReapResult.NOT_LEADER
+    assert broker.reaper.grant_grace("me", 10.0) == 1  # the reaped lease is left alone
+    # its own lease length (0.01 s, recorded by the claim), not the default
+    assert redis_client.zscore(KS.leases, short) <= time.time() + 1
