@@ -187,10 +187,12 @@ class RetryLimitExceededError(TaskExecutionError):
     """A task with a retry policy failed on every allowed attempt."""
 
 
-# Graflow's names, so code catching them keeps working after the import rename.
+# Graflow's names, so code catching them keeps working after the import rename
+# (`graflow_dist.exceptions` is Graflow's module path for them).
 GraflowRuntimeError = WorkflowError
 GraflowWorkflowCanceledError = WorkflowCancelledError
 GraphCompilationError = GraphError
+TaskError = TaskExecutionError
 
 
 class DuplicateTaskError(GraphError):

@@ -1,6 +1,7 @@
-"""Graflow's ``graflow.exceptions`` names, for code moving over by import rename."""
+"""Graflow's ``graflow.exceptions`` module path: the same classes as
+`graflow_dist.errors` (one hierarchy), under the names Graflow code imports."""
 
-from graflow_dist.errors import (  # noqa: F401
+from graflow_dist.errors import (
     CycleLimitExceededError,
     DuplicateTaskError,
     GraflowError,
@@ -9,7 +10,19 @@ from graflow_dist.errors import (  # noqa: F401
     GraphCompilationError,
     ParallelGroupError,
     RetryLimitExceededError,
+    TaskError,
     TaskExecutionError,
 )
 
-TaskError = TaskExecutionError
+__all__ = [
+    "CycleLimitExceededError",
+    "DuplicateTaskError",
+    "GraflowError",
+    "GraflowRuntimeError",
+    "GraflowWorkflowCanceledError",
+    "GraphCompilationError",
+    "ParallelGroupError",
+    "RetryLimitExceededError",
+    "TaskError",
+    "TaskExecutionError",
+]

@@ -14,11 +14,20 @@ import redis
 # nothing is written to the user's ~/.graflow-dist.
 os.environ.setdefault("GRAFLOW_DIST_SECRET", "graflow-dist-test-secret")
 
+from clusters import WORKER_OPTIONS, coordinator_options  # noqa: E402
+
 from graflow_dist.embedded import RedisServer  # noqa: E402
 from graflow_dist.embedded.cluster import LocalCluster  # noqa: E402
 
-# Fast failure detection in tests: leases of 2 s renewed every 0.5 s.
-TEST_WORKER_OPTIONS = ["--lease-s", "2", "--heartbeat-s", "0.5", "--grace-period-s", "5"]
+SLOW_PACKAGES = ("reliability", "chaos")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Fault-injection suites are slow by nature: mark them so `-m "not slow"` is the
+    fast layer."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name in SLOW_PACKAGES:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -65,7 +74,7 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[LocalCluster]:
         2,
         redis_url=redis_url,
         data_dir=str(tmp_path / "cluster"),
-        worker_options=TEST_WORKER_OPTIONS,
-        coordinator_options=["--checkpoint-dir", str(tmp_path / "checkpoints")],
+        worker_options=WORKER_OPTIONS,
+        coordinator_options=coordinator_options(tmp_path),
     ) as running:
         yield running

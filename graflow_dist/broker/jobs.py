@@ -187,17 +187,20 @@ class JobClaimer:
 
     def send(self, events: list[Event], *, release: str | None = None,
              still_held: str | None = None) -> bool:
-        """Publish ``events`` in one transaction; with ``release`` also release that
-        finished job's lease. With ``still_held`` returns whether this worker still
-        holds that job (no extra round trip); else True."""
+        """Publish ``events`` in one transaction, and with ``release`` release that
+        finished job's lease, or with ``still_held`` look whether we still hold that
+        job (no extra round trip). Returns False if the job's lease turned out to be
+        no longer ours (it was reaped: the coordinator fences these reports off)."""
         pipe = self.client.pipeline(transaction=True)
         for event in events:
             self.events.publish(event, pipe)
         if release is not None:
             self._queue_finish(release, pipe)
-        if still_held is not None:
+        elif still_held is not None:
             pipe.hget(self.keyspace.lease_owner, still_held)
         results = pipe.execute()
+        if release is not None:
+            return results[-1] == LeaseResult.RELEASED
         return still_held is None or results[-1] == self.worker.encode()
 
     def _queue_finish(self, job_id: str, pipe: redis.client.Pipeline) -> None:

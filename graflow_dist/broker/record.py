@@ -88,7 +88,9 @@ class RunRecord:
             raw = m.get(name)
             return None if raw in (None, "") else float_text(raw, f"{what} {name}")
 
-        status = RunStatus.parse(m.get(R.STATUS, RunStatus.SUBMITTED.value))
+        if R.STATUS not in m:
+            raise WireError(f"{what}: no status (a partial record)")
+        status = RunStatus.parse(m[R.STATUS])
         if status is None or status is RunStatus.SUPERSEDED:
             raise WireError(f"{what}: unknown status {m.get(R.STATUS)!r}")
         try:

@@ -181,7 +181,17 @@ class RunStore:
                         error: str | None = None) -> None:
         """Record where the run's last checkpoint went, or why it failed."""
         field = RunField.LAST_CHECKPOINT if error is None else RunField.CHECKPOINT_ERROR
-        self.client.hset(self.keyspace.run(session_id).meta, field, error or path or "")
+        meta = self.keyspace.run(session_id).meta
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(meta)
+                if not pipe.exists(meta):
+                    return  # the run's data is gone (expired, wiped): never recreate it
+                pipe.multi()
+                pipe.hset(meta, field, error or path or "")
+                pipe.execute()
+            except WatchError:
+                return  # replaced meanwhile by a new submission: not its checkpoint
 
     def expire(self, record: RunRecord, ttl_s: int) -> bool:
         """Give a finished run's data a TTL; False (nothing changes) if the session was

@@ -61,7 +61,7 @@ class RunState:
     def on_task_event(self, event: Event, now: float) -> Decision:
         """Apply a worker's report; stale reports (fenced tokens) change nothing."""
         if event.kind == DONE:
-            decision = self.scheduler.complete(event.token, event.outcome, now=now)
+            decision = self.scheduler.complete(event.token, event.outcome)
             if not decision.stale:
                 if event.result is not None:
                     self.results[result_key(event.task_id)] = event.result
@@ -74,11 +74,11 @@ class RunState:
             decision = self.scheduler.fail(
                 event.token, event.error, now=now, error=error, retryable=not event.fatal
             )
-        elif event.kind in (LOST, HANDBACK):
-            decision = self.scheduler.crash(
-                event.token, event.error or "worker lost", worker=event.worker, now=now,
-                counted=event.kind == LOST,
-            )
+        elif event.kind == LOST:
+            decision = self.scheduler.crash(event.token, event.error or "worker lost",
+                                            worker=event.worker)
+        elif event.kind == HANDBACK:
+            decision = self.scheduler.hand_back(event.token)
         else:
             raise GraflowError(f"not a task event: {event.kind}")
         if decision.stale:

@@ -264,10 +264,10 @@ class Coordinator:
 
     def _load(self, session_id: str, *, start: bool) -> None:
         record, shape, frontier = self.broker.runs.load(session_id)
-        if start and (session_id in self.runs or not record.status.active):
-            return  # a duplicate submission event, or one of a run already over
-        if record.status is not RunStatus.SUBMITTED:
-            start = False  # picked up before (a takeover re-reads its event)
+        if start and record.status is not RunStatus.SUBMITTED:
+            if session_id in self.runs or record.status.finished:
+                return  # a duplicate submission event, or one of a run already over
+            start = False  # picked up before this takeover: continue it as it stands
         scheduler_epoch = f"{self.epoch}x{uuid.uuid4().hex[:12]}"
         keys = self.keyspace.run(session_id)
         if start and not record.resume:

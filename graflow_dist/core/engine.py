@@ -81,7 +81,7 @@ class WorkflowEngine:
         if invocation.ok:
             context.set_result(spec.task_id, invocation.result)
             context.last_result = invocation.result
-            return scheduler.complete(spec.token, invocation.outcome, now=time.time()), None
+            return scheduler.complete(spec.token, invocation.outcome), None
         decision = scheduler.fail(
             spec.token,
             invocation.error_text,

@@ -1,7 +1,12 @@
-"""LocalCluster: an embedded redis-server, a coordinator and N workers on this host."""
+"""LocalCluster: a redis-server, coordinators and workers on this host, each service a
+child process in its own process group (so a test can kill a whole "node" by PID).
+
+`graflow-dist up`, the tests and the benchmarks all start their clusters with it.
+"""
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +19,7 @@ from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
 
 DEFAULT_READY_TIMEOUT_S = 20.0
+_POLL_S = 0.02
 
 
 class LocalCluster:
@@ -23,6 +29,8 @@ class LocalCluster:
     ----------
     workers:
         Worker processes to start.
+    coordinators:
+        Coordinator processes (one leads, the others stand by).
     redis_url:
         Use this Redis instead of starting an embedded one.
     data_dir:
@@ -30,12 +38,17 @@ class LocalCluster:
         (default: a temporary directory).
     worker_options, coordinator_options:
         Extra CLI options for the services (e.g. ``["--lease-s", "3"]``).
+    env:
+        Extra environment of the services.
     """
 
-    def __init__(self, workers: int = 2, *, redis_url: str | None = None,
-                 data_dir: str | None = None, worker_options: list[str] | None = None,
-                 coordinator_options: list[str] | None = None, cwd: str | None = None) -> None:
+    def __init__(self, workers: int = 2, *, coordinators: int = 1,
+                 redis_url: str | None = None, data_dir: str | os.PathLike[str] | None = None,
+                 worker_options: list[str] | None = None,
+                 coordinator_options: list[str] | None = None, cwd: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.n_workers = workers
+        self.n_coordinators = coordinators
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="graflow-up-")
         self.data_dir = Path(data_dir or self._tmp.name)  # type: ignore[union-attr]
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,66 +57,124 @@ class LocalCluster:
         self.worker_options = list(worker_options or [])
         self.coordinator_options = list(coordinator_options or [])
         self.cwd = cwd
-        self.coordinator: ServiceProcess | None = None
+        self.env = dict(env or {})
+        self.keyspace = Keyspace.from_env()
+        self.coordinators: list[ServiceProcess] = []
         self.workers: list[ServiceProcess] = []
+        self._client: redis.Redis | None = None
+        self._serial = 0
 
     @property
     def url(self) -> str:
         assert self._url is not None, "cluster not started"
         return self._url
 
+    @property
+    def coordinator(self) -> ServiceProcess | None:
+        """The first coordinator started."""
+        return self.coordinators[0] if self.coordinators else None
+
+    @property
+    def client(self) -> redis.Redis:
+        """A client of the cluster's Redis (for tests and tools)."""
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.url, socket_timeout=5)
+        return self._client
+
+    @property
+    def broker(self) -> Broker:
+        return Broker(self.client, self.keyspace)
+
     def start(self) -> LocalCluster:
         if self._url is None:
             self.redis = RedisServer(appendonly=True, dir=str(self.data_dir / "redis")).start()
             self._url = self.redis.url
-        self.coordinator = ServiceProcess(
-            "coordinator", self.url, self.coordinator_options,
-            log_path=self.data_dir / "coordinator.log", cwd=self.cwd).start()
+        for _ in range(self.n_coordinators):
+            self.add_coordinator()
         for _ in range(self.n_workers):
             self.add_worker()
         self.wait_ready()
         return self
 
-    def add_worker(self) -> ServiceProcess:
-        index = len(self.workers)
-        worker = ServiceProcess("worker", self.url, self.worker_options,
-                                log_path=self.data_dir / f"worker-{index}.log",
-                                cwd=self.cwd).start()
+    def _spawn(self, kind: str, options: list[str]) -> ServiceProcess:
+        self._serial += 1
+        return ServiceProcess(kind, self.url, options, env=self.env, cwd=self.cwd,
+                              log_path=self.data_dir / f"{kind}-{self._serial}.log").start()
+
+    def add_worker(self, extra: list[str] | None = None) -> ServiceProcess:
+        worker = self._spawn("worker", [*self.worker_options, *(extra or [])])
         self.workers.append(worker)
         return worker
 
+    def add_coordinator(self, extra: list[str] | None = None) -> ServiceProcess:
+        coordinator = self._spawn("coordinator", [*self.coordinator_options, *(extra or [])])
+        self.coordinators.append(coordinator)
+        return coordinator
+
+    def live_workers(self) -> list[ServiceProcess]:
+        return [w for w in self.workers if w.alive()]
+
+    def registered_worker_pids(self) -> set[int]:
+        """Pids of the workers registered in Redis (their names carry their pid)."""
+        return {pid_in_name(n) for n in self.broker.workers.names()}
+
+    def leader(self) -> ServiceProcess | None:
+        """The coordinator process holding the leader lease, if any."""
+        holder = self.broker.leader.holder()
+        if holder is None:
+            return None
+        pid = pid_in_name(holder)
+        return next((c for c in self.coordinators if c.pid == pid), None)
+
     def wait_ready(self, timeout_s: float = DEFAULT_READY_TIMEOUT_S) -> None:
-        """Until the coordinator holds the lease and every running worker has
-        registered; services stopped or killed on purpose are not waited for."""
-        broker = Broker(redis.Redis.from_url(self.url), Keyspace.from_env())
+        """Until a coordinator leads and every running worker has registered; services
+        stopped or killed on purpose are not waited for, one that exited on its own
+        fails at once (see its log)."""
         deadline = time.monotonic() + timeout_s
-        try:
-            while time.monotonic() < deadline:
-                live = [w for w in self.workers if w.alive()]
-                if broker.leader.holder() and len(broker.workers.names()) >= len(live):
+        while True:
+            for service in [*self.coordinators, *self.workers]:
+                if not (service.alive() or service.stop_requested):
+                    raise RuntimeError(f"{service.kind} {service.pid} exited early "
+                                       f"(status {service.proc.returncode if service.proc else '?'}"
+                                       f"); see {service.log_path}")
+            try:
+                live = {w.pid for w in self.live_workers()}
+                if self.leader() is not None and live <= self.registered_worker_pids():
                     return
-                for service in [self.coordinator, *self.workers]:
-                    if service is not None and not (service.alive()
-                                                    or service.stop_requested):
-                        raise RuntimeError(f"{service.kind} exited early; see {service.log_path}")
-                time.sleep(0.05)
-            raise RuntimeError(f"cluster not ready after {timeout_s} s; logs in {self.data_dir}")
-        finally:
-            broker.close()
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # Redis not up (yet, or again): not ready
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"cluster not ready after {timeout_s} s; logs in "
+                                   f"{self.data_dir}")
+            time.sleep(_POLL_S)
 
     def stop(self) -> None:
         for worker in self.workers:
             worker.signal_group(15)
-        for service in [*self.workers, self.coordinator]:
-            if service is not None:
-                service.stop()
+        for service in [*self.workers, *self.coordinators]:
+            service.stop()
+        if self._client is not None:
+            self._client.close()
         if self.redis is not None:
             self.redis.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
 
     def __enter__(self) -> LocalCluster:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def pid_in_name(name: str) -> int:
+    """The pid inside a worker name ``gf-HOST-PID-xxxx`` or a coordinator id
+    ``coord-HOST-PID-xxxxxx`` (both default names; 0 for others)."""
+    try:
+        return int(name.rsplit("-", 2)[-2])
+    except (IndexError, ValueError):
+        return 0

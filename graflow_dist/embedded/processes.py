@@ -14,6 +14,41 @@ from graflow_dist.broker.connection import REDIS_URL_ENV
 DEFAULT_STOP_TIMEOUT_S = 35.0
 
 
+def send_signal(proc: subprocess.Popen[bytes], sig: int, *, group: bool = False) -> None:
+    """Send ``sig`` to ``proc`` (or its whole process group) if it is still ours to
+    signal: a process that exited and was reaped is never signalled (its PID may have
+    been reused by now)."""
+    if proc.poll() is not None:
+        return
+    try:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+                 *, group: bool = False) -> int | None:
+    """The one way we end a child we started: SIGTERM (after SIGCONT, in case it was
+    paused), SIGKILL after ``timeout_s``; returns its exit code."""
+    if proc.poll() is None:
+        send_signal(proc, signal.SIGCONT, group=group)
+        send_signal(proc, signal.SIGTERM, group=group)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_process(proc, group=group)
+    return proc.returncode
+
+
+def kill_process(proc: subprocess.Popen[bytes], *, group: bool = False) -> None:
+    """SIGKILL ``proc`` (or its group) and reap it: a crash, on purpose."""
+    send_signal(proc, signal.SIGKILL, group=group)
+    proc.wait()
+
+
 def service_command(kind: str, redis_url: str | None, *options: str,
                     prefix: str | None = None) -> list[str]:
     """The command line of a service; without ``redis_url`` it reads the environment."""
@@ -57,28 +92,17 @@ class ServiceProcess:
 
     def signal_group(self, sig: int) -> None:
         """Send ``sig`` to the process group (the whole simulated node)."""
-        if self.alive():
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
+        if self.proc is not None:
+            send_signal(self.proc, sig, group=True)
 
     def kill(self) -> None:
         self.stop_requested = True
-        self.signal_group(signal.SIGKILL)
         if self.proc is not None:
-            self.proc.wait(timeout=10)
+            kill_process(self.proc, group=True)
 
     def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
         if self.proc is None:
             return None
         self.stop_requested = True
-        if self.alive():
-            self.signal_group(signal.SIGCONT)
-            self.signal_group(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout_s, group=True)

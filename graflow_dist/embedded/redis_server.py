@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +23,8 @@ from urllib.parse import quote
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from graflow_dist.embedded.processes import kill_process, stop_process
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_START_TIMEOUT_S = 10.0
@@ -100,12 +101,7 @@ def _quote_config_value(value: str) -> str:
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     """Kill ``proc`` if still alive; used as a finalizer so servers never leak."""
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+    kill_process(proc)
 
 
 class RedisServer:
@@ -244,15 +240,7 @@ class RedisServer:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return
+        stop_process(proc, timeout_s)
         self._detach_finalizer()
 
     def kill(self) -> None:

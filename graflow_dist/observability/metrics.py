@@ -33,6 +33,9 @@ class Metrics:
                                     registry=self.registry)
         self.commits = Counter("graflow_coordinator_commits_total",
                                "Fenced frontier commits", registry=self.registry)
+        self.leases_lost = Counter("graflow_leases_lost_total",
+                                   "Jobs whose lease this worker lost (re-dispatched elsewhere)",
+                                   registry=self.registry)
         self.stale_reports = Counter("graflow_stale_reports_total",
                                      "Task reports dropped because their dispatch token was "
                                      "fenced off (late, duplicate)", registry=self.registry)

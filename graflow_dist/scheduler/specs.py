@@ -118,12 +118,6 @@ class GraphShape:
     def node(self, node_id: str) -> NodeShape:
         return self.nodes[node_id]
 
-    def group_of(self, node_id: str) -> str | None:
-        for shape in self.nodes.values():
-            if shape.members is not None and node_id in shape.members:
-                return shape.node_id
-        return None
-
     def member_ids(self) -> set[str]:
         return {m for s in self.nodes.values() if s.members for m in s.members}
 

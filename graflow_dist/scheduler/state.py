@@ -176,7 +176,7 @@ class Scheduler:
         self._maybe_finish(decision)
         return decision
 
-    def complete(self, token: str, outcome: TaskOutcome, *, now: float = 0.0) -> Decision:
+    def complete(self, token: str, outcome: TaskOutcome) -> Decision:
         """A task run returned normally; ``outcome`` says what it asked for."""
         decision = Decision()
         spec = None if self.end is not None else self._take(token)
@@ -271,21 +271,15 @@ class Scheduler:
         self._finish(decision, RunStatus.FAILED, error)
         return decision
 
-    def crash(
-        self, token: str, cause: str, *, worker: str = "", now: float = 0.0, counted: bool = True
-    ) -> Decision:
+    def crash(self, token: str, cause: str, *, worker: str = "") -> Decision:
         """The worker running ``token`` was lost (lease expired). The task runs again
         with a new token without using its retry budget, until ``crash_limit`` lost
         attempts dead-letter it: the run fails with `DeadLetterError`, the task stays
-        pending and the decision asks for a checkpoint to resume from. A task handed
-        back on graceful shutdown is re-run with ``counted=False``."""
+        pending and the decision asks for a checkpoint to resume from."""
         decision = Decision()
         spec = None if self.end is not None else self._take(token)
         if spec is None:  # fenced, duplicate, or after the end: the frontier is final
             decision.stale = True
-            return decision
-        if not counted:
-            self._enqueue(spec.evolve(token=self._token()), decision)
             return decision
         workers = self.crash_workers.setdefault(spec.task_id, [])
         if worker:
@@ -304,6 +298,17 @@ class Scheduler:
             self._finish(decision, RunStatus.FAILED, error)
             return decision
         self._enqueue(spec.evolve(token=self._token(), crashes=crashes), decision)
+        return decision
+
+    def hand_back(self, token: str) -> Decision:
+        """A worker gave ``token`` back unfinished (graceful shutdown): it runs again
+        with a new token, using neither its retry nor its crash budget."""
+        decision = Decision()
+        spec = None if self.end is not None else self._take(token)
+        if spec is None:
+            decision.stale = True
+            return decision
+        self._enqueue(spec.evolve(token=self._token()), decision)
         return decision
 
     def cancel(self, reason: str) -> Decision:

@@ -20,7 +20,7 @@ from graflow_dist.wire import fields as f
 from graflow_dist.wire.specs import decode_spec, encode_spec, outcome_from_dict
 
 WIRE_VERSION = 1
-JOB_FUNC = "graflow_dist.worker.batch.run_batch"  # what rq shows as the job's function
+JOB_FUNC = "graflow_dist.worker.plain_rq.run_batch"  # what rq shows as the job's function
 
 
 def packb(obj: Any) -> bytes:

@@ -180,9 +180,18 @@ class Worker:
     def _beat(self) -> None:
         job = self.current
         lost = self.registration.heartbeat(self.claimer, [job.job_id] if job else [])
-        if job is not None and lost and not job.lost:
-            job.lost = True
-            self.log.warning("lease lost: the job was re-dispatched elsewhere", job=job.job_id)
+        if job is not None and lost:
+            self._lease_lost(job)
+
+    def _lease_lost(self, job: CurrentJob) -> None:
+        """Our lease of ``job`` was reaped (we were paused or cut off past it): its tasks
+        run elsewhere and our reports of them are fenced off."""
+        if job.lost:
+            return
+        job.lost = True
+        self.log.warning("lease lost: the job was re-dispatched elsewhere", job=job.job_id)
+        if self.metrics is not None:
+            self.metrics.leases_lost.inc()
 
     # --- work -----------------------------------------------------------------------
 
@@ -316,12 +325,9 @@ class Worker:
         with the last one the job is released, else we learn whether we still hold it."""
         reports = list(job.reports)
         events = [r.event for r in reports]
-        if last:
-            self._send(lambda: self.claimer.send(events, release=job.job_id))
-        else:
-            held = self._send(lambda: self.claimer.send(events, still_held=job.job_id))
-            if not held:
-                job.lost = True
+        option = {"release": job.job_id} if last else {"still_held": job.job_id}
+        if not self._send(lambda: self.claimer.send(events, **option)):
+            self._lease_lost(job)
         del job.reports[:len(reports)]  # only once they landed
 
     def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:

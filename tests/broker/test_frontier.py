@@ -75,14 +75,14 @@ def test_deltas_reload_as_the_same_frontier(redis_client: redis.Redis, seed: int
         if roll < 0.15:
             sched.fail(spec.token, "boom", now=now)
         elif roll < 0.25:
-            sched.crash(spec.token, "lost", worker="w", now=now)
+            sched.crash(spec.token, "lost", worker="w")
         elif spec.task_id == "loop" and spec.cycle < 2:
-            sched.complete(spec.token, TaskOutcome(iterate=True), now=now)
+            sched.complete(spec.token, TaskOutcome(iterate=True))
         elif spec.task_id == "d" and rng.random() < 0.5:
             dyn = NodeShape("dyn")
             sched.complete(spec.token, TaskOutcome(next_tasks=[NextTask("dyn", False, dyn)]))
         else:
-            sched.complete(spec.token, TaskOutcome(), now=now)
+            sched.complete(spec.token, TaskOutcome())
     _apply(redis_client, journal_commands(keys, sched, sched.drain_journal()))
     _info, shape, loaded = load_run(redis_client, KEYSPACE.run("s1"))
     assert _normalised(loaded) == _normalised(sched.snapshot())

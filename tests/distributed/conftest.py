@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 import redis
+from clusters import WORKER_OPTIONS, coordinator_options
 
 from graflow_dist import Client
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded import RedisServer
 from graflow_dist.embedded.cluster import LocalCluster
 
-# Same fast failure detection as the `cluster` fixture of tests/conftest.py.
-WORKER_OPTIONS = ["--lease-s", "2", "--heartbeat-s", "0.5", "--grace-period-s", "5"]
 DEFAULT_WAIT_S = 30.0
 POLL_S = 0.01
 
@@ -57,7 +56,7 @@ def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
         redis_url=server.url,
         data_dir=str(root / "services"),
         worker_options=WORKER_OPTIONS,
-        coordinator_options=["--checkpoint-dir", str(root / "checkpoints")],
+        coordinator_options=coordinator_options(root),
     ) as running:
         yield running
 

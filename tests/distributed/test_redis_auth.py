@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clusters import WORKER_OPTIONS
 
 from graflow_dist import Client, parallel, task, workflow
 from graflow_dist.embedded import RedisServer
@@ -14,7 +15,6 @@ from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import ConnectionConfigError
 
 PASSWORD = "s3cret-Pa55word"
-WORKER_OPTIONS = ["--lease-s", "2", "--heartbeat-s", "0.5", "--grace-period-s", "5"]
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from clusters import LEADER_LEASE_S, WORKER_OPTIONS
+from clusters import coordinator_options as base_coordinator_options
 
 from reliability.harness import FaultCluster, Ledger
-
-LEASE_S = 2.0
-WORKER_OPTIONS = ["--lease-s", str(LEASE_S), "--heartbeat-s", "0.5", "--grace-period-s", "5"]
-LEADER_LEASE_S = 2.0
 
 
 @pytest.fixture
@@ -32,8 +30,7 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[..., FaultCluster]]:
             tmp_path / "cluster",
             worker_options=WORKER_OPTIONS if worker_options is None else worker_options,
             coordinator_options=[
-                "--leader-lease-s", str(LEADER_LEASE_S),
-                "--checkpoint-dir", str(tmp_path / "checkpoints"),
+                *base_coordinator_options(tmp_path, "--leader-lease-s", str(LEADER_LEASE_S)),
                 *(coordinator_options or []),
             ],
         )

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 import cloudpickle
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
-from graflow_dist.broker.keys import Keyspace
+from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
 
@@ -125,6 +126,15 @@ def wait_for(predicate: Callable[[], T | None], what: str, timeout_s: float = DE
         time.sleep(poll_s)
 
 
+def metric(port: int, name: str) -> float:
+    """A service's counter ``name`` (summed over labels) from its ``/metrics``; 0 if it
+    has none yet."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == name)
+
+
 def wait_run(run: Any, timeout_s: float = 60.0) -> Any:
     """`run.wait()`, which itself rides out Redis outages (the tests depend on that)."""
     return run.wait(timeout=timeout_s)
@@ -133,14 +143,9 @@ def wait_run(run: Any, timeout_s: float = 60.0) -> Any:
 # --- the cluster -----------------------------------------------------------------------
 
 
-def pid_of(name: str) -> int:
-    """The pid inside a worker name ``gf-HOST-PID-xxxx`` or coordinator id
-    ``coord-HOST-PID-xxxxxx``."""
-    return int(name.rsplit("-", 2)[-2])
-
-
-class FaultCluster:
-    """Redis (AOF), coordinators and workers on this host, all ours to kill.
+class FaultCluster(LocalCluster):
+    """A `LocalCluster` with Redis (AOF) of its own, all ours to kill, plus what the
+    fault tests read: the services' JSON logs.
 
     Parameters
     ----------
@@ -152,84 +157,29 @@ class FaultCluster:
 
     def __init__(self, data_dir: Path, *, worker_options: list[str],
                  coordinator_options: list[str], env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.worker_options = worker_options
-        self.coordinator_options = coordinator_options
-        self.env = env or {}
+        super().__init__(0, coordinators=0, data_dir=data_dir, worker_options=worker_options,
+                         coordinator_options=coordinator_options, env=env)
         self.redis = RedisServer(appendonly=True, dir=data_dir / "redis")
-        self.keyspace = Keyspace.from_env()
-        self.workers: list[ServiceProcess] = []
-        self.coordinators: list[ServiceProcess] = []
-        self._client: redis.Redis | None = None
-        self._serial = 0
 
-    @property
-    def url(self) -> str:
-        return self.redis.url
-
-    @property
-    def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = redis.Redis.from_url(self.url, socket_timeout=5)
-        return self._client
-
-    def start(self, workers: int, coordinators: int = 1) -> FaultCluster:
-        self.redis.start()
-        for _ in range(coordinators):
-            self.add_coordinator()
-        for _ in range(workers):
-            self.add_worker()
-        self.wait_ready()
+    def start(self, workers: int, coordinators: int = 1) -> FaultCluster:  # type: ignore[override]
+        self.n_workers, self.n_coordinators = workers, coordinators
+        assert self.redis is not None
+        self._url = self.redis.start().url
+        super().start()
         return self
 
-    def _spawn(self, kind: str, options: list[str], extra: list[str] | None = None
-               ) -> ServiceProcess:
-        self._serial += 1
-        log = self.data_dir / f"{kind}-{self._serial}.log"
-        return ServiceProcess(kind, self.url, [*options, *(extra or [])], env=self.env,
-                              log_path=log).start()
-
-    def add_worker(self, extra: list[str] | None = None) -> ServiceProcess:
-        worker = self._spawn("worker", self.worker_options, extra)
-        self.workers.append(worker)
-        return worker
-
-    def add_coordinator(self) -> ServiceProcess:
-        coord = self._spawn("coordinator", self.coordinator_options)
-        self.coordinators.append(coord)
-        return coord
-
-    def live_workers(self) -> list[ServiceProcess]:
-        return [w for w in self.workers if w.alive()]
-
-    def live_coordinators(self) -> list[ServiceProcess]:
-        return [c for c in self.coordinators if c.alive()]
-
-    def registered_workers(self) -> set[int]:
-        """Pids of workers that registered (their heartbeat zset entry)."""
-        return {pid_of(n.decode()) for n in self.client.zrange(self.keyspace.workers, 0, -1)}
-
     def wait_ready(self, timeout_s: float = DEFAULT_WAIT_S) -> None:
-        """Until a coordinator leads and every live worker has registered."""
+        # Redis may be down in the middle of a fault test: keep trying until the timeout.
+        wait_for(lambda: self._ready_now(timeout_s), "the cluster to be ready", timeout_s)
 
-        def ready() -> bool:
-            for service in [*self.coordinators, *self.workers]:
-                if service.proc is not None and service.proc.poll() not in (None, 0, -9, -15):
-                    raise AssertionError(f"{service.kind} {service.pid} exited with "
-                                         f"{service.proc.returncode}; see {service.log_path}")
-            live = {w.pid for w in self.live_workers()}
-            return self.leader() is not None and live <= self.registered_workers()
-
-        wait_for(ready, "the cluster to be ready", timeout_s)
-
-    def leader(self) -> ServiceProcess | None:
-        """The coordinator process holding the leader lease, if any."""
-        raw = self.client.get(self.keyspace.leader)
-        if raw is None:
-            return None
-        pid = pid_of(raw.decode())
-        return next((c for c in self.coordinators if c.pid == pid), None)
+    def _ready_now(self, timeout_s: float) -> bool:
+        try:
+            super().wait_ready(timeout_s=0.0)
+        except RuntimeError as exc:
+            if "exited early" in str(exc):
+                raise AssertionError(str(exc)) from None
+            return False
+        return True
 
     def worker_by_pid(self, pid: int) -> ServiceProcess:
         return next(w for w in self.workers if w.pid == pid)
@@ -245,17 +195,6 @@ class FaultCluster:
     def log_text(self, kind: str = "") -> str:
         return "\n".join(p.read_text(errors="replace")
                          for p in sorted(self.data_dir.glob(f"{kind}*.log")))
-
-    def stop(self) -> None:
-        for service in [*self.workers, *self.coordinators]:
-            service.signal_group(signal.SIGCONT)
-            service.signal_group(signal.SIGTERM)
-        for service in [*self.workers, *self.coordinators]:
-            with suppress(Exception):
-                service.stop(timeout_s=10)
-        if self._client is not None:
-            self._client.close()
-        self.redis.stop()
 
 
 class WorkerSupervisor:

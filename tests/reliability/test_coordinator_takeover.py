@@ -7,8 +7,9 @@ import signal
 import time
 from collections import Counter
 
+from clusters import LEADER_LEASE_S
+
 from graflow_dist import Client, chain, parallel, task, workflow
-from reliability.conftest import LEADER_LEASE_S
 from reliability.harness import Ledger, record, recorded_step, wait_for, wait_run
 
 CHAIN = 8

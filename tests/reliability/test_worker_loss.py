@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import time
 
+from clusters import LEASE_S
+
 from graflow_dist import Client, parallel, task, workflow
-from reliability.conftest import LEASE_S
 from reliability.harness import Ledger, record, wait_for, wait_run
 
 TASK_S = 1.0

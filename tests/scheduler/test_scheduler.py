@@ -219,7 +219,7 @@ def test_delayed_retry_is_released_when_due(shape_of, ready) -> None:
     sched.fail(due.token, "flaky", now=200.0)
     assert sched.next_due() == pytest.approx(210.0)
     (due2,) = sched.release_due(210.0)
-    assert list(ready(sched.complete(due2.token, OK, now=210.0))) == ["b"]
+    assert list(ready(sched.complete(due2.token, OK))) == ["b"]
 
 
 def test_a_parked_retry_does_not_end_the_run(shape_of, ready) -> None:
@@ -268,6 +268,17 @@ def test_crash_limit_dead_letters_the_task(shape_of) -> None:
     assert isinstance(error, DeadLetterError)
     assert error.task_id == "a" and error.crashes == 2 and error.workers == ["w1", "w2"]
     assert "lost again" in str(error)
+
+
+def test_hand_back_redispatches_using_neither_budget(shape_of) -> None:
+    sched = new(shape_of(nodes="a"), crash_limit=1)
+    spec = sched.start().dispatch[0]
+    for _ in range(3):  # a crash limit of 1 would have dead-lettered it at once
+        (again,) = sched.hand_back(spec.token).dispatch
+        assert (again.attempt, again.crashes) == (1, 0) and again.token != spec.token
+        assert sched.hand_back(spec.token).stale  # the old token is fenced off
+        spec = again
+    assert sched.crash_workers == {}
 
 
 # --- cancel and terminate -------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import zlib
 
@@ -12,6 +13,7 @@ from graflow_dist.errors import WireError
 from graflow_dist.scheduler.events import NextTask, TaskOutcome
 from graflow_dist.scheduler.specs import NodeShape, TaskSpec
 from graflow_dist.wire.messages import DONE, JOB_FUNC, Batch, Event, MsgpackSerializer
+from graflow_dist.worker.plain_rq import run_batch
 
 
 def _batch() -> Batch:
@@ -38,7 +40,8 @@ def test_rq_can_read_our_job_payload_with_our_serializer() -> None:
     with pytest.raises(zlib.error):
         zlib.decompress(_batch().job_data())
     func, instance, args, kwargs = MsgpackSerializer.loads(_batch().job_data())
-    assert func == "graflow_dist.worker.batch.run_batch"
+    module, _, name = func.rpartition(".")
+    assert getattr(importlib.import_module(module), name) is run_batch  # what rq would call
     assert instance is None and kwargs == {} and isinstance(args[0], dict)
     assert Batch.from_body(args[0]).specs == _batch().specs
 
