@@ -206,3 +206,30 @@ def error_from_name(
     for key, value in (attributes or {}).items():
         setattr(error, key, value)
     return error
+
+
+class UnsupportedGraphError(GraphError, TypeError):
+    """A drawing or graph utility was given something that is not a graph."""
+
+
+# --- optional features ----------------------------------------------------------------
+
+
+class MissingDependencyError(GraflowError, ImportError):
+    """An optional library a feature needs is not installed."""
+
+    def __init__(self, package: str, feature: str, install: str) -> None:
+        self.package = package
+        self.feature = feature
+        super().__init__(f"{feature} needs {package}, which is not installed: {install}")
+
+
+class ChannelTypeError(GraflowError, TypeError):
+    """A value written to or read from a typed channel does not match its type."""
+
+    def __init__(self, key: str, type_name: str, problem: str) -> None:
+        self.key = key
+        self.type_name = type_name
+        self.problem = problem
+        super().__init__(f"typed channel key {key!r}: value is not a valid {type_name} "
+                         f"({problem})")

@@ -6,6 +6,8 @@ from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from graflow_dist.core.graph import TaskGraph
+from graflow_dist.drawing.model import DrawGraph
+from graflow_dist.drawing.text import render_text
 from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS
 
 if TYPE_CHECKING:
@@ -30,6 +32,24 @@ class WorkflowContext:
 
     def __exit__(self, *exc: object) -> None:
         _current.reset(self._tokens.pop())
+
+    def show_info(self) -> None:
+        """Print the workflow's graph as text and whether its ``>>`` edges form cycles."""
+        print(f"=== Workflow '{self.name}' Information ===")
+        drawn = DrawGraph.from_shape(self.graph.shape())
+        print(render_text(drawn))
+        cycles = drawn.find_cycles()
+        print(f"Cycles detected: {cycles}" if cycles else "No cycles detected")
+
+    def visualize_dependencies(self) -> None:
+        """Print each task with its successors."""
+        print(f"=== Workflow '{self.name}' Dependencies ===")
+        for node in self.graph.nodes:
+            successors = self.graph.successors(node)
+            if successors:
+                print(f"{node} >> {' >> '.join(successors)}")
+            else:
+                print(f"{node} (no dependencies)")
 
     def next_group_name(self) -> str:
         self._group_counter += 1
