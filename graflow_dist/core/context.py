@@ -15,6 +15,8 @@ from graflow_dist.scheduler.events import CheckpointRequest, NextTask, RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
 from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS, Scheduler
+from graflow_dist.trace.base import Tracer
+from graflow_dist.trace.noop import NoopTracer
 
 
 class ExecutionContext:
@@ -30,6 +32,8 @@ class ExecutionContext:
         Upper bound on task executions; exceeding it raises `MaxStepsExceededError`.
     channel:
         The run's channel (default: a `MemoryChannel` named after the session).
+    tracer:
+        Receives the run's and its tasks' hooks (default: a `NoopTracer`).
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class ExecutionContext:
         default_max_cycles: int = DEFAULT_MAX_CYCLES,
         default_max_retries: int = 0,
         config: dict[str, Any] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.graph = graph
         self.start_node = start_node
@@ -62,6 +67,7 @@ class ExecutionContext:
         self.status = RunStatus.RUNNING
         self.last_result: Any = None
         self._scheduler: Scheduler | None = None
+        self.tracer: Tracer = tracer if tracer is not None else NoopTracer()
 
     @classmethod
     def create(
@@ -73,6 +79,7 @@ class ExecutionContext:
         default_max_retries: int = 0,
         channel_backend: str = "memory",
         config: dict[str, Any] | None = None,
+        tracer: Tracer | None = None,
         **_: Any,
     ) -> ExecutionContext:
         return cls(
@@ -82,6 +89,7 @@ class ExecutionContext:
             default_max_cycles=default_max_cycles,
             default_max_retries=default_max_retries,
             config=config,
+            tracer=tracer,
         )
 
     def __getstate__(self) -> dict[str, Any]:

@@ -13,15 +13,20 @@ from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS
 if TYPE_CHECKING:
     from graflow_dist.client import Client
     from graflow_dist.core.context import ExecutionContext
+    from graflow_dist.trace.base import Tracer
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("graflow_dist_workflow", default=None)
 
 
 class WorkflowContext:
-    """A named workflow: ``with workflow("etl") as wf: a >> b; wf.execute()``."""
+    """A named workflow: ``with workflow("etl") as wf: a >> b; wf.execute()``.
 
-    def __init__(self, name: str) -> None:
+    ``tracer`` receives the hooks of the runs it executes in process.
+    """
+
+    def __init__(self, name: str, tracer: Tracer | None = None) -> None:
         self.name = name
+        self.tracer = tracer
         self.graph = TaskGraph()
         self._group_counter = 0
         self._tokens: list[Token[WorkflowContext | None]] = []
@@ -60,6 +65,8 @@ class WorkflowContext:
     ) -> ExecutionContext:
         from graflow_dist.core.context import ExecutionContext
 
+        kwargs.setdefault("tracer", self.tracer)
+        kwargs["config"] = {"workflow": self.name, **(kwargs.get("config") or {})}
         return ExecutionContext.create(self.graph, start_node, max_steps=max_steps, **kwargs)
 
     def execute(
@@ -94,9 +101,9 @@ class WorkflowContext:
         return f"workflow({self.name!r}, nodes={list(self.graph.nodes)})"
 
 
-def workflow(name: str) -> WorkflowContext:
+def workflow(name: str, tracer: Tracer | None = None) -> WorkflowContext:
     """A new workflow; use it as a context manager while defining its tasks."""
-    return WorkflowContext(name)
+    return WorkflowContext(name, tracer=tracer)
 
 
 def get_current_workflow_context() -> WorkflowContext | None:
