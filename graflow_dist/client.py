@@ -37,6 +37,7 @@ from graflow_dist.errors import (
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
+from graflow_dist.trace.otel import submit_traceparent
 from graflow_dist.wire.connection import TRANSIENT_ERRORS, check_connection, connect
 from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.wire.messages import CANCEL, RESUME, SUBMIT, Event
@@ -132,6 +133,7 @@ class Client:
             max_steps=ctx.max_steps, default_max_cycles=ctx.default_max_cycles,
             default_max_retries=ctx.default_max_retries, crash_limit=crash_limit,
             queue=self.queue, resume=resume, incarnation=uuid.uuid4().hex,
+            traceparent=submit_traceparent(session_id, workflow_name),
         )
         shape = ctx.graph.shape(ctx.default_max_cycles)
         total = sum(1 for node in shape.nodes.values() if not node.is_group)

@@ -41,6 +41,7 @@ class RunInfo:
     queue: str = "graflow"
     resume: bool = False
     incarnation: str = ""  # new at every submit/resume: jobs of an earlier one are skipped
+    traceparent: str = ""  # W3C trace context of the submission, handed to every batch
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_meta(self) -> dict[str, str]:
@@ -52,6 +53,7 @@ class RunInfo:
             "default_max_retries": str(self.default_max_retries),
             "crash_limit": str(self.crash_limit), "queue": self.queue,
             "resume": "1" if self.resume else "0", "incarnation": self.incarnation,
+            "traceparent": self.traceparent,
             **self.extra,
         }
 
@@ -66,7 +68,8 @@ class RunInfo:
             default_max_cycles=int(m.get("default_max_cycles", 10)),
             default_max_retries=int(m.get("default_max_retries", 0)),
             crash_limit=int(m.get("crash_limit", 3)), queue=m.get("queue", "graflow"),
-            resume=m.get("resume") == "1", incarnation=m.get("incarnation", ""), extra=m,
+            resume=m.get("resume") == "1", incarnation=m.get("incarnation", ""),
+            traceparent=m.get("traceparent", ""), extra=m,
         )
 
 

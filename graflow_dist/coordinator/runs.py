@@ -139,7 +139,7 @@ def job_commands(keyspace: Keyspace, info: RunInfo, specs: list[TaskSpec], max_b
     for start in range(0, len(specs), size):
         chunk = specs[start:start + size]
         batch = Batch(info.session_id, info.graph_hash, chunk, info.trace_id,
-                      info.default_max_cycles)
+                      info.default_max_cycles, traceparent=info.traceparent)
         job_id = f"gf.{info.session_id}.{chunk[0].token}"
         names = ",".join(s.task_id for s in chunk)
         cmds.append([

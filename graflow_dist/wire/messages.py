@@ -72,13 +72,17 @@ class Batch:
     trace_id: str = ""
     default_max_cycles: int = 10
     enqueued_at: float = field(default_factory=time.time)
+    traceparent: str = ""  # W3C trace context of the submission; absent in old payloads
 
     def encode(self) -> bytes:
-        return packb({
+        body = {
             "v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
             "tr": self.trace_id, "mc": self.default_max_cycles, "q": self.enqueued_at,
             "specs": [spec_to_wire(s) for s in self.specs],
-        })
+        }
+        if self.traceparent:
+            body["tp"] = self.traceparent
+        return packb(body)
 
     @classmethod
     def decode(cls, raw: bytes, what: str = "batch") -> Batch:
@@ -92,6 +96,7 @@ class Batch:
             trace_id=str(body.get("tr", "")),
             default_max_cycles=int(body.get("mc", 10)),
             enqueued_at=float(body.get("q", 0.0)),
+            traceparent=str(body.get("tp", "")),
         )
 
 

@@ -27,6 +27,8 @@ from graflow_dist.errors import (
     error_attributes,
 )
 from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.trace.base import Tracer
+from graflow_dist.trace.noop import NoopTracer
 from graflow_dist.wire.connection import patient_client
 from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.wire.messages import DONE, FAIL, Batch, Event
@@ -46,13 +48,15 @@ class Report:
 
 class TaskExecutor:
     def __init__(self, client: redis.Redis, keyspace: Keyspace, worker: str,
-                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE) -> None:
+                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE, tracer: Tracer | None = None
+                 ) -> None:
         # Task code reads and writes the channel through this client: a Redis restart
         # mid-task makes it wait and retry instead of failing the task.
         self.client = patient_client(client)
         self.keyspace = keyspace
         self.worker = worker
         self.cache_size = cache_size
+        self.tracer = tracer or NoopTracer(enable_runtime_graph=False)
         self._graphs: OrderedDict[str, TaskGraph] = OrderedDict()
         self._dynamic: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
@@ -88,10 +92,13 @@ class TaskExecutor:
         channel = RedisChannel(batch.session_id, self.client, self.keyspace.prefix)
         # The cached graph is shared by every batch of the workflow: tasks added with
         # next_task go into this batch's own layer.
+        trace_id = batch.trace_id or batch.session_id
+        tracer = self.tracer.clone(trace_id)  # spans of this batch continue the submission's
+        tracer.attach_to_traceparent(batch.traceparent)
         ctx = ExecutionContext(LayeredGraph(graph), session_id=batch.session_id,
                                channel=channel,
-                               default_max_cycles=batch.default_max_cycles)
-        ctx.trace_id = batch.trace_id or batch.session_id
+                               default_max_cycles=batch.default_max_cycles, tracer=tracer)
+        ctx.trace_id = trace_id
         return ctx
 
     def run(self, ctx: ExecutionContext, spec: TaskSpec) -> Report:

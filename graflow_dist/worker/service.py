@@ -26,6 +26,7 @@ from rq import Worker as RQWorker
 from graflow_dist.errors import GraflowError, SignatureError, WireError
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.trace.base import Tracer
 from graflow_dist.wire.connection import TRANSIENT_ERRORS
 from graflow_dist.wire.keyspace import Keyspace
 from graflow_dist.wire.messages import (
@@ -82,6 +83,9 @@ class Worker:
         A claimed job is re-dispatched ``lease_s`` after the last heartbeat.
     grace_period_s:
         On SIGTERM, how long the running task may take before it is handed back.
+    tracer:
+        Gets each task's hooks, continuing the trace of the run's submission
+        (default: `NoopTracer`).
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class Worker:
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
         metrics: Any = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if heartbeat_s >= lease_s:
             raise ValueError(f"heartbeat ({heartbeat_s} s) must be shorter than the lease "
@@ -111,7 +116,7 @@ class Worker:
                            serializer=MsgpackSerializer, worker_ttl=int(max(lease_s * 3, 30)))
         self.claimer = JobClaimer(client, self.keyspace, self.queue, self.name, lease_s,
                                   self.rq.key)
-        self.executor = TaskExecutor(client, self.keyspace, self.name)
+        self.executor = TaskExecutor(client, self.keyspace, self.name, tracer=tracer)
         self.stopping = threading.Event()
         self.current: CurrentJob | None = None
         self.ready = threading.Event()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from conftest import big_shape, parse_svg
+from drawings import big_shape, parse_svg
 
 from graflow_dist.drawing import NODE_STATES, DrawGraph, render_svg, state_class
 from graflow_dist.drawing.svg import element_id
