@@ -225,11 +225,5 @@ class MissingDependencyError(GraflowError, ImportError):
 
 
 class ChannelTypeError(GraflowError, TypeError):
-    """A value written to or read from a typed channel does not match its type."""
-
-    def __init__(self, key: str, type_name: str, problem: str) -> None:
-        self.key = key
-        self.type_name = type_name
-        self.problem = problem
-        super().__init__(f"typed channel key {key!r}: value is not a valid {type_name} "
-                         f"({problem})")
+    """A typed channel's message type is unusable, or a value written to or read from
+    it does not match that type."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from graflow_dist.channels.base import Channel, iteration_key, result_key
 from graflow_dist.channels.memory import MemoryChannel
+from graflow_dist.channels.typed import TypedChannel
+from graflow_dist.core.cycle import CycleController
 from graflow_dist.core.graph import TaskGraph, node_shape
 from graflow_dist.errors import CycleLimitExceededError
 from graflow_dist.scheduler.events import CheckpointRequest, NextTask, RunStatus, TaskOutcome
@@ -17,6 +19,8 @@ from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
 from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS, Scheduler
 from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.noop import NoopTracer
+
+T = TypeVar("T")
 
 
 class ExecutionContext:
@@ -135,6 +139,11 @@ class ExecutionContext:
         return dict(self.frontier.cycle_counts) if self.frontier else {}
 
     @property
+    def cycle_controller(self) -> CycleController:
+        """Graflow's cycle API over this run's counts and limits."""
+        return CycleController.for_context(self)
+
+    @property
     def pending_tasks(self) -> list[TaskSpec]:
         if self._scheduler is not None:
             return self._scheduler.pending
@@ -242,6 +251,11 @@ class TaskExecutionContext:
 
     def get_result(self, task_id: str, default: Any = None) -> Any:
         return self.execution_context.get_result(task_id, default)
+
+    def get_typed_channel(self, message_type: type[T]) -> TypedChannel[T]:
+        """The channel seen through ``message_type`` (a TypedDict or a dataclass):
+        values written and read are checked against it."""
+        return TypedChannel(self.get_channel(), message_type)
 
     def set_local_data(self, key: str, value: Any) -> None:
         self.local_data[key] = value
