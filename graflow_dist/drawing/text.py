@@ -1,5 +1,5 @@
 """Text drawing: boxes in a character grid, sources on top, parallel groups as
-double-line boxes around their members, edges as ``*`` lines ending in ``v``."""
+double-line boxes around their members, edges as ``*`` lines (loops end in ``<``)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def render_text(graph: DrawGraph) -> str:
             pts[-1] = (pts[-1][0], pts[-1][1] - 1)  # stop above the target's border
         for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
             canvas.line(x0, y0, x1, y1, "*")
-        canvas.point(*pts[-1], "v" if route.kind == "forward" else "<")
+        if route.kind != "forward":  # forward edges point down, as in Graflow's drawings
+            canvas.point(*pts[-1], "<")
     groups = layout.groups
     depth = {g: _depth(g, groups) for g in groups}
     for group in sorted(groups, key=depth.__getitem__):  # outer boxes first
