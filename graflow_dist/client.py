@@ -28,6 +28,7 @@ from graflow_dist.errors import RunTimeoutError, error_from_name
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import FINISHED_STATUSES, SUCCEEDED_STATUSES, RunStatus
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
+from graflow_dist.trace.otel import submit_traceparent
 from graflow_dist.wire.messages import CANCEL, Event
 from graflow_dist.wire.signing import content_hash, dumps_signed, loads_signed, verify
 from graflow_dist.wire.values import encode_value
@@ -122,6 +123,7 @@ class Client:
             queue=self.queue, resume=ctx.frontier is not None, incarnation=uuid.uuid4().hex,
             total=sum(1 for node in shape.nodes.values() if not node.is_group),
             submitted_at=time.time(),
+            traceparent=submit_traceparent(ctx.session_id, workflow_name),
         )
         in_redis = isinstance(ctx.channel, RedisChannel)
         values = {} if in_redis else {k: encode_value(v) for k, v in ctx.channel.items()}

@@ -225,3 +225,24 @@ def error_from_name(
     for key, value in (attributes or {}).items():
         setattr(error, key, value)
     return error
+
+
+class UnsupportedGraphError(GraphError, TypeError):
+    """A drawing or graph utility was given something that is not a graph."""
+
+
+# --- optional features ----------------------------------------------------------------
+
+
+class MissingDependencyError(GraflowError, ImportError):
+    """An optional library a feature needs is not installed."""
+
+    def __init__(self, package: str, feature: str, install: str) -> None:
+        self.package = package
+        self.feature = feature
+        super().__init__(f"{feature} needs {package}, which is not installed: {install}")
+
+
+class ChannelTypeError(GraflowError, TypeError):
+    """A typed channel's message type is unusable, or a value written to or read from
+    it does not match that type."""

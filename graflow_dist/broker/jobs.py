@@ -61,7 +61,7 @@ def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], m
     for start in range(0, len(specs), size):
         chunk = specs[start:start + size]
         batch = Batch(record.session_id, record.graph_hash, chunk, record.trace_id,
-                      record.default_max_cycles)
+                      record.default_max_cycles, traceparent=record.traceparent)
         job_id = f"gf.{record.session_id}.{chunk[0].token}"
         names = ",".join(s.task_id for s in chunk)
         cmds.append([

@@ -46,6 +46,7 @@ class RunField:
     QUEUE = "queue"
     RESUME = "resume"
     INCARNATION = "incarnation"  # new at every submit/resume: older jobs are skipped
+    TRACEPARENT = "traceparent"  # W3C trace context of the submission
     TOTAL = "total"
     DONE = "done"
     RUNNING = "running"  # tasks in claimed jobs (kept by the job scripts)

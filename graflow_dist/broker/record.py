@@ -38,6 +38,7 @@ class RunRecord:
     queue: str = ""
     resume: bool = False
     incarnation: str = ""  # new at every submit/resume: jobs of an earlier one are skipped
+    traceparent: str = ""  # W3C trace context of the submission, handed to every batch
     # progress, kept by the coordinator (running: by the job scripts)
     total: int = 0
     done: int = 0
@@ -66,6 +67,7 @@ class RunRecord:
             R.MAX_STEPS: self.max_steps, R.DEFAULT_MAX_CYCLES: self.default_max_cycles,
             R.DEFAULT_MAX_RETRIES: self.default_max_retries, R.CRASH_LIMIT: self.crash_limit,
             R.QUEUE: self.queue, R.RESUME: int(self.resume), R.INCARNATION: self.incarnation,
+            R.TRACEPARENT: self.traceparent,
             R.TOTAL: self.total, R.SUBMITTED_AT: repr(self.submitted_at or 0.0),
             R.DONE: 0, R.RUNNING: 0, R.PENDING: 0, R.FAILED: 0,
         }
@@ -108,7 +110,8 @@ class RunRecord:
             default_max_retries=count(R.DEFAULT_MAX_RETRIES),
             crash_limit=count(R.CRASH_LIMIT, DEFAULT_CRASH_LIMIT, 1),
             queue=m.get(R.QUEUE, ""), resume=m.get(R.RESUME) == "1",
-            incarnation=m.get(R.INCARNATION, ""), total=count(R.TOTAL), done=count(R.DONE),
+            incarnation=m.get(R.INCARNATION, ""), traceparent=m.get(R.TRACEPARENT, ""),
+            total=count(R.TOTAL), done=count(R.DONE),
             # `running` is kept by scripts with HINCRBY; a reaped job may briefly take
             # it below zero, which means none
             running=max(0, count(R.RUNNING, 0, -(2**62))), pending=count(R.PENDING),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from graflow_dist.cli import run_commands, service_commands  # noqa: F401 - registers commands
+from graflow_dist.cli import (  # noqa: F401 - registers commands
+    graph_command,
+    run_commands,
+    service_commands,
+)
 from graflow_dist.cli.app import cli
 
 

@@ -21,6 +21,7 @@ from graflow_dist.coordinator.service import (
 )
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.observability.metrics import Metrics, serve_health
+from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES, tracer_from_name
 from graflow_dist.worker.service import (
     DEFAULT_GRACE_PERIOD_S,
     DEFAULT_HEARTBEAT_S,
@@ -66,11 +67,15 @@ def _on_sigterm(handler: Any) -> None:
               help="On SIGTERM, time the running task gets before it is handed back.")
 @click.option("--metrics-port", type=int, envvar="GRAFLOW_DIST_METRICS_PORT", default=0,
               help="Serve /metrics, /livez, /readyz on this port (0: off).")
+@click.option("--tracer", "tracer_name", type=click.Choice(TRACER_NAMES), envvar=TRACER_ENV,
+              default="auto", show_default=True,
+              help="Task tracing: otel (spans through the process's OpenTelemetry SDK), "
+                   "console, noop; auto is otel when opentelemetry-api is installed.")
 @startup_timeout_option
 @click.pass_context
 def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | None,
            lease_s: float, heartbeat_s: float, grace_period_s: float,
-           metrics_port: int, startup_timeout_s: float) -> None:
+           metrics_port: int, tracer_name: str, startup_timeout_s: float) -> None:
     """Run a worker: claim task batches from the queue and execute them."""
     # Checked before starting a pool too: children that cannot connect would be
     # replaced forever instead of reporting the error.
@@ -79,7 +84,7 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
         client.close()
         options = ["--lease-s", str(lease_s), "--heartbeat-s", str(heartbeat_s),
                    "--grace-period-s", str(grace_period_s),
-                   "--startup-timeout-s", str(startup_timeout_s)]
+                   "--startup-timeout-s", str(startup_timeout_s), "--tracer", tracer_name]
         if queue:
             options += ["--queue", queue]
         _worker_pool(ctx, concurrency, options, name, metrics_port)
@@ -87,7 +92,7 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
     metrics = Metrics()
     w = Worker(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]), queue=queue, name=name,
                lease_s=lease_s, heartbeat_s=heartbeat_s, grace_period_s=grace_period_s,
-               metrics=metrics)
+               metrics=metrics, tracer=tracer_from_name(tracer_name))
     if metrics_port:
         serve_health(metrics_port, metrics, w.ready.is_set)
     _on_sigterm(w.request_stop)

@@ -5,16 +5,22 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from graflow_dist.channels.base import Channel, iteration_key, result_key
 from graflow_dist.channels.memory import MemoryChannel
+from graflow_dist.channels.typed import TypedChannel
+from graflow_dist.core.cycle import CycleController
 from graflow_dist.core.graph import TaskGraph, node_shape
 from graflow_dist.errors import CycleLimitExceededError
 from graflow_dist.scheduler.events import CheckpointRequest, NextTask, RunStatus, TaskOutcome
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
 from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS, Scheduler
+from graflow_dist.trace.base import Tracer
+from graflow_dist.trace.noop import NoopTracer
+
+T = TypeVar("T")
 
 
 class ExecutionContext:
@@ -30,6 +36,8 @@ class ExecutionContext:
         Upper bound on task executions; exceeding it raises `MaxStepsExceededError`.
     channel:
         The run's channel (default: a `MemoryChannel` named after the session).
+    tracer:
+        Receives the run's and its tasks' hooks (default: a `NoopTracer`).
     """
 
     def __init__(
@@ -43,6 +51,7 @@ class ExecutionContext:
         default_max_cycles: int = DEFAULT_MAX_CYCLES,
         default_max_retries: int = 0,
         config: dict[str, Any] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.graph = graph
         self.start_node = start_node
@@ -62,6 +71,7 @@ class ExecutionContext:
         self.status = RunStatus.RUNNING
         self.last_result: Any = None
         self._scheduler: Scheduler | None = None
+        self.tracer: Tracer = tracer if tracer is not None else NoopTracer()
 
     @classmethod
     def create(
@@ -73,6 +83,7 @@ class ExecutionContext:
         default_max_retries: int = 0,
         channel_backend: str = "memory",
         config: dict[str, Any] | None = None,
+        tracer: Tracer | None = None,
         **_: Any,
     ) -> ExecutionContext:
         return cls(
@@ -82,6 +93,7 @@ class ExecutionContext:
             default_max_cycles=default_max_cycles,
             default_max_retries=default_max_retries,
             config=config,
+            tracer=tracer,
         )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -125,6 +137,11 @@ class ExecutionContext:
         if self._scheduler is not None:
             return dict(self._scheduler.cycle_counts)
         return dict(self.frontier.cycle_counts) if self.frontier else {}
+
+    @property
+    def cycle_controller(self) -> CycleController:
+        """Graflow's cycle API over this run's counts and limits."""
+        return CycleController.for_context(self)
 
     @property
     def pending_tasks(self) -> list[TaskSpec]:
@@ -234,6 +251,11 @@ class TaskExecutionContext:
 
     def get_result(self, task_id: str, default: Any = None) -> Any:
         return self.execution_context.get_result(task_id, default)
+
+    def get_typed_channel(self, message_type: type[T]) -> TypedChannel[T]:
+        """The channel seen through ``message_type`` (a TypedDict or a dataclass):
+        values written and read are checked against it."""
+        return TypedChannel(self.get_channel(), message_type)
 
     def set_local_data(self, key: str, value: Any) -> None:
         self.local_data[key] = value

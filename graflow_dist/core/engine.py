@@ -6,6 +6,7 @@ import time
 from collections import deque
 from typing import Any
 
+from graflow_dist.channels.base import result_key
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.invoke import invoke_task
 from graflow_dist.errors import GraflowError, ParallelGroupError
@@ -24,32 +25,40 @@ class WorkflowEngine:
     """
 
     def execute(self, context: ExecutionContext, start_task_id: str | None = None) -> Any:
-        scheduler, first = self._scheduler_for(context, start_task_id)
-        context.attach_scheduler(scheduler)
-        ready: deque[TaskSpec] = deque(first.dispatch)
-        end = first.end
-        failures: dict[str, BaseException] = {}  # tasks whose latest attempt raised
+        name = workflow_name(context)
+        hooks = TracerHooks(context)
+        context.tracer.on_workflow_start(name, context)
         try:
-            while end is None:
-                if not ready:
-                    ready.extend(self._wait_for_retries(scheduler))
-                    continue
-                spec = ready.popleft()
-                if spec.token not in scheduler.inflight:
-                    continue
-                decision, failure = self._run_one(context, scheduler, spec)
-                if failure is None:
-                    failures.pop(spec.task_id, None)
-                else:
-                    failures[spec.task_id] = failure
-                ready.extend(decision.dispatch)
-                if decision.checkpoint is not None:
-                    self._write_checkpoint(context, decision)
-                end = decision.end
+            scheduler, first = self._scheduler_for(context, start_task_id)
+            context.attach_scheduler(scheduler)
+            ready: deque[TaskSpec] = deque(first.dispatch)
+            hooks.dispatched(first)
+            end = first.end
+            failures: dict[str, BaseException] = {}  # tasks whose latest attempt raised
+            try:
+                while end is None:
+                    if not ready:
+                        ready.extend(self._wait_for_retries(scheduler))
+                        continue
+                    spec = ready.popleft()
+                    if spec.token not in scheduler.inflight:
+                        continue
+                    decision, failure = self._run_one(context, scheduler, spec)
+                    if failure is None:
+                        failures.pop(spec.task_id, None)
+                    else:
+                        failures[spec.task_id] = failure
+                    ready.extend(decision.dispatch)
+                    hooks.dispatched(decision)
+                    if decision.checkpoint is not None:
+                        self._write_checkpoint(context, decision)
+                    end = decision.end
+            finally:
+                context.frontier = scheduler.snapshot()
+                context.attach_scheduler(None)
+            return self._finish(context, end, failures)
         finally:
-            context.frontier = scheduler.snapshot()
-            context.attach_scheduler(None)
-        return self._finish(context, end, failures)
+            context.tracer.on_workflow_end(name, context, result=context.last_result)
 
     @staticmethod
     def _scheduler_for(
@@ -115,6 +124,38 @@ class WorkflowEngine:
                 raise error
             raise error from cause
         return context.last_result
+
+
+def workflow_name(context: ExecutionContext) -> str:
+    """The name tracers see: the workflow's, else one made from the session id."""
+    return str(context.config.get("workflow") or f"workflow_{context.session_id[:8]}")
+
+
+class TracerHooks:
+    """Tells the context's tracer which tasks became ready and which parallel groups
+    started and finished, from the scheduler's decisions."""
+
+    def __init__(self, context: ExecutionContext) -> None:
+        self.context = context
+        self.tracer = context.tracer
+        self.open_groups: set[str] = set()
+
+    def dispatched(self, decision: Decision) -> None:
+        ctx, graph = self.context, self.context.graph
+        for spec in decision.dispatch:
+            group = spec.group
+            if group is not None and group not in self.open_groups:
+                self.open_groups.add(group)
+                self.tracer.on_parallel_group_start(group, graph.get_node(group).member_ids,
+                                                    ctx)
+            self.tracer.on_task_queued(graph.get_node(spec.task_id), ctx)
+        for node_id in decision.completed:
+            if node_id in self.open_groups:
+                self.open_groups.discard(node_id)
+                members = graph.get_node(node_id).member_ids
+                results = {m: ctx.get_result(m) for m in members
+                           if ctx.channel.exists(result_key(m))}
+                self.tracer.on_parallel_group_end(node_id, members, ctx, results)
 
 
 def _cause_of(error: Exception, failures: dict[str, BaseException]) -> BaseException | None:

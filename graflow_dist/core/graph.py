@@ -6,7 +6,9 @@ from collections import ChainMap
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from graflow_dist.errors import DuplicateTaskError, UnknownTaskError
+from graflow_dist.drawing.model import DrawGraph
+from graflow_dist.drawing.text import render_text
+from graflow_dist.errors import DuplicateTaskError, MissingDependencyError, UnknownTaskError
 from graflow_dist.scheduler.specs import (
     DEFAULT_MAX_CYCLES,
     GraphShape,
@@ -114,6 +116,23 @@ class TaskGraph:
         """The structure the scheduler needs, without user code."""
         return GraphShape({nid: node_shape(ex, self, default_max_cycles)
                            for nid, ex in self._nodes.items()})
+
+    def nx_graph(self) -> Any:
+        """A networkx ``DiGraph`` copy (``nodes[id]["task"]`` is the executable), for
+        Graflow code that works on networkx graphs; needs networkx."""
+        try:
+            import networkx
+        except ImportError:
+            raise MissingDependencyError("networkx", "TaskGraph.nx_graph()",
+                                         "pip install networkx") from None
+        graph = networkx.DiGraph()
+        for node_id, executable in self._nodes.items():
+            graph.add_node(node_id, task=executable)
+        graph.add_edges_from(self.edges)
+        return graph
+
+    def __str__(self) -> str:
+        return render_text(DrawGraph.from_shape(self.shape()))
 
     def __repr__(self) -> str:
         return f"TaskGraph(nodes={list(self._nodes)}, edges={self.edges})"

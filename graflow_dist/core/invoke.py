@@ -19,6 +19,8 @@ from graflow_dist.core.workflow import restore_workflow_context, suspend_workflo
 from graflow_dist.errors import CycleLimitExceededError, GraflowError, WorkflowError
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.trace.base import Tracer
+from graflow_dist.trace.scope import enter_task, exit_task
 
 # Errors a retry cannot fix: the run fails with them as they are.
 FATAL_ERRORS: tuple[type[BaseException], ...] = (CycleLimitExceededError,)
@@ -93,15 +95,20 @@ def invoke_task(
     *,
     worker_id: str | None = None,
 ) -> Invocation:
-    """Run ``task`` once under ``spec``; never raises for errors of the task itself."""
+    """Run ``task`` once under ``spec``; never raises for errors of the task itself.
+    The context's tracer sees the start and the end of the run."""
     task_ctx = TaskExecutionContext(task.task_id, ctx, spec, worker_id)
+    tracer = ctx.tracer
     token = suspend_workflow_context()
+    scope = enter_task(task_ctx)
     try:
+        tracer.on_task_start(task, ctx)
         if not isinstance(task, TaskWrapper):
             raise WorkflowError(f"node {task.task_id!r} is a {type(task).__name__}, not a task")
         args, kwargs = _arguments(task, task_ctx)
         result = task.func(*args, **kwargs)
     except Exception as exc:  # a task's own failure, reported, never propagated here
+        tracer.on_task_end(task, ctx, None, exc)
         return Invocation(
             outcome=task_ctx.outcome,
             error=exc,
@@ -109,5 +116,17 @@ def invoke_task(
             traceback=traceback.format_exc(),
         )
     finally:
+        exit_task(scope)
         restore_workflow_context(token)
+    tracer.on_task_end(task, ctx, result, None)
+    _report_dynamic_tasks(tracer, task.task_id, task_ctx.outcome)
     return Invocation(result=result, outcome=task_ctx.outcome, new_tasks=task_ctx.new_tasks)
+
+
+def _report_dynamic_tasks(tracer: Tracer, task_id: str, outcome: TaskOutcome) -> None:
+    if outcome.iterate:
+        tracer.on_dynamic_task_added(task_id, parent_task_id=task_id, is_iteration=True)
+    for added in outcome.next_tasks:
+        if added.shape is not None:  # a new task, not a jump to an existing one
+            tracer.on_dynamic_task_added(added.task_id, parent_task_id=task_id,
+                                         metadata={"goto": added.goto})

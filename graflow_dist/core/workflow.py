@@ -6,20 +6,27 @@ from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from graflow_dist.core.graph import TaskGraph
+from graflow_dist.drawing.model import DrawGraph
+from graflow_dist.drawing.text import render_text
 from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS
 
 if TYPE_CHECKING:
     from graflow_dist.client import Client
     from graflow_dist.core.context import ExecutionContext
+    from graflow_dist.trace.base import Tracer
 
 _current: ContextVar[WorkflowContext | None] = ContextVar("graflow_dist_workflow", default=None)
 
 
 class WorkflowContext:
-    """A named workflow: ``with workflow("etl") as wf: a >> b; wf.execute()``."""
+    """A named workflow: ``with workflow("etl") as wf: a >> b; wf.execute()``.
 
-    def __init__(self, name: str) -> None:
+    ``tracer`` receives the hooks of the runs it executes in process.
+    """
+
+    def __init__(self, name: str, tracer: Tracer | None = None) -> None:
         self.name = name
+        self.tracer = tracer
         self.graph = TaskGraph()
         self._group_counter = 0
         self._tokens: list[Token[WorkflowContext | None]] = []
@@ -31,6 +38,24 @@ class WorkflowContext:
     def __exit__(self, *exc: object) -> None:
         _current.reset(self._tokens.pop())
 
+    def show_info(self) -> None:
+        """Print the workflow's graph as text and whether its ``>>`` edges form cycles."""
+        print(f"=== Workflow '{self.name}' Information ===")
+        drawn = DrawGraph.from_shape(self.graph.shape())
+        print(render_text(drawn))
+        cycles = drawn.find_cycles()
+        print(f"Cycles detected: {cycles}" if cycles else "No cycles detected")
+
+    def visualize_dependencies(self) -> None:
+        """Print each task with its successors."""
+        print(f"=== Workflow '{self.name}' Dependencies ===")
+        for node in self.graph.nodes:
+            successors = self.graph.successors(node)
+            if successors:
+                print(f"{node} >> {' >> '.join(successors)}")
+            else:
+                print(f"{node} (no dependencies)")
+
     def next_group_name(self) -> str:
         self._group_counter += 1
         return f"ParallelGroup_{self._group_counter}"
@@ -40,6 +65,8 @@ class WorkflowContext:
     ) -> ExecutionContext:
         from graflow_dist.core.context import ExecutionContext
 
+        kwargs.setdefault("tracer", self.tracer)
+        kwargs["config"] = {"workflow": self.name, **(kwargs.get("config") or {})}
         return ExecutionContext.create(self.graph, start_node, max_steps=max_steps, **kwargs)
 
     def execute(
@@ -74,9 +101,9 @@ class WorkflowContext:
         return f"workflow({self.name!r}, nodes={list(self.graph.nodes)})"
 
 
-def workflow(name: str) -> WorkflowContext:
+def workflow(name: str, tracer: Tracer | None = None) -> WorkflowContext:
     """A new workflow; use it as a context manager while defining its tasks."""
-    return WorkflowContext(name)
+    return WorkflowContext(name, tracer=tracer)
 
 
 def get_current_workflow_context() -> WorkflowContext | None:

@@ -54,11 +54,15 @@ class Batch:
     trace_id: str = ""
     default_max_cycles: int = DEFAULT_MAX_CYCLES
     enqueued_at: float = field(default_factory=time.time)
+    traceparent: str = ""  # W3C trace context of the submission; absent in old payloads
 
     def to_body(self) -> dict[str, Any]:
-        return {"v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
+        body = {"v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
                 "tr": self.trace_id, "mc": self.default_max_cycles, "q": self.enqueued_at,
                 "specs": [encode_spec(s) for s in self.specs]}
+        if self.traceparent:
+            body["tp"] = self.traceparent
+        return body
 
     @classmethod
     def from_body(cls, body: Any, what: str = "batch") -> Batch:
@@ -73,6 +77,7 @@ class Batch:
             trace_id=f.text(body, "tr", what, ""),
             default_max_cycles=f.integer(body, "mc", what, DEFAULT_MAX_CYCLES, minimum=1),
             enqueued_at=f.number(body, "q", what, 0.0, minimum=0.0),
+            traceparent=f.text(body, "tp", what, ""),
         )
 
     def job_data(self) -> bytes:

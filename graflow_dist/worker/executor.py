@@ -26,6 +26,8 @@ from graflow_dist.errors import (
     error_attributes,
 )
 from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.trace.base import Tracer
+from graflow_dist.trace.noop import NoopTracer
 from graflow_dist.wire.messages import DONE, FAIL, Batch, Event
 from graflow_dist.wire.signing import dumps_signed, loads_signed
 from graflow_dist.wire.values import encode_value
@@ -44,13 +46,15 @@ class Report:
 
 class TaskExecutor:
     def __init__(self, broker: Broker, worker: str,
-                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE) -> None:
+                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE, tracer: Tracer | None = None
+                 ) -> None:
         self.broker = broker
         # Task code reads and writes the channel through this client: a Redis restart
         # mid-task makes it wait and retry instead of failing the task.
         self.channel_client = patient_client(broker.client)
         self.worker = worker
         self.cache_size = cache_size
+        self.tracer = tracer or NoopTracer(enable_runtime_graph=False)
         self._graphs: OrderedDict[str, TaskGraph] = OrderedDict()
         self._dynamic: OrderedDict[tuple[str, str], Any] = OrderedDict()
 
@@ -85,12 +89,15 @@ class TaskExecutor:
     def context(self, batch: Batch, graph: TaskGraph) -> ExecutionContext:
         channel = RedisChannel(batch.session_id, self.channel_client,
                                self.broker.keyspace.prefix)
+        trace_id = batch.trace_id or batch.session_id
+        tracer = self.tracer.clone(trace_id)  # spans of this batch continue the submission's
+        tracer.attach_to_traceparent(batch.traceparent)
         # The cached graph is shared by every batch of the workflow: tasks added with
         # next_task go into this batch's own layer.
         ctx = ExecutionContext(LayeredGraph(graph), session_id=batch.session_id,
                                channel=channel,
-                               default_max_cycles=batch.default_max_cycles)
-        ctx.trace_id = batch.trace_id or batch.session_id
+                               default_max_cycles=batch.default_max_cycles, tracer=tracer)
+        ctx.trace_id = trace_id
         return ctx
 
     def run(self, ctx: ExecutionContext, spec: TaskSpec) -> Report:

@@ -29,6 +29,7 @@ from graflow_dist.broker.keys import Keyspace
 from graflow_dist.errors import GraflowError, SignatureError, WireError
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.trace.base import Tracer
 from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Batch, Event
 from graflow_dist.worker.executor import Report, TaskExecutor
 
@@ -69,6 +70,9 @@ class Worker:
         A claimed job is re-dispatched ``lease_s`` after the last heartbeat.
     grace_period_s:
         On SIGTERM, how long the running task may take before it is handed back.
+    tracer:
+        Gets each task's hooks, continuing the trace of the run's submission
+        (default: `NoopTracer`).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class Worker:
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
         grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
         metrics: Any = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if heartbeat_s >= lease_s:
             raise ValueError(f"heartbeat ({heartbeat_s} s) must be shorter than the lease "
@@ -97,7 +102,7 @@ class Worker:
                                                      int(max(lease_s * 3, 30)))
         self.claimer = self.broker.claimer(self.queue, self.name, lease_s,
                                            self.registration.rq_key)
-        self.executor = TaskExecutor(self.broker, self.name)
+        self.executor = TaskExecutor(self.broker, self.name, tracer=tracer)
         self.stopping = threading.Event()
         self.current: CurrentJob | None = None
         self.ready = threading.Event()

@@ -1,0 +1,42 @@
+"""``graflow-dist graph MODULE:ATTR``: draw a workflow that has not run (no Redis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from graflow_dist.cli.app import cli
+from graflow_dist.cli.loading import load_workflow
+from graflow_dist.drawing.layout import DIRECTIONS, LR
+from graflow_dist.utils.graph import draw_ascii, draw_mermaid, draw_svg
+
+FORMATS = ("svg", "mermaid", "text")
+SUFFIX_FORMATS = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".txt": "text"}
+
+
+@cli.command("graph")
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format (default: from the -o suffix, else text).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the drawing to FILE instead of standard output.")
+@click.option("--direction", type=click.Choice(DIRECTIONS), default=LR, show_default=True,
+              help="SVG: sources on the left (LR) or on top (TB).")
+def graph(target: str, fmt: str | None, output: Path | None, direction: str) -> None:
+    """Draw a workflow: MODULE:ATTR as for `submit` (a .py file or a dotted module, and a
+    workflow(...) or a function returning one). Needs no Redis."""
+    wf = load_workflow(target)
+    chosen = fmt or (SUFFIX_FORMATS.get(output.suffix.lower(), "text") if output else "text")
+    if chosen == "svg":
+        title = getattr(wf, "name", None) or target
+        drawing = draw_svg(wf, direction=direction, title=title)
+    elif chosen == "mermaid":
+        drawing = draw_mermaid(wf)
+    else:
+        drawing = draw_ascii(wf)
+    if output is None:
+        click.echo(drawing)
+        return
+    output.write_text(drawing if drawing.endswith("\n") else drawing + "\n", encoding="utf-8")
+    click.echo(f"wrote {output} ({chosen})", err=True)

@@ -1,0 +1,1 @@
+"""Utilities with Graflow's module paths (``graflow_dist.utils.graph``)."""
