@@ -39,6 +39,7 @@ RESULT_TIMEOUT_S = 4  # < redis-py's default socket timeout (5 s)
 # worker wakes up). Concurrent small runs would stall for minutes, so the waiting
 # client does what maintenance does, every RESCUE_AFTER_S, and reports the count.
 RESCUE_AFTER_S = 0.05
+STALL_S = 30.0  # dependents can also stay deferred for good: fail, do not hang
 
 
 class RQAdapter(Adapter):
@@ -74,10 +75,16 @@ class RQAdapter(Adapter):
         finished = f"rq:finished:{QUEUE}"
         deadline = time.monotonic() + DEFAULT_RESULT_TIMEOUT_S
         next_rescue = time.monotonic() + RESCUE_AFTER_S
-        rescued = 0
+        rescued, seen, progress_at = 0, -1, time.monotonic()
         with self.r.counted():
-            while self.r.zcard(finished) - base < jobs:
+            while (done := self.r.zcard(finished) - base) < jobs:
                 now = time.monotonic()
+                if done != seen:
+                    seen, progress_at = done, now
+                if now - progress_at > STALL_S:
+                    deferred = self.r.zcard(f"rq:deferred:{QUEUE}")
+                    raise RuntimeError(f"rq: no job finished for {STALL_S} s ({done} of "
+                                       f"{jobs} done, {deferred} deferred)")
                 if now > deadline:
                     raise RuntimeError(f"rq: {jobs} jobs not finished after "
                                        f"{DEFAULT_RESULT_TIMEOUT_S} s")
