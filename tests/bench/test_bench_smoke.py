@@ -1,5 +1,7 @@
-"""Smoke test of the benchmark: `bench/run.py --quick` runs end to end and prints its
-ratio lines. No timing assertions: performance claims live in bench/, not in tests."""
+"""Smoke test of the benchmark: `bench/run.py --quick --peers rq` runs every workload
+end to end for graflow-dist and RQ (both from the repository's virtualenv: the test
+never installs the other peers) and prints its table. No timing assertions:
+performance claims live in bench/, not in tests."""
 
 from __future__ import annotations
 
@@ -11,18 +13,34 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
 
-def test_bench_quick_run_prints_ratios(tmp_path: Path) -> None:
+def test_bench_quick_run_prints_the_peer_table(tmp_path: Path) -> None:
     out = tmp_path / "quick.json"
     proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [sys.executable, str(BENCH), "--quick", "--peers", "rq", "--out", str(out)],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("RATIO throughput graflow-dist/RQ") for line in lines), proc.stdout
-    assert any(line.startswith("RATIO latency graflow-dist/RQ") for line in lines), proc.stdout
+    assert any(line.split() == ["graflow-dist", "RQ"] for line in lines), proc.stdout
+    for row in ("fan-out 1+N+1", "chain of M", "small runs", "scale fan-out",
+                "peak RSS per worker"):
+        assert any(line.startswith(row) for line in lines), (row, proc.stdout)
+    assert not any(line.startswith("FAILED") for line in lines), proc.stdout
+
     data = json.loads(out.read_text())
     assert data["config"]["quick"] is True
-    assert data["ratios"]["throughput_gf_over_rq"] > 0
-    assert data["ratios"]["latency_gf_over_rq"] > 0
-    assert data["commands"]["gf_fanout"]["per_task"] > 0
+    assert data["failures"] == {}
+    summary, ratios = data["summary"], data["ratios"]
+    for workload in ("fanout", "chain", "small", "scale"):
+        assert summary[workload]["graflow-dist"]["median"] > 0
+        assert summary[workload]["rq"]["median"] > 0
+        assert ratios[workload]["rq"] > 0
+    for extra in ("fanout_plain", "chain_wait", "single"):
+        assert summary[extra]["rq"]["median"] > 0
+        assert ratios[extra]["rq"] > 0
+    scale = data["raw"]["graflow-dist"]["scale"][0]
+    assert scale["tasks"] == data["config"]["sizes"]["graflow-dist"]["scale"] + 2
+    for role in ("workers", "coordinator", "client"):
+        assert all(mb and mb > 10 for mb in scale["peak_rss_mb"][role]), scale["peak_rss_mb"]
+    assert data["raw"]["graflow-dist"]["fanout"][0]["commands_per_task"] > 0
+    assert set(data["environment"]["versions"]) == {"graflow-dist", "rq"}
