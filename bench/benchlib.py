@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from graflow_dist.embedded.processes import send_signal, stop_process
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RQ_BIN = str(Path(sys.executable).parent / "rq")
@@ -45,36 +47,16 @@ class Children:
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+        stop_process(proc, timeout_s)
         if proc in self.procs:
             self.procs.remove(proc)
 
     def stop_all(self, timeout_s: float = 5.0) -> None:
         for proc in list(self.procs):
-            if proc.poll() is None:
-                try:
-                    os.kill(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            send_signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for proc in list(self.procs):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            self.stop(proc, timeout_s=1.0)
+            self.stop(proc, timeout_s=max(0.1, deadline - time.monotonic()))
 
 
 @contextmanager

@@ -1,16 +1,15 @@
 #!/usr/bin/env python
-"""Micro-measurements behind the optimisation suggestions in bench/README.md.
+"""Micro-measurements behind two design choices of the worker's reports.
 
     .venv/bin/python bench/micro.py [--tasks 1000]
 
 On a private redis-server (127.0.0.1), with the same redis-py client the worker uses:
 
-1. Reporting task completions: one MULTI/EXEC per task (what the worker does today:
-   SET the parked result + XADD the event) vs one MULTI/EXEC per 16 or 64 tasks.
-2. Moving a parked result into the channel: GET+SET+DEL (today's GF_MOVE, inside Lua)
-   vs carrying the (small) result inside the completion event.
-3. `NodeShape.to_dict` (dataclasses.asdict; the largest cost of `Client.submit`)
-   vs a hand-written dict with the same content.
+1. Reporting task completions: one MULTI/EXEC per task (the first design: SET the
+   result + XADD the event) vs one MULTI/EXEC per 16 or 64 tasks (what workers do).
+2. Handing a result to the channel: the first design's result parked by the worker and
+   moved by the coordinator (GET+SET+DEL in Lua) vs the result inside the completion
+   event, written with one SET (what the coordinator does).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ import redis
 from benchlib import commandstats
 
 from graflow_dist.embedded import RedisServer
-from graflow_dist.scheduler.specs import GroupPolicySpec, NodeShape
 
 GF_MOVE = ("local v = redis.call('GET', KEYS[1]) if v then redis.call('SET', KEYS[2], v) "
            "redis.call('DEL', KEYS[1]) end")
@@ -50,23 +48,6 @@ def reports(r: redis.Redis, n: int, per_tx: int) -> None:
             pipe.xadd("gf:events", {"d": event})
         pipe.execute()
     r.delete("gf:events")
-
-
-def shape_by_hand(node: NodeShape) -> dict:
-    policy = node.policy
-    return {
-        "node_id": node.node_id, "successors": list(node.successors),
-        "predecessors": list(node.predecessors),
-        "members": list(node.members) if node.members is not None else None,
-        "policy": None if policy is None else {
-            "kind": policy.kind, "min_success": policy.min_success,
-            "critical_tasks": list(policy.critical_tasks)},
-        "max_cycles": node.max_cycles,
-        "retry": {"max_retries": node.retry.max_retries,
-                  "initial_interval": node.retry.initial_interval,
-                  "backoff_factor": node.retry.backoff_factor,
-                  "max_interval": node.retry.max_interval, "jitter": node.retry.jitter},
-    }
 
 
 def main() -> int:
@@ -116,14 +97,6 @@ def main() -> int:
         print(f"   result inside the event, one SET:       {best_of(inline) * 1e6 / n:5.1f}"
               " us/task, 1 command/task")
         r.close()
-    nodes = [NodeShape(f"leaf_{i}", ["join"], ["source"]) for i in range(n)]
-    nodes.append(NodeShape("g", ["join"], ["source"], members=[f"leaf_{i}" for i in range(n)],
-                           policy=GroupPolicySpec()))
-    assert all(shape_by_hand(x) == x.to_dict() for x in nodes)
-    t_asdict = best_of(lambda: [x.to_dict() for x in nodes])
-    t_hand = best_of(lambda: [shape_by_hand(x) for x in nodes])
-    print(f"3. NodeShape.to_dict for {n + 1} nodes: asdict {t_asdict * 1e3:.1f} ms, "
-          f"hand-written {t_hand * 1e3:.1f} ms ({t_asdict / t_hand:.0f}x)")
     return 0
 
 

@@ -82,6 +82,8 @@ class ServiceGroup:
 
 
 def _killpg(proc: subprocess.Popen[bytes], sig: int) -> None:
+    # The peers' own virtualenv has no graflow_dist (and so no
+    # graflow_dist.embedded.processes): this small copy signals the groups we started.
     try:
         os.killpg(proc.pid, sig)
     except (ProcessLookupError, PermissionError):

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from graflow_dist.embedded.processes import kill_process, stop_process
 from peers.base import BENCH_DIR, URL_ENV
 
 DEFAULT_START_TIMEOUT_S = 120.0
@@ -103,14 +104,9 @@ class SystemProcess:
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                _killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
+                stop_process(proc, 5, group=True)
         clean = proc.poll() == 0
-        _killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_process(proc, group=True)
         if not clean:  # the driver may have left its services running
             for pids in self.ready.get("pids", {}).values():
                 for pid in pids:
