@@ -14,6 +14,7 @@ import redis
 
 from graflow_dist.broker.commit import Commit, apply
 from graflow_dist.broker.events import EventLog
+from graflow_dist.broker.feedback import FeedbackStore
 from graflow_dist.broker.jobs import JobClaimer, LeaseReaper
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.leader import LeaderLease
@@ -42,6 +43,7 @@ class Broker:
         self.leader = LeaderLease(client, self.keyspace)
         self.reaper = LeaseReaper(client, self.keyspace)
         self.workers = WorkerRegistry(client, self.keyspace)
+        self.feedback = FeedbackStore(client, self.keyspace)
         self._scripts = Scripts(client, self.keyspace)
 
     def claimer(self, queue: str, worker: str, lease_s: float, rq_worker_key: str
@@ -67,5 +69,5 @@ class Broker:
         self.client.close()
 
 
-__all__ = ["Broker", "Commit", "EventLog", "JobClaimer", "Keyspace", "LeaderLease",
+__all__ = ["Broker", "Commit", "EventLog", "FeedbackStore", "JobClaimer", "Keyspace", "LeaderLease",
            "LeaseReaper", "RunRecord", "RunStore", "WorkerRegistration", "WorkerRegistry"]

@@ -70,6 +70,9 @@ class Commit:
         # The graph must outlive the submit-time TTL while this run needs it.
         self.commands.append(["PERSIST", self.keyspace.blob(record.graph_hash)])
 
+    def run_status(self, keys: RunKeys, status: RunStatus) -> None:
+        self.commands.append(["HSET", keys.meta, RunField.STATUS, status.value])
+
     def frontier(self, keys: RunKeys, scheduler: Scheduler, journal: Journal) -> None:
         self.commands += journal_commands(keys, scheduler, journal)
 

@@ -26,6 +26,7 @@ from graflow_dist.wire.specs import (
     encode_spec,
     group_progress_from_dict,
     node_shape_from_dict,
+    parked_from_dict,
 )
 
 Command = list[Any]
@@ -57,6 +58,7 @@ def frontier_commands(keys: RunKeys, frontier: FrontierSnapshot) -> list[Command
     _hset(cmds, keys.cycles, dict(frontier.cycle_counts))
     _hset(cmds, keys.groups, {g: packb(p.to_dict()) for g, p in frontier.groups.items()})
     _hset(cmds, keys.crashes, {t: packb(w) for t, w in frontier.crash_workers.items()})
+    _hset(cmds, keys.parked, {k: packb(p.to_dict()) for k, p in frontier.parked.items()})
     cmds.append(["HSET", keys.meta, RunField.STEPS, frontier.steps,
                  RunField.DISPATCH_SEQ, frontier.dispatch_seq])
     return cmds
@@ -83,11 +85,14 @@ def journal_commands(keys: RunKeys, scheduler: Scheduler, journal: Journal) -> l
                               for g in journal.groups if g in scheduler.groups})
     _hset(cmds, keys.crashes, {t: packb(scheduler.crash_workers.get(t, []))
                                for t in journal.crashes})
+    if journal.parked_del:
+        cmds.append(["HDEL", keys.parked, *journal.parked_del])
+    _hset(cmds, keys.parked, {k: packb(p.to_dict()) for k, p in journal.parked_put.items()})
     cmds += shape_commands(keys, scheduler.shape, journal.new_nodes)
     done = len(scheduler.completed) - sum(1 for g in scheduler.groups if g in scheduler.completed)
     cmds.append(["HSET", keys.meta, RunField.STEPS, scheduler.steps,
                  RunField.DISPATCH_SEQ, scheduler.dispatch_seq, RunField.DONE, done,
-                 RunField.PENDING, len(scheduler.inflight) + len(scheduler.delayed),
+                 RunField.PENDING, len(scheduler.pending),
                  RunField.UPDATED_AT, repr(time.time())])
     return cmds
 
@@ -122,7 +127,9 @@ def load_run(client: redis.Redis, keys: RunKeys) -> tuple[RunRecord, GraphShape,
     pipe.hgetall(keys.groups)
     pipe.smembers(keys.active)
     pipe.hgetall(keys.crashes)
-    meta, shape, completed, released, pending, cycles, groups, active, crashes = pipe.execute()
+    pipe.hgetall(keys.parked)
+    (meta, shape, completed, released, pending, cycles, groups, active, crashes,
+     parked) = pipe.execute()
     if not meta:
         raise UnknownSessionError(session_id)
     record = RunRecord.from_meta(session_id, meta)
@@ -148,6 +155,8 @@ def load_run(client: redis.Redis, keys: RunKeys) -> tuple[RunRecord, GraphShape,
         active=sorted(_text(a, what) for a in active),
         dispatch_seq=record.dispatch_seq,
         crash_workers=crash_workers,
+        parked={_text(k, what): parked_from_dict(unpackb(v, what), what)
+                for k, v in parked.items()},
     )
     frontier.pending_tasks.sort(key=Scheduler.seq_of)
     return record, graph, frontier

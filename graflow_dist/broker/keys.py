@@ -145,8 +145,16 @@ class RunKeys:
         return self._k("crashes")
 
     @property
+    def parked(self) -> str:  # HASH wake key (feedback id) -> msgpack ParkedTask
+        return self._k("parked")
+
+    @property
     def dynamic(self) -> str:  # HASH task_id -> signed cloudpickle of a dynamic task
         return self._k("dynamic")
+
+    @property
+    def feedback(self) -> str:  # SET of the run's feedback ids
+        return self._k("feedback")
 
     @property
     def ended(self) -> str:  # STREAM with one entry once the run is over (wakes waiters)
@@ -164,12 +172,13 @@ class RunKeys:
 
     def frontier_keys(self) -> list[str]:
         return [self.meta, self.shape, self.completed, self.released, self.pending,
-                self.cycles, self.groups, self.active, self.crashes, self.dynamic, self.ended]
+                self.cycles, self.groups, self.active, self.crashes, self.parked,
+                self.dynamic, self.feedback, self.ended]
 
     def state_keys(self) -> list[str]:
         """The frontier proper (what a submission from a checkpoint replaces)."""
         return [self.completed, self.released, self.pending, self.cycles, self.groups,
-                self.active, self.crashes]
+                self.active, self.crashes, self.parked]
 
 
 @dataclass(frozen=True)
@@ -267,6 +276,17 @@ class Keyspace:
 
     def blob(self, content_hash: str) -> str:
         return f"{self.prefix}:blob:{content_hash}"
+
+    def feedback(self, feedback_id: str) -> str:  # HASH request, response, session, time
+        return f"{self.prefix}:feedback:req:{feedback_id}"
+
+    @property
+    def feedback_index(self) -> str:  # ZSET feedback id -> created time
+        return f"{self.prefix}:feedback:index"
+
+    @property
+    def feedback_pending(self) -> str:  # ZSET feedback id -> created time, while open
+        return f"{self.prefix}:feedback:pending"
 
     @property
     def checkpoint_index(self) -> str:  # ZSET base -> created time

@@ -15,6 +15,7 @@ from graflow_dist.broker.channel_data import (
     read_channel,
 )
 from graflow_dist.broker.events import EventLog
+from graflow_dist.broker.feedback import FeedbackStore
 from graflow_dist.broker.frontier import frontier_commands, load_run, shape_commands
 from graflow_dist.broker.keys import ENDED_FIELD, Keyspace, RunField, RunKeys
 from graflow_dist.broker.record import RunRecord
@@ -44,6 +45,7 @@ class RunStore:
         self.client = client
         self.keyspace = keyspace
         self.events = EventLog(client, keyspace)
+        self.feedback = FeedbackStore(client, keyspace)
 
     # --- submitting -------------------------------------------------------------------
 
@@ -211,4 +213,5 @@ class RunStore:
                 pipe.execute()
             except WatchError:
                 return False  # changed meanwhile: a new submission owns the data now
+        self.feedback.expire(record.session_id, ttl_s)
         return True

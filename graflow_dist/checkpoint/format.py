@@ -16,9 +16,10 @@ from typing import Any
 
 import msgpack
 
-from graflow_dist.errors import CheckpointError, SignatureError
+from graflow_dist.errors import CheckpointError, SignatureError, WireError
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.wire.signing import sign, verify
+from graflow_dist.wire.specs import frontier_from_dict
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
@@ -159,21 +160,18 @@ def parse_state(raw: bytes, path: str) -> tuple[FrontierSnapshot, dict[str, Any]
     """Validate a ``.state.json`` and return the frontier and the document."""
     doc = parse_json(raw, path)
     _check_schema(doc.get("schema_version"), path)
+    extra = doc.get("frontier", {})
+    missing = [k for k in ("session_id", "steps", "completed_tasks", "pending_tasks",
+                           "cycle_counts") if k not in doc]
+    if missing or not isinstance(extra, dict):
+        raise CheckpointError(path, "malformed state document (" + (
+            f"missing {', '.join(missing)}" if missing else "'frontier' is not an object") + ")")
+    body = {**extra, **{k: doc[k] for k in ("session_id", "steps", "completed_tasks",
+                                             "pending_tasks", "cycle_counts")}}
     try:
-        frontier = FrontierSnapshot.from_dict(
-            {
-                "session_id": doc["session_id"],
-                "steps": doc["steps"],
-                "completed_tasks": doc["completed_tasks"],
-                "pending_tasks": doc["pending_tasks"],
-                "cycle_counts": doc["cycle_counts"],
-                **doc.get("frontier", {}),
-            }
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(
-            path, f"malformed state document ({type(exc).__name__}: {exc})"
-        ) from None
+        frontier = frontier_from_dict(body, "state document")
+    except WireError as exc:
+        raise CheckpointError(path, f"malformed {exc}") from None
     return frontier, doc
 
 

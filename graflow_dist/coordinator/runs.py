@@ -9,11 +9,11 @@ from graflow_dist.broker.keys import RunKeys
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.channels.base import result_key
 from graflow_dist.errors import GraflowError, error_from_name
-from graflow_dist.scheduler.events import CheckpointRequest, Decision, RunEnd
+from graflow_dist.scheduler.events import CheckpointRequest, Decision, RunEnd, RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.scheduler.state import Scheduler
-from graflow_dist.wire.messages import DONE, FAIL, HANDBACK, LOST, Event
+from graflow_dist.wire.messages import DONE, FAIL, HANDBACK, LOST, PARK, Event
 
 DEFAULT_MAX_BATCH = 64
 
@@ -36,6 +36,7 @@ class RunState:
     scheduler: Scheduler
     keys: RunKeys
     started: bool = False  # just started: the commit marks it running
+    waiting: bool = False  # as last written: only parked tasks left
     dispatch: list[TaskSpec] = field(default_factory=list)
     checkpoints: list[PendingCheckpoint] = field(default_factory=list)
     end: RunEnd | None = None
@@ -79,6 +80,8 @@ class RunState:
                                             worker=event.worker)
         elif event.kind == HANDBACK:
             decision = self.scheduler.hand_back(event.token)
+        elif event.kind == PARK:
+            decision = self.scheduler.park(event.token, event.wake_key, deadline=event.deadline)
         else:
             raise GraflowError(f"not a task event: {event.kind}")
         if decision.stale:
@@ -92,6 +95,10 @@ class RunState:
         if self.started:
             commit.run_started(self.record)
             self.started = False
+        if self.end is None and self.scheduler.waiting != self.waiting:
+            self.waiting = self.scheduler.waiting
+            commit.run_status(self.keys, RunStatus.WAITING if self.waiting
+                              else RunStatus.RUNNING)
         commit.frontier(self.keys, self.scheduler, self.scheduler.drain_journal())
         commit.dynamic_tasks(self.keys, self.dynamic)
         commit.failures(self.keys, self.failures)

@@ -32,7 +32,7 @@ from graflow_dist.errors import GraflowError, NotLeaderError, StaleStateError
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import CheckpointRequest, RunStatus
 from graflow_dist.scheduler.state import Scheduler
-from graflow_dist.wire.messages import CANCEL, LOST, RESUME, SUBMIT, Event
+from graflow_dist.wire.messages import ANSWER, CANCEL, LOST, PARK, RESUME, SUBMIT, Event
 
 DEFAULT_LEADER_LEASE_S = 5.0
 DEFAULT_REAP_INTERVAL_S = 0.5
@@ -211,6 +211,11 @@ class Coordinator:
             if due:
                 run.dispatch.extend(due)
                 touched.add(run.session_id)
+            if run.scheduler.parked:
+                expired = run.scheduler.expire_waits(now)
+                if expired.checkpoint is not None:
+                    run.take(expired)
+                    touched.add(run.session_id)
         self._auto_checkpoints(touched)
         if touched or entries:
             self._commit(touched)
@@ -240,6 +245,9 @@ class Coordinator:
         if event.kind == CANCEL:
             run.take(run.scheduler.cancel(event.error or "cancelled by client"))
             return {sid}
+        if event.kind == ANSWER:
+            run.take(run.scheduler.wake(event.wake_key))
+            return {sid}
         try:
             decision = run.on_task_event(event, now)
         except (GraflowError, KeyError, TypeError, ValueError) as exc:
@@ -255,6 +263,9 @@ class Coordinator:
                           token=event.token, worker=event.worker, kind=event.kind)
             if self.metrics is not None:
                 self.metrics.stale_reports.inc()
+        elif event.kind == PARK and self.broker.feedback.response(event.wake_key) is not None:
+            # Answered before the task had parked: wake it at once.
+            run.take(run.scheduler.wake(event.wake_key))
         return {sid}
 
     def _fail_unloadable(self, session_id: str, exc: GraflowError) -> None:

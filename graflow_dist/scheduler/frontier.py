@@ -38,13 +38,29 @@ class GroupProgress:
 
 
 @dataclass
+class ParkedTask:
+    """A pending task that waits for something outside the run (a person's answer)
+    and holds no worker meanwhile; it runs again once woken. ``token`` names its spec
+    among the pending tasks; ``deadline`` (epoch seconds, 0 for none) is when the
+    waiting run is checkpointed; ``timed_out`` once that happened."""
+
+    token: str
+    deadline: float = 0.0
+    timed_out: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"token": self.token, "deadline": self.deadline, "timed_out": self.timed_out}
+
+
+@dataclass
 class FrontierSnapshot:
     """A consistent frontier: what completed, what is still to run, and the counters.
 
     ``pending_tasks`` holds every spec that has not completed: ready, in flight
     (running tasks re-run from their start on resume) and waiting for a retry.
     ``released`` are the nodes whose successors were released (a node that looped or
-    jumped completed without releasing them); joins wait on it.
+    jumped completed without releasing them); joins wait on it. ``parked`` maps a wake
+    key (a feedback id) to the pending task that waits for it.
     """
 
     session_id: str
@@ -57,6 +73,7 @@ class FrontierSnapshot:
     active: list[str] = field(default_factory=list)
     dispatch_seq: int = 0
     crash_workers: dict[str, list[str]] = field(default_factory=dict)
+    parked: dict[str, ParkedTask] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,19 +87,5 @@ class FrontierSnapshot:
             "active": list(self.active),
             "dispatch_seq": self.dispatch_seq,
             "crash_workers": {t: list(w) for t, w in self.crash_workers.items()},
+            "parked": {k: p.to_dict() for k, p in self.parked.items()},
         }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FrontierSnapshot:
-        return cls(
-            session_id=data["session_id"],
-            steps=int(data.get("steps", 0)),
-            completed_tasks=list(data.get("completed_tasks", [])),
-            released=list(data.get("released", [])),
-            pending_tasks=[TaskSpec.from_dict(s) for s in data.get("pending_tasks", [])],
-            cycle_counts={k: int(v) for k, v in data.get("cycle_counts", {}).items()},
-            groups={g: GroupProgress.from_dict(p) for g, p in data.get("groups", {}).items()},
-            active=list(data.get("active", [])),
-            dispatch_seq=int(data.get("dispatch_seq", 0)),
-            crash_workers={t: list(w) for t, w in data.get("crash_workers", {}).items()},
-        )

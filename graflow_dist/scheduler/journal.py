@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from graflow_dist.scheduler.frontier import ParkedTask
 from graflow_dist.scheduler.specs import TaskSpec
 
 
@@ -22,18 +23,30 @@ class Journal:
     groups: set[str] = field(default_factory=set)
     crashes: set[str] = field(default_factory=set)
     new_nodes: list[str] = field(default_factory=list)
+    parked_put: dict[str, ParkedTask] = field(default_factory=dict)
+    parked_del: set[str] = field(default_factory=set)
 
     def put(self, spec: TaskSpec) -> None:
         self.pending_del.discard(spec.token)
         self.pending_put[spec.token] = spec
 
     def drop(self, token: str) -> None:
-        # Added since the last drain: it never reached the store, so just forget it.
-        if self.pending_put.pop(token, None) is None:
-            self.pending_del.add(token)
+        # Also when it was put since the last drain: that put may have been an update
+        # of a spec the store already holds (a released retry).
+        self.pending_put.pop(token, None)
+        self.pending_del.add(token)
+
+    def park(self, wake_key: str, parked: ParkedTask) -> None:
+        self.parked_del.discard(wake_key)
+        self.parked_put[wake_key] = parked
+
+    def unpark(self, wake_key: str) -> None:
+        self.parked_put.pop(wake_key, None)
+        self.parked_del.add(wake_key)
 
     def __bool__(self) -> bool:
         return any(
             (self.pending_put, self.pending_del, self.completed, self.released,
-             self.activated, self.cycles, self.groups, self.crashes, self.new_nodes)
+             self.activated, self.cycles, self.groups, self.crashes, self.new_nodes,
+             self.parked_put, self.parked_del)
         )

@@ -27,7 +27,7 @@ from graflow_dist.scheduler.events import (
     RunStatus,
     TaskOutcome,
 )
-from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
+from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress, ParkedTask
 from graflow_dist.scheduler.groups import group_satisfied
 from graflow_dist.scheduler.journal import Journal
 from graflow_dist.scheduler.specs import GraphShape, TaskSpec
@@ -78,6 +78,7 @@ class Scheduler:
         self.groups: dict[str, GroupProgress] = {}
         self.active: set[str] = set()
         self.crash_workers: dict[str, list[str]] = {}
+        self.parked: dict[str, tuple[TaskSpec, ParkedTask]] = {}  # wake key -> waiting task
         self.dispatch_seq = 0
         self.end: RunEnd | None = None
         self._pending_ids: Counter[str] = Counter()
@@ -109,21 +110,24 @@ class Scheduler:
         sched.active = set(snapshot.active)
         sched.crash_workers = {t: list(w) for t, w in snapshot.crash_workers.items()}
         sched.dispatch_seq = snapshot.dispatch_seq
+        parked_by_token = {p.token: (key, p) for key, p in snapshot.parked.items()}
         for spec in snapshot.pending_tasks:
             if spec.task_id not in shape.nodes:
                 raise UnknownTaskError(spec.task_id, "the restored frontier")
+            sched._pending_ids[spec.task_id] += 1
+            if spec.token in parked_by_token:
+                key, parked = parked_by_token[spec.token]
+                sched.parked[key] = (spec, ParkedTask(**parked.to_dict()))
+                continue
             # A spec keeps its not_before until it is released (then it is journaled
             # with 0): one with not_before set never got a job, even if it is due now.
             bucket = sched.delayed if spec.not_before > 0 else sched.inflight
             bucket[spec.token] = spec
-            sched._pending_ids[spec.task_id] += 1
         sched.journal = Journal()
         return sched
 
     def snapshot(self) -> FrontierSnapshot:
-        pending = sorted(
-            [*self.inflight.values(), *self.delayed.values()], key=lambda s: self.seq_of(s)
-        )
+        pending = sorted(self.pending, key=self.seq_of)
         return FrontierSnapshot(
             session_id=self.session_id,
             steps=self.steps,
@@ -135,6 +139,7 @@ class Scheduler:
             active=sorted(self.active),
             dispatch_seq=self.dispatch_seq,
             crash_workers={t: list(w) for t, w in self.crash_workers.items()},
+            parked={k: ParkedTask(**p.to_dict()) for k, (_s, p) in self.parked.items()},
         )
 
     # --- events ---------------------------------------------------------------------
@@ -165,6 +170,12 @@ class Scheduler:
         crash budget (a resume follows a fix, e.g. of a dead-lettered task)."""
         decision = Decision()
         if reissue:
+            # Waiting tasks run again: the answer may have come while the run was away
+            # (they find it), else they wait anew.
+            for key in list(self.parked):
+                spec, _parked = self.parked.pop(key)
+                self.journal.unpark(key)
+                self.inflight[spec.token] = spec
             for bucket in (self.inflight, self.delayed):
                 for token in list(bucket):
                     spec = bucket.pop(token)
@@ -340,11 +351,68 @@ class Scheduler:
         return journal
 
     def next_due(self) -> float | None:
-        return min((s.not_before for s in self.delayed.values()), default=None)
+        """The next moment `release_due` or `expire_waits` has something to do."""
+        return min([*(s.not_before for s in self.delayed.values()),
+                    *(p.deadline for _s, p in self.parked.values()
+                      if p.deadline and not p.timed_out)], default=None)
 
     @property
     def pending(self) -> list[TaskSpec]:
-        return [*self.inflight.values(), *self.delayed.values()]
+        return [*self.inflight.values(), *self.delayed.values(),
+                *(spec for spec, _p in self.parked.values())]
+
+    @property
+    def waiting(self) -> bool:
+        """Only tasks that wait for the outside world are left (the run's status is
+        ``waiting``)."""
+        return self.end is None and bool(self.parked) and not (self.inflight or self.delayed)
+
+    # --- waiting for the outside world (human feedback) ------------------------------
+
+    def park(self, token: str, wake_key: str, *, deadline: float = 0.0) -> Decision:
+        """The task running ``token`` waits for ``wake_key`` (a feedback id) and gave its
+        worker back: it stays pending and runs again from its start once `wake` is
+        called with that key. At ``deadline`` (epoch seconds; 0: none) `expire_waits`
+        asks for a checkpoint of the waiting run."""
+        decision = Decision()
+        spec = self.inflight.get(token) if self.end is None else None
+        if spec is None or wake_key in self.parked:
+            decision.stale = True
+            return decision
+        del self.inflight[token]
+        parked = ParkedTask(token, deadline)
+        self.parked[wake_key] = (spec, parked)
+        self.journal.park(wake_key, parked)
+        return decision
+
+    def wake(self, wake_key: str) -> Decision:
+        """The answer for ``wake_key`` arrived: its task runs again (a new token)."""
+        decision = Decision()
+        entry = self.parked.pop(wake_key, None) if self.end is None else None
+        if entry is None:
+            decision.stale = True
+            return decision
+        spec, _parked = entry
+        self.journal.unpark(wake_key)
+        self.journal.drop(spec.token)
+        self._pending_ids[spec.task_id] -= 1
+        self._enqueue(spec.evolve(token=self._token()), decision)
+        return decision
+
+    def expire_waits(self, now: float) -> Decision:
+        """Waits whose deadline passed: the decision asks for a checkpoint of the run
+        (which keeps waiting; a late answer still wakes the task)."""
+        decision = Decision()
+        expired = [key for key, (_s, p) in self.parked.items()
+                   if p.deadline and not p.timed_out and p.deadline <= now]
+        for key in expired:
+            spec, parked = self.parked[key]
+            parked.timed_out = True
+            self.journal.park(key, parked)
+        if expired and self.end is None:
+            decision.checkpoint = CheckpointRequest(None, {"waiting_for": sorted(expired),
+                                                           "reason": "feedback timeout"})
+        return decision
 
     # --- internals ------------------------------------------------------------------
 
@@ -449,11 +517,16 @@ class Scheduler:
                 del bucket[token]
                 self._pending_ids[spec.task_id] -= 1
                 self.journal.drop(token)
+        for key, (spec, _parked) in list(self.parked.items()):
+            del self.parked[key]
+            self._pending_ids[spec.task_id] -= 1
+            self.journal.unpark(key)
+            self.journal.drop(spec.token)
 
     def _maybe_finish(self, decision: Decision) -> None:
         if self.end is not None:
             return
-        if self.inflight or self.delayed:
+        if self.inflight or self.delayed or self.parked:
             if self.steps >= self.max_steps:
                 pending = sorted({s.task_id for s in self.pending})
                 self._finish(

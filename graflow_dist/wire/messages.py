@@ -111,8 +111,11 @@ class MsgpackSerializer:
 
 SUBMIT, RESUME, CANCEL = "submit", "resume", "cancel"
 DONE, FAIL, LOST, HANDBACK = "done", "fail", "lost", "handback"
-EVENT_KINDS = frozenset({SUBMIT, RESUME, CANCEL, DONE, FAIL, LOST, HANDBACK})
-TASK_EVENT_KINDS = frozenset({DONE, FAIL, LOST, HANDBACK})
+# A task waits for ``wake_key`` (a feedback id) and gave its worker back; the answer
+# for a wake key arrived.
+PARK, ANSWER = "park", "answer"
+EVENT_KINDS = frozenset({SUBMIT, RESUME, CANCEL, DONE, FAIL, LOST, HANDBACK, PARK, ANSWER})
+TASK_EVENT_KINDS = frozenset({DONE, FAIL, LOST, HANDBACK, PARK})
 
 
 @dataclass
@@ -123,7 +126,9 @@ class Event:
     a completion the coordinator applies always has its result (even if Redis later
     loses the entry); ``outcome`` says what the task asked for (iterate, next tasks, a
     checkpoint, ...); ``dynamic`` maps new task ids to signed cloudpickled tasks;
-    ``error`` / ``error_type`` / ``fatal`` describe a failure.
+    ``error`` / ``error_type`` / ``fatal`` describe a failure; ``wake_key`` and
+    ``deadline`` (epoch seconds, 0: none) what a parked task waits for, and until when
+    before its run is checkpointed.
     """
 
     kind: str
@@ -138,6 +143,8 @@ class Event:
     fatal: bool = False
     error_data: dict[str, Any] = field(default_factory=dict)
     result: bytes | None = None  # the encoded return value (done)
+    wake_key: str = ""
+    deadline: float = 0.0
     at: float = field(default_factory=time.time)
 
     def encode(self) -> bytes:
@@ -145,7 +152,8 @@ class Event:
                                 "at": self.at}
         for name, key in (("token", "t"), ("task_id", "task"), ("worker", "w"),
                           ("dynamic", "dyn"), ("error", "err"), ("error_type", "et"),
-                          ("fatal", "fatal"), ("error_data", "ed")):
+                          ("fatal", "fatal"), ("error_data", "ed"), ("wake_key", "wk"),
+                          ("deadline", "dl")):
             value = getattr(self, name)
             if value:
                 body[key] = value
@@ -175,5 +183,7 @@ class Event:
             dynamic=dict(dynamic), error=f.text(body, "err", what, ""),
             error_type=f.text(body, "et", what, ""), fatal=f.flag(body, "fatal", what, False),
             error_data=dict(f.submap(body, "ed", what, {})), result=result,
+            wake_key=f.text(body, "wk", what, ""),
+            deadline=f.number(body, "dl", what, 0.0, minimum=0.0),
             at=f.number(body, "at", what, 0.0),
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 from graflow_dist.errors import WireError
 from graflow_dist.scheduler.events import CheckpointRequest, NextTask, TaskOutcome
-from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
+from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress, ParkedTask
 from graflow_dist.scheduler.specs import (
     DEFAULT_MAX_CYCLES,
     GroupPolicySpec,
@@ -139,4 +139,13 @@ def frontier_from_dict(body: Any, what: str) -> FrontierSnapshot:
         active=f.text_list(body, "active", what, []),
         dispatch_seq=f.integer(body, "dispatch_seq", what, 0, minimum=0),
         crash_workers={t: f.text_list(crash_workers, t, what) for t in crash_workers},
+        parked={k: parked_from_dict(v, what)
+                for k, v in f.submap(body, "parked", what, {}).items()},
     )
+
+
+def parked_from_dict(body: Any, what: str) -> ParkedTask:
+    body = f.mapping(body, what)
+    return ParkedTask(f.text(body, "token", what),
+                      f.number(body, "deadline", what, 0.0, minimum=0.0),
+                      f.flag(body, "timed_out", what, False))

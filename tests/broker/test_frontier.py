@@ -67,14 +67,20 @@ def test_deltas_reload_as_the_same_frontier(redis_client: redis.Redis, seed: int
         _info, _shape_loaded, loaded = load_run(redis_client, KEYSPACE.run("s1"))
         assert _normalised(loaded) == _normalised(sched.snapshot())
         if not sched.inflight:
+            if sched.parked and (not sched.delayed or rng.random() < 0.5):
+                sched.expire_waits(now + 1)
+                sched.wake(rng.choice(sorted(sched.parked)))
+                continue
             now = sched.next_due() or now
             sched.release_due(now)
             continue
         spec = rng.choice(list(sched.inflight.values()))
         roll = rng.random()
-        if roll < 0.15:
+        if roll < 0.1:
+            sched.park(spec.token, f"fb-{spec.token}", deadline=now + 1)
+        elif roll < 0.2:
             sched.fail(spec.token, "boom", now=now)
-        elif roll < 0.25:
+        elif roll < 0.3:
             sched.crash(spec.token, "lost", worker="w")
         elif spec.task_id == "loop" and spec.cycle < 2:
             sched.complete(spec.token, TaskOutcome(iterate=True))

@@ -20,12 +20,13 @@ from graflow_dist.scheduler import (
     TaskOutcome,
     TaskSpec,
 )
+from graflow_dist.wire.specs import frontier_from_dict
 
 OK = TaskOutcome()
 
 
 def through_json(snapshot: FrontierSnapshot) -> FrontierSnapshot:
-    return FrontierSnapshot.from_dict(json.loads(json.dumps(snapshot.to_dict())))
+    return frontier_from_dict(json.loads(json.dumps(snapshot.to_dict())), "snapshot")
 
 
 def copy_shape(shape: GraphShape) -> GraphShape:

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from graflow_dist.scheduler import (
     Decision,
-    FrontierSnapshot,
     GraphShape,
     GroupPolicySpec,
     NodeShape,
@@ -21,6 +20,7 @@ from graflow_dist.scheduler import (
     TaskOutcome,
     TaskSpec,
 )
+from graflow_dist.wire.specs import frontier_from_dict
 
 OK = TaskOutcome()
 
@@ -134,7 +134,7 @@ def test_snapshot_and_restore_at_a_random_point_runs_the_same_tasks(
     original.run(data, max_completions=cut)
 
     as_json = json.dumps(original.sched.snapshot().to_dict())
-    snapshot = FrontierSnapshot.from_dict(json.loads(as_json))
+    snapshot = frontier_from_dict(json.loads(as_json), "snapshot")
     ran_before = set(before.ran)
 
     # The original run carries on...
