@@ -7,7 +7,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from graflow_dist.coordination.coordinator import (
+    CoordinationBackend,
+    check_backend_config,
+    resolve_backend,
+)
+from graflow_dist.core.handler import TaskHandler, check_handler, registered_handler
 from graflow_dist.core.retry import RetryPolicy
+from graflow_dist.core.running import current_call
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, GroupPolicySpec
 
 if TYPE_CHECKING:
@@ -73,9 +80,11 @@ class TaskWrapper(Executable):
         retry_policy: RetryPolicy | None = None,
         bound_kwargs: dict[str, Any] | None = None,
         register_to_context: bool = True,
+        handler: str | TaskHandler | None = None,
     ) -> None:
         self._task_id = task_id
         self.func = func
+        self.handler_type, self.handler = check_handler(handler, task_id)
         self.inject_context = inject_context
         self.resolve_keyword_args = resolve_keyword_args
         self.max_cycles = max_cycles
@@ -124,11 +133,23 @@ class TaskWrapper(Executable):
                 max_retries=self.max_retries,
                 retry_policy=self.retry_policy,
                 bound_kwargs={**self._bound_kwargs, **kwargs},
+                handler=self.handler or self.handler_type,
             )
         return self.run()
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if state.get("handler") is None:
+            # A named handler registered here travels with the task to other processes.
+            state["handler"] = registered_handler(self.handler_type)
+        return state
+
     def run(self) -> Any:
-        """Run the function once on its own, in a throwaway context."""
+        """Run the task: inside a handler, this execution's call with its resolved
+        arguments; otherwise the function once on its own, in a throwaway context."""
+        call = current_call(self)
+        if call is not None:
+            return call()
         from graflow_dist.core.context import ExecutionContext
         from graflow_dist.core.graph import TaskGraph
         from graflow_dist.core.invoke import invoke_task
@@ -189,7 +210,8 @@ class ParallelGroup(Executable):
                 members.append(t.leftmost)
         self.tasks = members
         self.policy = GroupPolicySpec()
-        self.backend: str | None = None
+        self.backend: CoordinationBackend | None = None
+        self.backend_config: dict[str, Any] = {}
         wf = current_workflow_context()
         self._wf = wf
         self._task_id = name or wf.next_group_name()
@@ -227,14 +249,20 @@ class ParallelGroup(Executable):
 
     def with_execution(
         self,
-        backend: str | None = None,
+        backend: str | CoordinationBackend | None = None,
         backend_config: dict[str, Any] | None = None,
         policy: str | GroupPolicy = "strict",
     ) -> ParallelGroup:
         """Set the group's policy: ``"strict"`` (every member must succeed),
         ``"best_effort"`` (failures are tolerated), `AtLeastNGroupPolicy(n)` or
-        `CriticalGroupPolicy([...])`."""
-        self.backend = backend
+        `CriticalGroupPolicy([...])`; and how an in-process run runs its members:
+        ``backend="direct"`` (default: one after another), ``"threading"`` (at the same
+        time; ``backend_config={"thread_count": n}``) or ``"redis"`` (on a cluster only).
+        A backend or config left out keeps the one set before."""
+        if backend is not None:
+            self.backend = resolve_backend(backend)
+        if backend_config is not None:
+            self.backend_config.update(check_backend_config(self.backend, backend_config))
         self.policy = _policy_spec(policy, self.member_ids)
         return self
 
