@@ -16,6 +16,7 @@ from graflow_dist.core.feedback import FeedbackCalls
 from graflow_dist.core.graph import TaskGraph
 from graflow_dist.core.workflow import get_current_workflow_context
 from graflow_dist.errors import CycleLimitExceededError
+from graflow_dist.hitl.backend.base import FeedbackBackend
 from graflow_dist.hitl.manager import FeedbackManager, default_feedback_manager
 from graflow_dist.scheduler.events import CheckpointRequest, NextTask, RunStatus, TaskOutcome
 from graflow_dist.scheduler.frontier import FrontierSnapshot
@@ -89,9 +90,11 @@ class ExecutionContext:
         channel_backend: str = "memory",
         config: dict[str, Any] | None = None,
         tracer: Tracer | None = None,
+        feedback_backend: str | FeedbackBackend | None = None,
+        feedback_config: dict[str, Any] | None = None,
         **_: Any,
     ) -> ExecutionContext:
-        return cls(
+        context = cls(
             graph,
             start_node,
             max_steps,
@@ -100,6 +103,11 @@ class ExecutionContext:
             config=config,
             tracer=tracer,
         )
+        if feedback_backend is not None:
+            context.feedback_manager = FeedbackManager(
+                feedback_backend, feedback_config, channel_manager=context.channel
+            )
+        return context
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -137,6 +137,21 @@ class TaskWrapper(Executable):
             )
         return self.run()
 
+    def renamed(self, task_id: str) -> TaskWrapper:
+        """The same task (function, bound arguments, settings) under another id."""
+        return TaskWrapper(
+            task_id,
+            self.func,
+            inject_context=self.inject_context,
+            resolve_keyword_args=self.resolve_keyword_args,
+            max_cycles=self.max_cycles,
+            max_retries=self.max_retries,
+            retry_policy=self.retry_policy,
+            bound_kwargs=self._bound_kwargs,
+            register_to_context=False,
+            handler=self.handler or self.handler_type,
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if state.get("handler") is None:
@@ -164,6 +179,23 @@ class TaskWrapper(Executable):
 
     def __repr__(self) -> str:
         return f"TaskWrapper({self.task_id})"
+
+
+def _do_nothing() -> None:
+    return None
+
+
+class Task(TaskWrapper):
+    """A task that does nothing: a named start, join or end point of a graph built by
+    hand (Graflow's ``Task``)."""
+
+    def __init__(self, task_id: str, register_to_context: bool = True) -> None:
+        super().__init__(task_id, _do_nothing, register_to_context=register_to_context)
+        self.__name__ = task_id
+        self.__qualname__ = f"Task.{task_id}"
+
+    def __repr__(self) -> str:
+        return f"Task({self.task_id})"
 
 
 class SequentialTask(Executable):
@@ -381,6 +413,7 @@ __all__ = [
     "ParallelGroup",
     "SequentialTask",
     "StrictGroupPolicy",
+    "Task",
     "TaskWrapper",
     "chain",
     "parallel",
