@@ -54,6 +54,7 @@ class WorkflowEngine:
             end = first.end
             failures: dict[str, BaseException] = {}  # tasks whose latest attempt raised
             waiting: list[Waiting] = []
+            own_graph = False  # the workflow's graph is shared: dynamic nodes go into a copy
             try:
                 while end is None:
                     if not ready:
@@ -66,6 +67,8 @@ class WorkflowEngine:
                         if isinstance(invocation.error, FeedbackTimeoutError):
                             waiting.append(Waiting(spec, invocation.error))
                             continue
+                        if invocation.ok and invocation.new_tasks and not own_graph:
+                            context.graph, own_graph = context.graph.copy(), True
                         decision = self._apply(context, scheduler, spec, invocation, failures)
                         ready.extend(decision.dispatch)
                         hooks.dispatched(decision)

@@ -84,6 +84,14 @@ class TaskGraph:
         """The member ids of parallel group ``group_id`` ([] if it is not a group)."""
         return list(getattr(self._nodes.get(group_id), "member_ids", []))
 
+    def copy(self) -> TaskGraph:
+        """A graph with the same nodes and edges that can change on its own."""
+        clone = TaskGraph()
+        clone._nodes = dict(self._nodes)
+        clone._succ = {k: list(v) for k, v in self._succ.items()}
+        clone._pred = {k: list(v) for k, v in self._pred.items()}
+        return clone
+
     def clear(self) -> None:
         """Remove every node and edge."""
         self._nodes.clear()
@@ -178,6 +186,14 @@ class LayeredGraph(TaskGraph):
     def get_parallel_group_members(self, group_id: str) -> list[str]:
         """The member ids of parallel group ``group_id`` ([] if it is not a group)."""
         return list(getattr(self._nodes.get(group_id), "member_ids", []))
+
+    def copy(self) -> TaskGraph:
+        """A graph with the same nodes and edges that can change on its own."""
+        clone = TaskGraph()
+        clone._nodes = dict(self._nodes)
+        clone._succ = {k: list(v) for k, v in self._succ.items()}
+        clone._pred = {k: list(v) for k, v in self._pred.items()}
+        return clone
 
     def clear(self) -> None:
         """Remove every node and edge."""
