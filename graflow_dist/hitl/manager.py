@@ -172,15 +172,10 @@ class FeedbackManager:
         answer = self._backend.get_response(request.feedback_id)
         if answer is not None:
             self._complete(stored or request, answer, target)
-            log.info("feedback_answered_before", feedback_id=request.feedback_id,
-                     task_id=task_id, session_id=session_id)
             return answer
         if stored is not None:
             request.created_at = stored.created_at  # asked first then
         self._backend.store_request(request)
-        log.info("feedback_requested", feedback_id=request.feedback_id, task_id=task_id,
-                 session_id=session_id, feedback_type=request.feedback_type.value,
-                 timeout_s=request.timeout)
         if stored is None or stored.status != PENDING:
             _call(handler, "on_request_created", request)
 
@@ -189,8 +184,6 @@ class FeedbackManager:
         if answer is None:
             request.status = TIMEOUT
             self._backend.store_request(request)
-            log.info("feedback_timed_out", feedback_id=request.feedback_id, task_id=task_id,
-                     session_id=session_id, timeout_s=request.timeout)
             _call(handler, "on_request_timeout", request)
             raise FeedbackTimeoutError(request.feedback_id, request.timeout)
         self._complete(request, answer, target)
@@ -246,7 +239,6 @@ class FeedbackManager:
         if self.channel_manager is not None:
             write_answer(self.channel_manager, request, response)
         self._backend.publish(feedback_id)
-        log.info("feedback_provided", feedback_id=feedback_id, session_id=request.session_id)
         return True
 
     # --- reading and storing (Graflow's pass-throughs) ------------------------------------
