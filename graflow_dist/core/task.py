@@ -12,7 +12,12 @@ from graflow_dist.coordination.coordinator import (
     check_backend_config,
     resolve_backend,
 )
-from graflow_dist.core.handler import TaskHandler, check_handler, registered_handler
+from graflow_dist.core.handler import (
+    DEFAULT_HANDLER,
+    TaskHandler,
+    check_handler,
+    registered_handler,
+)
 from graflow_dist.core.retry import RetryPolicy
 from graflow_dist.core.running import current_call
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, GroupPolicySpec
@@ -154,7 +159,7 @@ class TaskWrapper(Executable):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        if state.get("handler") is None:
+        if state.get("handler") is None and self.handler_type != DEFAULT_HANDLER:
             # A named handler registered here travels with the task to other processes.
             state["handler"] = registered_handler(self.handler_type)
         return state
