@@ -180,27 +180,6 @@ class LayeredGraph(TaskGraph):
         self._succ = ChainMap({}, base._succ)  # type: ignore[assignment]
         self._pred = ChainMap({}, base._pred)  # type: ignore[assignment]
 
-    def get_edges(self) -> list[tuple[str, str]]:
-        return self.edges
-
-    def get_parallel_group_members(self, group_id: str) -> list[str]:
-        """The member ids of parallel group ``group_id`` ([] if it is not a group)."""
-        return list(getattr(self._nodes.get(group_id), "member_ids", []))
-
-    def copy(self) -> TaskGraph:
-        """A graph with the same nodes and edges that can change on its own."""
-        clone = TaskGraph()
-        clone._nodes = dict(self._nodes)
-        clone._succ = {k: list(v) for k, v in self._succ.items()}
-        clone._pred = {k: list(v) for k, v in self._pred.items()}
-        return clone
-
-    def clear(self) -> None:
-        """Remove every node and edge."""
-        self._nodes.clear()
-        self._succ.clear()
-        self._pred.clear()
-
     def add_edge(self, source: str, target: str) -> None:
         for table in (self._succ, self._pred):
             for node in (source, target):
