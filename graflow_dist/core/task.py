@@ -18,6 +18,14 @@ from graflow_dist.core.handler import (
     check_handler,
     registered_handler,
 )
+from graflow_dist.core.handlers.group_policy import (
+    AtLeastNGroupPolicy,
+    BestEffortGroupPolicy,
+    CriticalGroupPolicy,
+    GroupPolicy,
+    StrictGroupPolicy,
+    policy_spec,
+)
 from graflow_dist.core.retry import RetryPolicy
 from graflow_dist.core.running import current_call
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, GroupPolicySpec
@@ -300,7 +308,7 @@ class ParallelGroup(Executable):
             self.backend = resolve_backend(backend)
         if backend_config is not None:
             self.backend_config.update(check_backend_config(self.backend, backend_config))
-        self.policy = _policy_spec(policy, self.member_ids)
+        self.policy = policy_spec(policy, self.member_ids)
         return self
 
     def __or__(self, other: Executable) -> ParallelGroup:
@@ -324,72 +332,6 @@ class ParallelGroup(Executable):
 
     def __repr__(self) -> str:
         return f"ParallelGroup({self.task_id}: {' | '.join(self.member_ids)})"
-
-
-class GroupPolicy:
-    """Base of the object-style group policies (Graflow's names)."""
-
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        raise NotImplementedError
-
-
-class StrictGroupPolicy(GroupPolicy):
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        return GroupPolicySpec("strict")
-
-
-class BestEffortGroupPolicy(GroupPolicy):
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        return GroupPolicySpec("best_effort")
-
-
-class AtLeastNGroupPolicy(GroupPolicy):
-    """The group succeeds when at least ``min_success`` members succeeded."""
-
-    def __init__(self, min_success: int) -> None:
-        if min_success < 1:
-            raise ValueError(f"AtLeastNGroupPolicy: min_success must be >= 1, got {min_success}")
-        self.min_success = min_success
-
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        if self.min_success > len(members):
-            raise ValueError(
-                f"AtLeastNGroupPolicy({self.min_success}) cannot be met by a group of "
-                f"{len(members)} tasks ({', '.join(members)})"
-            )
-        return GroupPolicySpec("at_least_n", min_success=self.min_success)
-
-
-class CriticalGroupPolicy(GroupPolicy):
-    """The group succeeds when every task in ``critical_task_ids`` succeeded."""
-
-    def __init__(self, critical_task_ids: Iterable[str]) -> None:
-        self.critical_task_ids = list(critical_task_ids)
-
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        unknown = [t for t in self.critical_task_ids if t not in members]
-        if unknown:
-            raise ValueError(
-                f"CriticalGroupPolicy: {unknown} are not members of the group ({members})"
-            )
-        return GroupPolicySpec("critical", critical_tasks=tuple(self.critical_task_ids))
-
-
-_POLICY_NAMES: dict[str, type[GroupPolicy]] = {
-    "strict": StrictGroupPolicy,
-    "best_effort": BestEffortGroupPolicy,
-}
-
-
-def _policy_spec(policy: str | GroupPolicy, members: list[str]) -> GroupPolicySpec:
-    if isinstance(policy, GroupPolicy):
-        return policy.to_spec(members)
-    if policy in _POLICY_NAMES:
-        return _POLICY_NAMES[policy]().to_spec(members)
-    raise ValueError(
-        f"unknown group policy {policy!r}: use 'strict', 'best_effort', "
-        "AtLeastNGroupPolicy(n) or CriticalGroupPolicy([...])"
-    )
 
 
 def chain(*tasks: Executable) -> Executable:
