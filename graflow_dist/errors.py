@@ -187,6 +187,40 @@ class RetryLimitExceededError(TaskExecutionError):
     """A task with a retry policy failed on every allowed attempt."""
 
 
+# --- human in the loop, handlers, coordination ------------------------------------------
+
+
+class FeedbackError(GraflowError):
+    """A human-feedback request or response is invalid, or its store cannot be read."""
+
+
+class FeedbackValidationError(FeedbackError, ValueError):
+    """A feedback request or response does not fit its type (also a `ValueError`, which
+    is what Graflow raises for an unknown feedback type)."""
+
+
+class FeedbackTimeoutError(FeedbackError):
+    """Nobody answered a feedback request within its ``timeout`` (Graflow's name and
+    message). Raised inside the task; if the task lets it escape, the run stops as
+    ``waiting`` with a checkpoint to resume once the answer is there."""
+
+    def __init__(self, feedback_id: str, timeout: float) -> None:
+        self.feedback_id = feedback_id
+        self.timeout = timeout
+        super().__init__(f"Feedback request {feedback_id} timed out after {timeout} seconds")
+
+    def __reduce__(self) -> tuple[type[FeedbackTimeoutError], tuple[str, float]]:
+        return (self.__class__, (self.feedback_id, self.timeout))
+
+
+class TaskHandlerError(GraflowError):
+    """A task names a handler this process does not know, or the handler cannot run."""
+
+
+class CoordinationError(GraflowError):
+    """A parallel group asks for a coordination backend that cannot run it here."""
+
+
 # Graflow's names, so code catching them keeps working after the import rename
 # (`graflow_dist.exceptions` is Graflow's module path for them).
 GraflowRuntimeError = WorkflowError

@@ -16,6 +16,7 @@ from graflow_dist.checkpoint.format import (
 from graflow_dist.checkpoint.io import default_base, load_checkpoint, store_for, write_checkpoint
 from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR, FileCheckpointStore, split_base
 from graflow_dist.core.context import ExecutionContext
+from graflow_dist.core.dynamic import DynamicNode, adopt
 from graflow_dist.errors import CheckpointError, GraflowError
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.wire.signing import dumps_signed, loads_signed
@@ -129,9 +130,10 @@ def restore_context(payload: ContextPayload, frontier: FrontierSnapshot, path: s
     holding the saved values unless ``channel`` is given (then it receives them)."""
     try:
         graph = loads_signed(payload.graph_blob, path)
-        for task_id, blob in payload.dynamic.items():
-            if not graph.has_node(task_id):
-                graph.add_node(loads_signed(blob, f"{path}: dynamic task {task_id!r}"))
+        dynamic = {task_id: loads_signed(blob, f"{path}: dynamic task {task_id!r}")
+                   for task_id, blob in payload.dynamic.items()}
+        adopt(graph, {task_id: node if isinstance(node, DynamicNode) else DynamicNode(node)
+                      for task_id, node in dynamic.items()})
         values = {
             k: decode_value(v, f"{path}: channel key {k!r}")
             for k, v in payload.channel.get("values", {}).items()

@@ -11,8 +11,13 @@ from graflow_dist.channels.base import Channel, iteration_key, result_key
 from graflow_dist.channels.memory import MemoryChannel
 from graflow_dist.channels.typed import TypedChannel
 from graflow_dist.core.cycle import CycleController
-from graflow_dist.core.graph import TaskGraph, node_shape
+from graflow_dist.core.dynamic import DynamicNode, DynamicScope, collect_new_nodes, dynamic_shapes
+from graflow_dist.core.feedback import FeedbackCalls
+from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.workflow import get_current_workflow_context
 from graflow_dist.errors import CycleLimitExceededError
+from graflow_dist.hitl.backend.base import FeedbackBackend
+from graflow_dist.hitl.manager import FeedbackManager, default_feedback_manager
 from graflow_dist.scheduler.events import CheckpointRequest, NextTask, RunStatus, TaskOutcome
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
@@ -72,6 +77,7 @@ class ExecutionContext:
         self.last_result: Any = None
         self._scheduler: Scheduler | None = None
         self.tracer: Tracer = tracer if tracer is not None else NoopTracer()
+        self._feedback_manager: FeedbackManager | None = None
 
     @classmethod
     def create(
@@ -84,9 +90,11 @@ class ExecutionContext:
         channel_backend: str = "memory",
         config: dict[str, Any] | None = None,
         tracer: Tracer | None = None,
+        feedback_backend: str | FeedbackBackend | None = None,
+        feedback_config: dict[str, Any] | None = None,
         **_: Any,
     ) -> ExecutionContext:
-        return cls(
+        context = cls(
             graph,
             start_node,
             max_steps,
@@ -95,13 +103,32 @@ class ExecutionContext:
             config=config,
             tracer=tracer,
         )
+        if feedback_backend is not None:
+            context.feedback_manager = FeedbackManager(
+                feedback_backend, feedback_config, channel_manager=context.channel
+            )
+        return context
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if self._scheduler is not None:
             state["frontier"] = self._scheduler.snapshot()
         state["_scheduler"] = None
+        state["_feedback_manager"] = None  # a store connection stays in its process
         return state
+
+    @property
+    def feedback_manager(self) -> FeedbackManager:
+        """Where this run's feedback requests and answers are kept: assign a
+        `FeedbackManager` to choose; by default a directory store (see
+        `default_feedback_manager`), created on first use."""
+        if self._feedback_manager is None:
+            self._feedback_manager = default_feedback_manager(self.channel)
+        return self._feedback_manager
+
+    @feedback_manager.setter
+    def feedback_manager(self, manager: FeedbackManager) -> None:
+        self._feedback_manager = manager
 
     # --- the frontier, live while running, else from the last snapshot ------------------
 
@@ -174,7 +201,7 @@ class ExecutionContext:
         )
 
 
-class TaskExecutionContext:
+class TaskExecutionContext(FeedbackCalls):
     """What a task with ``inject_context=True`` receives as its first argument.
 
     Control calls (``checkpoint``, ``next_iteration``, ``next_task``,
@@ -196,7 +223,7 @@ class TaskExecutionContext:
         self.start_time = time.time()
         self.local_data: dict[str, Any] = {}
         self.outcome = TaskOutcome()
-        self.new_tasks: dict[str, Any] = {}
+        self.new_tasks: dict[str, DynamicNode] = {}  # task id -> node made by next_task
 
     # --- identity -----------------------------------------------------------------
 
@@ -307,16 +334,19 @@ class TaskExecutionContext:
         return self.task_id
 
     def next_task(self, executable: Any, goto: bool = False) -> str:
-        """Schedule ``executable`` after this task. A new task is added to the graph and
-        the normal successors still run; ``goto=True`` (or an existing task) jumps
-        there instead of the successors."""
+        """Schedule ``executable`` after this task: a task, a parallel group or a chain,
+        e.g. ``next_task(parallel(a(x=1), b(x=2)) >> join)`` (the join runs once,
+        after the group). New tasks join the graph when this task completes and the
+        normal successors still run; ``goto=True`` (or an existing task) jumps there
+        instead of the successors."""
         task_id = executable.task_id
-        shape = None
-        if not self.graph.has_node(task_id):
-            self.graph.add_node(executable)
-            shape = node_shape(executable, None, self.execution_context.default_max_cycles)
-            self.new_tasks[task_id] = executable
-        self.outcome.next_tasks.append(NextTask(task_id, goto, shape))
+        scope = get_current_workflow_context()
+        scratch = scope.graph if isinstance(scope, DynamicScope) else TaskGraph()
+        nodes = collect_new_nodes(executable, scratch, self.graph, self.new_tasks)
+        shapes = dynamic_shapes(nodes, self.graph, self.execution_context.default_max_cycles)
+        self.new_tasks.update(nodes)
+        entry = shapes.pop(task_id, None)
+        self.outcome.next_tasks.append(NextTask(task_id, goto, entry, tuple(shapes.values())))
         return task_id
 
     def terminate_workflow(self, message: str = "terminated") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, overload
 
+from graflow_dist.core.handler import TaskHandler
 from graflow_dist.core.retry import RetryPolicy
 from graflow_dist.core.task import TaskWrapper
 
@@ -23,6 +24,7 @@ def task(
     max_cycles: int | None = None,
     max_retries: int | None = None,
     retry_policy: RetryPolicy | None = None,
+    handler: str | TaskHandler | None = None,
 ) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
@@ -35,12 +37,14 @@ def task(
     max_cycles: int | None = None,
     max_retries: int | None = None,
     retry_policy: RetryPolicy | None = None,
+    handler: str | TaskHandler | None = None,
 ) -> TaskWrapper | Callable[[Callable[..., Any]], TaskWrapper]:
     """Declare a task: ``@task``, ``@task("id")`` or ``@task(id=..., inject_context=...,
-    max_cycles=..., max_retries=..., retry_policy=...)``.
+    max_cycles=..., max_retries=..., retry_policy=..., handler=...)``.
 
     The task id is the function's name unless given. Inside ``with workflow(...)`` the
-    task joins that workflow's graph as soon as it is declared.
+    task joins that workflow's graph as soon as it is declared. ``handler`` is a
+    `TaskHandler` or the name of a registered one (see `graflow_dist.core.handler`).
     """
 
     def decorate(func: Callable[..., Any]) -> TaskWrapper:
@@ -53,6 +57,7 @@ def task(
             max_cycles=max_cycles,
             max_retries=max_retries,
             retry_policy=retry_policy,
+            handler=handler,
         )
 
     if callable(id_or_func) and not isinstance(id_or_func, str):

@@ -7,22 +7,40 @@ from collections import deque
 from typing import Any
 
 from graflow_dist.channels.base import result_key
+from graflow_dist.coordination.coordinator import CoordinationBackend
+from graflow_dist.coordination.executor import in_process_coordinator
 from graflow_dist.core.context import ExecutionContext
-from graflow_dist.core.invoke import invoke_task
-from graflow_dist.errors import GraflowError, ParallelGroupError
+from graflow_dist.core.dynamic import adopt
+from graflow_dist.core.handler import TaskHandler, check_handler
+from graflow_dist.core.invoke import Invocation, invoke_task
+from graflow_dist.core.waiting import Waiting, stop_waiting
+from graflow_dist.errors import FeedbackTimeoutError, GraflowError, ParallelGroupError
 from graflow_dist.scheduler.events import Decision, RunEnd
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.scheduler.state import Scheduler
 
+THREADING = CoordinationBackend.THREADING
+
 
 class WorkflowEngine:
-    """Runs tasks one at a time, in ready order, in the calling thread.
+    """Runs tasks in ready order in the calling thread (the ready members of a group
+    with ``backend="threading"`` together, in threads).
 
     ``execute`` starts a new context or continues a restored one (after
     ``CheckpointManager.resume_from_checkpoint``) and returns the last executed task's
     result. A failed, cancelled or step-limited run raises the matching
-    `WorkflowError` subclass; the context keeps the frontier for inspection.
+    `WorkflowError` subclass; the context keeps the frontier for inspection. A run left
+    with only tasks that wait for human feedback stops with status ``waiting``, writes
+    a checkpoint and returns None (Graflow's behaviour); ``execute`` continues it.
     """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, TaskHandler] = {}
+
+    def register_handler(self, handler_type: str, handler: TaskHandler) -> None:
+        """Make ``@task(handler=handler_type)`` use ``handler`` in runs of this engine."""
+        check_handler(handler, f"<handler {handler_type!r}>")
+        self._handlers[handler_type] = handler
 
     def execute(self, context: ExecutionContext, start_task_id: str | None = None) -> Any:
         name = workflow_name(context)
@@ -35,27 +53,35 @@ class WorkflowEngine:
             hooks.dispatched(first)
             end = first.end
             failures: dict[str, BaseException] = {}  # tasks whose latest attempt raised
+            waiting: list[Waiting] = []
+            own_graph = False  # the workflow's graph is shared: dynamic nodes go into a copy
             try:
                 while end is None:
                     if not ready:
+                        if waiting and scheduler.next_due() is None:
+                            break  # nothing left but tasks waiting for people
                         ready.extend(self._wait_for_retries(scheduler))
                         continue
-                    spec = ready.popleft()
-                    if spec.token not in scheduler.inflight:
-                        continue
-                    decision, failure = self._run_one(context, scheduler, spec)
-                    if failure is None:
-                        failures.pop(spec.task_id, None)
-                    else:
-                        failures[spec.task_id] = failure
-                    ready.extend(decision.dispatch)
-                    hooks.dispatched(decision)
-                    if decision.checkpoint is not None:
-                        self._write_checkpoint(context, decision)
-                    end = decision.end
+                    batch = self._take_batch(context, scheduler, ready)
+                    for spec, invocation in self._run_batch(context, batch):
+                        if isinstance(invocation.error, FeedbackTimeoutError):
+                            waiting.append(Waiting(spec, invocation.error))
+                            continue
+                        if invocation.ok and invocation.new_tasks and not own_graph:
+                            context.graph, own_graph = context.graph.copy(), True
+                        decision = self._apply(context, scheduler, spec, invocation, failures)
+                        ready.extend(decision.dispatch)
+                        hooks.dispatched(decision)
+                        if decision.checkpoint is not None:
+                            self._write_checkpoint(context, decision)
+                        end = decision.end
+                        if end is not None:
+                            break
             finally:
                 context.frontier = scheduler.snapshot()
                 context.attach_scheduler(None)
+            if end is None:
+                return stop_waiting(context, waiting)
             return self._finish(context, end, failures)
         finally:
             context.tracer.on_workflow_end(name, context, result=context.last_result)
@@ -74,31 +100,76 @@ class WorkflowEngine:
         return scheduler, scheduler.start([start] if start else None)
 
     @staticmethod
-    def _wait_for_retries(scheduler: Scheduler) -> list[TaskSpec]:
-        due_at = scheduler.next_due()
-        if due_at is None:  # nothing in flight and nothing delayed: cannot happen
-            raise GraflowError("engine: no runnable task while the run is unfinished")
-        time.sleep(max(0.0, due_at - time.time()))
-        return scheduler.release_due(time.time())
+    def _take_batch(
+        context: ExecutionContext, scheduler: Scheduler, ready: deque[TaskSpec]
+    ) -> list[TaskSpec]:
+        """The next spec, with the other ready members of its group if the group runs
+        them together (``backend="threading"``); specs no longer in flight are dropped."""
+        while ready:
+            spec = ready.popleft()
+            if spec.token in scheduler.inflight:
+                break
+        else:
+            return []
+        if spec.group is None or _backend_of(context, spec.group) is not THREADING:
+            return [spec]
+        batch = [spec]
+        for other in list(ready):
+            if other.group == spec.group and other.token in scheduler.inflight:
+                ready.remove(other)
+                batch.append(other)
+        return batch
+
+    def _run_batch(
+        self, context: ExecutionContext, batch: list[TaskSpec]
+    ) -> list[tuple[TaskSpec, Invocation]]:
+        if not batch:
+            return []
+
+        def run(spec: TaskSpec) -> tuple[TaskSpec, Invocation]:
+            task = context.graph.get_node(spec.task_id)
+            return spec, invoke_task(task, context, spec, handlers=self._handlers)
+
+        group_id = batch[0].group
+        if group_id is None:
+            return [run(batch[0])]
+        group = context.graph.get_node(group_id)
+        coordinator = in_process_coordinator(
+            group_id, _backend_of(context, group_id), getattr(group, "backend_config", {})
+        )
+        return coordinator.run_members(batch, run)
 
     @staticmethod
-    def _run_one(
-        context: ExecutionContext, scheduler: Scheduler, spec: TaskSpec
-    ) -> tuple[Decision, BaseException | None]:
-        task = context.graph.get_node(spec.task_id)
-        invocation = invoke_task(task, context, spec)
+    def _apply(
+        context: ExecutionContext,
+        scheduler: Scheduler,
+        spec: TaskSpec,
+        invocation: Invocation,
+        failures: dict[str, BaseException],
+    ) -> Decision:
         if invocation.ok:
+            failures.pop(spec.task_id, None)
+            adopt(context.graph, invocation.new_tasks)
             context.set_result(spec.task_id, invocation.result)
             context.last_result = invocation.result
-            return scheduler.complete(spec.token, invocation.outcome), None
-        decision = scheduler.fail(
+            return scheduler.complete(spec.token, invocation.outcome)
+        assert invocation.error is not None
+        failures[spec.task_id] = invocation.error
+        return scheduler.fail(
             spec.token,
             invocation.error_text,
             now=time.time(),
             error=invocation.error if invocation.fatal else None,
             retryable=not invocation.fatal,
         )
-        return decision, invocation.error
+
+    @staticmethod
+    def _wait_for_retries(scheduler: Scheduler) -> list[TaskSpec]:
+        due_at = scheduler.next_due()
+        if due_at is None:  # nothing in flight and nothing delayed: cannot happen
+            raise GraflowError("engine: no runnable task while the run is unfinished")
+        time.sleep(max(0.0, due_at - time.time()))
+        return scheduler.release_due(time.time())
 
     @staticmethod
     def _write_checkpoint(context: ExecutionContext, decision: Decision) -> None:
@@ -124,6 +195,10 @@ class WorkflowEngine:
                 raise error
             raise error from cause
         return context.last_result
+
+
+def _backend_of(context: ExecutionContext, group_id: str) -> CoordinationBackend | None:
+    return getattr(context.graph.get_node(group_id), "backend", None)
 
 
 def workflow_name(context: ExecutionContext) -> str:

@@ -8,7 +8,12 @@ from typing import Any
 
 from graflow_dist.drawing.model import DrawGraph
 from graflow_dist.drawing.text import render_text
-from graflow_dist.errors import DuplicateTaskError, MissingDependencyError, UnknownTaskError
+from graflow_dist.errors import (
+    DuplicateTaskError,
+    GraphError,
+    MissingDependencyError,
+    UnknownTaskError,
+)
 from graflow_dist.scheduler.specs import (
     DEFAULT_MAX_CYCLES,
     GraphShape,
@@ -53,7 +58,14 @@ class TaskGraph:
     def edges(self) -> list[tuple[str, str]]:
         return [(a, b) for a, succ in self._succ.items() for b in succ]
 
-    def add_node(self, executable: Any, *, skip_if_exists: bool = False) -> None:
+    def add_node(self, executable: Any, task_id: str | None = None,
+                 skip_if_exists: bool = False) -> None:
+        """Add ``executable`` as node ``task_id`` (default: its own id). A task given
+        another id joins the graph as a copy under that id (results are stored under
+        the node's id). An id that is taken raises `DuplicateTaskError`, unless
+        ``skip_if_exists`` (then nothing changes)."""
+        if task_id is not None and task_id != executable.task_id:
+            executable = _renamed(executable, task_id)
         node_id = executable.task_id
         existing = self._nodes.get(node_id)
         if existing is not None and existing is not executable:
@@ -64,6 +76,27 @@ class TaskGraph:
             self._nodes[node_id] = executable
             self._succ.setdefault(node_id, [])
             self._pred.setdefault(node_id, [])
+
+    def get_edges(self) -> list[tuple[str, str]]:
+        return self.edges
+
+    def get_parallel_group_members(self, group_id: str) -> list[str]:
+        """The member ids of parallel group ``group_id`` ([] if it is not a group)."""
+        return list(getattr(self._nodes.get(group_id), "member_ids", []))
+
+    def copy(self) -> TaskGraph:
+        """A graph with the same nodes and edges that can change on its own."""
+        clone = TaskGraph()
+        clone._nodes = dict(self._nodes)
+        clone._succ = {k: list(v) for k, v in self._succ.items()}
+        clone._pred = {k: list(v) for k, v in self._pred.items()}
+        return clone
+
+    def clear(self) -> None:
+        """Remove every node and edge."""
+        self._nodes.clear()
+        self._succ.clear()
+        self._pred.clear()
 
     def add_edge(self, source: str, target: str) -> None:
         for node in (source, target):
@@ -153,6 +186,17 @@ class LayeredGraph(TaskGraph):
                 if node in table and node not in table.maps[0]:  # type: ignore[attr-defined]
                     table[node] = list(table[node])  # copy on write
         super().add_edge(source, target)
+
+
+def _renamed(executable: Any, task_id: str) -> Any:
+    from graflow_dist.core.task import TaskWrapper
+
+    if not isinstance(executable, TaskWrapper):
+        raise GraphError(
+            f"cannot add {type(executable).__name__} {executable.task_id!r} as node "
+            f"{task_id!r}: only a task can join a graph under another id"
+        )
+    return executable.renamed(task_id)
 
 
 def node_shape(executable: Any, graph: TaskGraph | None = None,

@@ -14,16 +14,24 @@ from typing import Any
 
 from graflow_dist.channels.base import iteration_key, result_key
 from graflow_dist.core.context import ExecutionContext, TaskExecutionContext
+from graflow_dist.core.dynamic import DynamicNode, DynamicScope
+from graflow_dist.core.handler import TaskHandler, resolve_handler
+from graflow_dist.core.handlers.direct import DirectTaskHandler
+from graflow_dist.core.running import running_call
 from graflow_dist.core.task import TaskWrapper
-from graflow_dist.core.workflow import restore_workflow_context, suspend_workflow_context
-from graflow_dist.errors import CycleLimitExceededError, GraflowError, WorkflowError
+from graflow_dist.errors import (
+    CycleLimitExceededError,
+    GraflowError,
+    TaskHandlerError,
+    WorkflowError,
+)
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.scope import enter_task, exit_task
 
 # Errors a retry cannot fix: the run fails with them as they are.
-FATAL_ERRORS: tuple[type[BaseException], ...] = (CycleLimitExceededError,)
+FATAL_ERRORS: tuple[type[BaseException], ...] = (CycleLimitExceededError, TaskHandlerError)
 
 _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
@@ -37,7 +45,7 @@ class Invocation:
     error: BaseException | None = None
     error_text: str = ""
     traceback: str = ""
-    new_tasks: dict[str, Any] = field(default_factory=dict)
+    new_tasks: dict[str, DynamicNode] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -94,19 +102,26 @@ def invoke_task(
     spec: TaskSpec | None,
     *,
     worker_id: str | None = None,
+    handlers: dict[str, TaskHandler] | None = None,
 ) -> Invocation:
-    """Run ``task`` once under ``spec``; never raises for errors of the task itself.
-    The context's tracer sees the start and the end of the run."""
+    """Run ``task`` once under ``spec`` through its handler (``handlers``: names
+    registered with one engine); never raises for errors of the task itself. The
+    context's tracer sees the start and the end of the run."""
     task_ctx = TaskExecutionContext(task.task_id, ctx, spec, worker_id)
     tracer = ctx.tracer
-    token = suspend_workflow_context()
+    dynamic = DynamicScope(task.task_id, task_ctx.spec.cycle).__enter__()
     scope = enter_task(task_ctx)
     try:
         tracer.on_task_start(task, ctx)
         if not isinstance(task, TaskWrapper):
             raise WorkflowError(f"node {task.task_id!r} is a {type(task).__name__}, not a task")
+        handler = resolve_handler(task, handlers)
         args, kwargs = _arguments(task, task_ctx)
-        result = task.func(*args, **kwargs)
+        if type(handler) is DirectTaskHandler:
+            result = task.func(*args, **kwargs)
+        else:
+            with running_call(task, lambda: task.func(*args, **kwargs)):
+                result = handler.execute_task(task, ctx)
     except Exception as exc:  # a task's own failure, reported, never propagated here
         tracer.on_task_end(task, ctx, None, exc)
         return Invocation(
@@ -117,7 +132,7 @@ def invoke_task(
         )
     finally:
         exit_task(scope)
-        restore_workflow_context(token)
+        dynamic.__exit__()
     tracer.on_task_end(task, ctx, result, None)
     _report_dynamic_tasks(tracer, task.task_id, task_ctx.outcome)
     return Invocation(result=result, outcome=task_ctx.outcome, new_tasks=task_ctx.new_tasks)
@@ -127,6 +142,6 @@ def _report_dynamic_tasks(tracer: Tracer, task_id: str, outcome: TaskOutcome) ->
     if outcome.iterate:
         tracer.on_dynamic_task_added(task_id, parent_task_id=task_id, is_iteration=True)
     for added in outcome.next_tasks:
-        if added.shape is not None:  # a new task, not a jump to an existing one
-            tracer.on_dynamic_task_added(added.task_id, parent_task_id=task_id,
+        for shape in added.new_shapes():  # new tasks, not a jump to an existing one
+            tracer.on_dynamic_task_added(shape.node_id, parent_task_id=task_id,
                                          metadata={"goto": added.goto})

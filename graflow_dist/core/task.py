@@ -7,7 +7,27 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from graflow_dist.coordination.coordinator import (
+    CoordinationBackend,
+    check_backend_config,
+    resolve_backend,
+)
+from graflow_dist.core.handler import (
+    DEFAULT_HANDLER,
+    TaskHandler,
+    check_handler,
+    registered_handler,
+)
+from graflow_dist.core.handlers.group_policy import (
+    AtLeastNGroupPolicy,
+    BestEffortGroupPolicy,
+    CriticalGroupPolicy,
+    GroupPolicy,
+    StrictGroupPolicy,
+    policy_spec,
+)
 from graflow_dist.core.retry import RetryPolicy
+from graflow_dist.core.running import current_call
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, GroupPolicySpec
 
 if TYPE_CHECKING:
@@ -73,9 +93,11 @@ class TaskWrapper(Executable):
         retry_policy: RetryPolicy | None = None,
         bound_kwargs: dict[str, Any] | None = None,
         register_to_context: bool = True,
+        handler: str | TaskHandler | None = None,
     ) -> None:
         self._task_id = task_id
         self.func = func
+        self.handler_type, self.handler = check_handler(handler, task_id)
         self.inject_context = inject_context
         self.resolve_keyword_args = resolve_keyword_args
         self.max_cycles = max_cycles
@@ -124,11 +146,38 @@ class TaskWrapper(Executable):
                 max_retries=self.max_retries,
                 retry_policy=self.retry_policy,
                 bound_kwargs={**self._bound_kwargs, **kwargs},
+                handler=self.handler or self.handler_type,
             )
         return self.run()
 
+    def renamed(self, task_id: str) -> TaskWrapper:
+        """The same task (function, bound arguments, settings) under another id."""
+        return TaskWrapper(
+            task_id,
+            self.func,
+            inject_context=self.inject_context,
+            resolve_keyword_args=self.resolve_keyword_args,
+            max_cycles=self.max_cycles,
+            max_retries=self.max_retries,
+            retry_policy=self.retry_policy,
+            bound_kwargs=self._bound_kwargs,
+            register_to_context=False,
+            handler=self.handler or self.handler_type,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if state.get("handler") is None and self.handler_type != DEFAULT_HANDLER:
+            # A named handler registered here travels with the task to other processes.
+            state["handler"] = registered_handler(self.handler_type)
+        return state
+
     def run(self) -> Any:
-        """Run the function once on its own, in a throwaway context."""
+        """Run the task: inside a handler, this execution's call with its resolved
+        arguments; otherwise the function once on its own, in a throwaway context."""
+        call = current_call(self)
+        if call is not None:
+            return call()
         from graflow_dist.core.context import ExecutionContext
         from graflow_dist.core.graph import TaskGraph
         from graflow_dist.core.invoke import invoke_task
@@ -143,6 +192,23 @@ class TaskWrapper(Executable):
 
     def __repr__(self) -> str:
         return f"TaskWrapper({self.task_id})"
+
+
+def _do_nothing() -> None:
+    return None
+
+
+class Task(TaskWrapper):
+    """A task that does nothing: a named start, join or end point of a graph built by
+    hand (Graflow's ``Task``)."""
+
+    def __init__(self, task_id: str, register_to_context: bool = True) -> None:
+        super().__init__(task_id, _do_nothing, register_to_context=register_to_context)
+        self.__name__ = task_id
+        self.__qualname__ = f"Task.{task_id}"
+
+    def __repr__(self) -> str:
+        return f"Task({self.task_id})"
 
 
 class SequentialTask(Executable):
@@ -189,7 +255,8 @@ class ParallelGroup(Executable):
                 members.append(t.leftmost)
         self.tasks = members
         self.policy = GroupPolicySpec()
-        self.backend: str | None = None
+        self.backend: CoordinationBackend | None = None
+        self.backend_config: dict[str, Any] = {}
         wf = current_workflow_context()
         self._wf = wf
         self._task_id = name or wf.next_group_name()
@@ -227,15 +294,21 @@ class ParallelGroup(Executable):
 
     def with_execution(
         self,
-        backend: str | None = None,
+        backend: str | CoordinationBackend | None = None,
         backend_config: dict[str, Any] | None = None,
         policy: str | GroupPolicy = "strict",
     ) -> ParallelGroup:
         """Set the group's policy: ``"strict"`` (every member must succeed),
         ``"best_effort"`` (failures are tolerated), `AtLeastNGroupPolicy(n)` or
-        `CriticalGroupPolicy([...])`."""
-        self.backend = backend
-        self.policy = _policy_spec(policy, self.member_ids)
+        `CriticalGroupPolicy([...])`; and how an in-process run runs its members:
+        ``backend="direct"`` (default: one after another), ``"threading"`` (at the same
+        time; ``backend_config={"thread_count": n}``) or ``"redis"`` (on a cluster only).
+        A backend or config left out keeps the one set before."""
+        if backend is not None:
+            self.backend = resolve_backend(backend)
+        if backend_config is not None:
+            self.backend_config.update(check_backend_config(self.backend, backend_config))
+        self.policy = policy_spec(policy, self.member_ids)
         return self
 
     def __or__(self, other: Executable) -> ParallelGroup:
@@ -259,72 +332,6 @@ class ParallelGroup(Executable):
 
     def __repr__(self) -> str:
         return f"ParallelGroup({self.task_id}: {' | '.join(self.member_ids)})"
-
-
-class GroupPolicy:
-    """Base of the object-style group policies (Graflow's names)."""
-
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        raise NotImplementedError
-
-
-class StrictGroupPolicy(GroupPolicy):
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        return GroupPolicySpec("strict")
-
-
-class BestEffortGroupPolicy(GroupPolicy):
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        return GroupPolicySpec("best_effort")
-
-
-class AtLeastNGroupPolicy(GroupPolicy):
-    """The group succeeds when at least ``min_success`` members succeeded."""
-
-    def __init__(self, min_success: int) -> None:
-        if min_success < 1:
-            raise ValueError(f"AtLeastNGroupPolicy: min_success must be >= 1, got {min_success}")
-        self.min_success = min_success
-
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        if self.min_success > len(members):
-            raise ValueError(
-                f"AtLeastNGroupPolicy({self.min_success}) cannot be met by a group of "
-                f"{len(members)} tasks ({', '.join(members)})"
-            )
-        return GroupPolicySpec("at_least_n", min_success=self.min_success)
-
-
-class CriticalGroupPolicy(GroupPolicy):
-    """The group succeeds when every task in ``critical_task_ids`` succeeded."""
-
-    def __init__(self, critical_task_ids: Iterable[str]) -> None:
-        self.critical_task_ids = list(critical_task_ids)
-
-    def to_spec(self, members: list[str]) -> GroupPolicySpec:
-        unknown = [t for t in self.critical_task_ids if t not in members]
-        if unknown:
-            raise ValueError(
-                f"CriticalGroupPolicy: {unknown} are not members of the group ({members})"
-            )
-        return GroupPolicySpec("critical", critical_tasks=tuple(self.critical_task_ids))
-
-
-_POLICY_NAMES: dict[str, type[GroupPolicy]] = {
-    "strict": StrictGroupPolicy,
-    "best_effort": BestEffortGroupPolicy,
-}
-
-
-def _policy_spec(policy: str | GroupPolicy, members: list[str]) -> GroupPolicySpec:
-    if isinstance(policy, GroupPolicy):
-        return policy.to_spec(members)
-    if policy in _POLICY_NAMES:
-        return _POLICY_NAMES[policy]().to_spec(members)
-    raise ValueError(
-        f"unknown group policy {policy!r}: use 'strict', 'best_effort', "
-        "AtLeastNGroupPolicy(n) or CriticalGroupPolicy([...])"
-    )
 
 
 def chain(*tasks: Executable) -> Executable:
@@ -353,6 +360,7 @@ __all__ = [
     "ParallelGroup",
     "SequentialTask",
     "StrictGroupPolicy",
+    "Task",
     "TaskWrapper",
     "chain",
     "parallel",

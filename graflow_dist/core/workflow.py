@@ -38,6 +38,16 @@ class WorkflowContext:
     def __exit__(self, *exc: object) -> None:
         _current.reset(self._tokens.pop())
 
+    def add_node(self, name: str, task: Any, skip_if_exists: bool = False) -> None:
+        """Add ``task`` to this workflow's graph as node ``name``."""
+        self.graph.add_node(task, name, skip_if_exists=skip_if_exists)
+
+    def add_edge(self, from_node: str, to_node: str) -> None:
+        self.graph.add_edge(from_node, to_node)
+
+    def rename_node(self, old_task_id: str, new_task_id: str) -> None:
+        self.graph.rename_node(old_task_id, new_task_id)
+
     def show_info(self) -> None:
         """Print the workflow's graph as text and whether its ``>>`` edges form cycles."""
         print(f"=== Workflow '{self.name}' Information ===")

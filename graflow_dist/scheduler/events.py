@@ -14,6 +14,7 @@ class RunStatus(StrEnum):
 
     SUBMITTED = "submitted"  # stored by the client; no coordinator has picked it up yet
     RUNNING = "running"
+    WAITING = "waiting"  # only tasks waiting for something outside the run (a person) left
     COMPLETED = "completed"
     TERMINATED = "terminated"  # a task called terminate_workflow: a normal end
     CANCELLED = "cancelled"
@@ -53,11 +54,16 @@ FINISHED_STATUSES = SUCCEEDED_STATUSES | {RunStatus.CANCELLED, RunStatus.FAILED,
 @dataclass(frozen=True)
 class NextTask:
     """A task a running task asked for with ``next_task``; ``shape`` is set when the
-    task is new to the graph (a dynamic task)."""
+    task is new to the graph (a dynamic task). ``nodes`` are the other new nodes that
+    came with it: a new group's members, a new chain's later tasks, its join."""
 
     task_id: str
     goto: bool = False
     shape: NodeShape | None = None
+    nodes: tuple[NodeShape, ...] = ()
+
+    def new_shapes(self) -> list[NodeShape]:
+        return ([self.shape] if self.shape is not None else []) + list(self.nodes)
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,8 @@ class TaskOutcome:
             "iterate": self.iterate,
             "next_tasks": [
                 {"task_id": n.task_id, "goto": n.goto,
-                 "shape": n.shape.to_dict() if n.shape else None}
+                 "shape": n.shape.to_dict() if n.shape else None,
+                 **({"nodes": [s.to_dict() for s in n.nodes]} if n.nodes else {})}
                 for n in self.next_tasks
             ],
             "terminate": self.terminate,
@@ -98,7 +105,8 @@ class TaskOutcome:
             iterate=bool(data.get("iterate")),
             next_tasks=[
                 NextTask(n["task_id"], bool(n.get("goto")),
-                         NodeShape.from_dict(n["shape"]) if n.get("shape") else None)
+                         NodeShape.from_dict(n["shape"]) if n.get("shape") else None,
+                         tuple(NodeShape.from_dict(s) for s in n.get("nodes") or ()))
                 for n in data.get("next_tasks", [])
             ],
             terminate=data.get("terminate"),

@@ -210,10 +210,11 @@ class Scheduler:
         self._mark_completed(node, decision)
         self._set_cycles(node, spec.cycle + 1)
         for dyn in outcome.next_tasks:
-            if dyn.shape is not None and dyn.task_id not in self.shape.nodes:
-                self.shape.add(dyn.shape)
-                self.journal.new_nodes.append(dyn.task_id)
-            elif dyn.task_id not in self.shape.nodes:
+            for new in dyn.new_shapes():
+                if new.node_id not in self.shape.nodes:
+                    self.shape.add(new)
+                    self.journal.new_nodes.append(new.node_id)
+            if dyn.task_id not in self.shape.nodes:
                 self._finish(decision, RunStatus.FAILED, UnknownTaskError(
                     dyn.task_id, f"the graph (next_task called by {node!r})"))
                 return decision

@@ -104,8 +104,12 @@ def outcome_from_dict(body: Any, what: str) -> TaskOutcome:
     for item in next_tasks:
         item = f.mapping(item, what)
         shape = item.get("shape")
+        nodes = item.get("nodes") or []  # a new group's members, a chain's tasks, a join
+        if not isinstance(nodes, list):
+            raise WireError(f"{what}: next_task nodes must be a list")
         dynamic.append(NextTask(f.text(item, "task_id", what), f.flag(item, "goto", what, False),
-                                None if shape is None else node_shape_from_dict(shape, what)))
+                                None if shape is None else node_shape_from_dict(shape, what),
+                                tuple(node_shape_from_dict(n, what) for n in nodes)))
     checkpoint = body.get("checkpoint")
     request = None
     if checkpoint is not None:

@@ -16,6 +16,7 @@ from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import patient_client
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.context import ExecutionContext
+from graflow_dist.core.dynamic import unwrap
 from graflow_dist.core.graph import LayeredGraph, TaskGraph
 from graflow_dist.core.invoke import Invocation, describe_error, invoke_task
 from graflow_dist.errors import (
@@ -81,7 +82,7 @@ class TaskExecutor:
             blob = self.broker.runs.dynamic_blob(session_id, task_id)
             if blob is None:
                 raise UnknownTaskError(task_id, f"the graph of run {session_id}")
-            self._dynamic[key] = loads_signed(blob, f"dynamic task {task_id!r}")
+            self._dynamic[key] = unwrap(loads_signed(blob, f"dynamic task {task_id!r}"))
             while len(self._dynamic) > self.cache_size * 16:
                 self._dynamic.popitem(last=False)
         return self._dynamic[key]

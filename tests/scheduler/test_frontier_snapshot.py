@@ -148,7 +148,9 @@ def test_task_outcome_round_trips_through_json() -> None:
     outcome = TaskOutcome(
         iterate=True,
         next_tasks=[NextTask("n", goto=True, shape=NodeShape("n", successors=["m"])),
-                    NextTask("m")],
+                    NextTask("m"),
+                    NextTask("g", shape=NodeShape("g", members=["x"], successors=["j"]),
+                             nodes=(NodeShape("x"), NodeShape("j", predecessors=["g"])))],
         terminate=None,
         cancel="why",
         checkpoint=CheckpointRequest("p", {"k": [1, 2]}),

@@ -16,6 +16,7 @@ from graflow_dist.errors import (
 )
 from graflow_dist.scheduler import (
     CheckpointRequest,
+    GroupPolicySpec,
     NextTask,
     NodeShape,
     RetrySettings,
@@ -425,6 +426,26 @@ def test_next_task_existing_node_with_goto_false_still_jumps(shape_of, ready) ->
     outcome = TaskOutcome(next_tasks=[NextTask("c", goto=False)])
     decision = sched.complete(ready(sched.start())["a"], outcome)
     assert list(ready(decision)) == ["c"]
+
+
+def test_next_task_new_group_with_a_join_brings_its_nodes(shape_of, ready) -> None:
+    """A group built at run time: its members and its join arrive with it, the join
+    runs once after every member, and the normal successors still run."""
+    sched = new(shape_of("a>b"))
+    group = NodeShape("g", successors=["j"], members=["m1", "m2"],
+                      policy=GroupPolicySpec())
+    nodes = (NodeShape("m1"), NodeShape("m2"), NodeShape("j", predecessors=["g"]))
+    outcome = TaskOutcome(next_tasks=[NextTask("g", shape=group, nodes=nodes)])
+    decision = sched.complete(ready(sched.start())["a"], outcome)
+    assert set(ready(decision)) == {"m1", "m2", "b"}
+    assert sched.journal.new_nodes == ["g", "m1", "m2", "j"]
+    tokens = ready(decision)
+    assert ready(sched.complete(tokens["m1"], OK)) == {}
+    join = ready(sched.complete(tokens["m2"], OK))
+    assert list(join) == ["j"]
+    assert ready(sched.complete(tokens["b"], OK)) == {}
+    assert sched.complete(join["j"], OK).end.status is RunStatus.COMPLETED
+    assert [n for n in sched.completed if n in ("g", "j")] == ["g", "j"]
 
 
 # --- checkpoints ---------------------------------------------------------------------

@@ -86,8 +86,11 @@ def test_malformed_spec_is_refused() -> None:
 
 
 def test_event_round_trip_keeps_every_field() -> None:
-    outcome = TaskOutcome(iterate=True, next_tasks=[NextTask("d", True, NodeShape("d"))],
-                          terminate="enough")
+    group = NodeShape("g", successors=["j"], members=["m"])
+    outcome = TaskOutcome(iterate=True, next_tasks=[
+        NextTask("d", True, NodeShape("d")),
+        NextTask("g", False, group, (NodeShape("m"), NodeShape("j", predecessors=["g"]))),
+    ], terminate="enough")
     event = Event(DONE, "sess", token="e.3", task_id="t", worker="w1", outcome=outcome,
                   dynamic={"x": b"blob"}, error="boom", error_type="ValueError", fatal=True,
                   error_data={"task_id": "t"}, result=b"m\x01")
@@ -104,6 +107,12 @@ def test_event_round_trip_keeps_every_field() -> None:
         (msgpack.packb({"v": 1, "k": "done", "s": "x", "o": [1]}), "expected a map"),
         (msgpack.packb({"v": 1, "k": "done", "s": "x", "o": {"next_tasks": "x"}}),
          "next_tasks must be a list"),
+        (msgpack.packb({"v": 1, "k": "done", "s": "x",
+                        "o": {"next_tasks": [{"task_id": "g", "nodes": "m"}]}}),
+         "next_task nodes must be a list"),
+        (msgpack.packb({"v": 1, "k": "done", "s": "x",
+                        "o": {"next_tasks": [{"task_id": "g", "nodes": [{"x": 1}]}]}}),
+         "node_id"),
         (msgpack.packb({"v": 1, "k": "done", "s": "x", "dyn": {"t": "not bytes"}}),
          "signed blobs"),
         (msgpack.packb({"v": 1, "k": "done", "s": "x", "r": 5}), "must be bytes"),

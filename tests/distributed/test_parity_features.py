@@ -1,0 +1,238 @@
+"""Graflow parity features on a real cluster: task handlers, graphs built by hand,
+groups and chains created by next_task (with their joins), coordination backends."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graflow_dist import (
+    CheckpointManager,
+    Client,
+    ExecutionContext,
+    TaskExecutionContext,
+    WorkflowEngine,
+    chain,
+    parallel,
+    task,
+    workflow,
+)
+from graflow_dist.coordination import CoordinationBackend
+from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.handler import TaskHandler, register_handler
+from graflow_dist.core.task import Task
+from graflow_dist.errors import TaskHandlerError
+
+RUN_TIMEOUT_S = 60
+
+
+class Audit(TaskHandler):
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def execute_task(self, task: Any, context: ExecutionContext) -> Any:
+        context.channel.append("audit", f"{self.label}:{task.task_id}")
+        return f"{self.label}({task.run()})"
+
+
+def test_handlers_run_on_workers_as_objects_and_registered_names(client: Client) -> None:
+    register_handler("parity-cluster-audit", Audit("named"))
+    with workflow("handlers") as wf:
+
+        @task
+        def source() -> int:
+            return 4
+
+        @task(handler=Audit("object"))
+        def double(source: int) -> int:
+            return source * 2
+
+        @task(handler="parity-cluster-audit", inject_context=True)
+        def label(ctx: TaskExecutionContext, double: str) -> str:
+            return f"{double}@{ctx.worker_id != ''}"
+
+        source >> double >> label
+
+    run = client.submit(wf)
+    assert run.wait(timeout=RUN_TIMEOUT_S) == "named(object(8)@True)"
+    assert run.channel().get("audit") == ["object:double", "named:label"]
+
+
+def test_an_unknown_handler_fails_the_run_with_the_fix(client: Client) -> None:
+    with workflow("unknown-handler") as wf:
+
+        @task(handler="never-registered", max_retries=2)
+        def job() -> None:
+            return None
+
+    run = client.submit(wf)
+    with pytest.raises(TaskHandlerError) as raised:
+        run.wait(timeout=RUN_TIMEOUT_S)
+    assert "handler 'never-registered' is not registered in this process" in str(raised.value)
+
+
+@task
+def load() -> list[int]:
+    return [3, 1, 2]
+
+
+@task
+def ordered(load: list[int]) -> list[int]:
+    return sorted(load)
+
+
+@task
+def total(load: list[int]) -> int:
+    return sum(load)
+
+
+@task(inject_context=True)
+def report(ctx: TaskExecutionContext, ordered: list[int], total: int) -> str:
+    ctx.get_channel().append("reports", ctx.task_id)
+    return f"{ordered} / {total}"
+
+
+def test_a_graph_built_by_hand_runs_on_the_cluster(client: Client) -> None:
+    graph = TaskGraph()
+    graph.add_node(Task("start", register_to_context=False), "start")
+    for node in (load, ordered, total, report):
+        graph.add_node(node, node.task_id)
+    for source, target in [("start", "load"), ("load", "ordered"), ("load", "total"),
+                           ("ordered", "report"), ("total", "report")]:
+        graph.add_edge(source, target)
+    ctx = ExecutionContext.create(graph, "start")
+    assert client.execute(ctx, timeout=RUN_TIMEOUT_S) == "[1, 2, 3] / 6"
+    assert ctx.channel.get("reports") == ["report"]
+    done = ctx.completed_tasks
+    assert (done[:2], set(done[2:4]), done[4:]) == (["start", "load"], {"ordered", "total"},
+                                                    ["report"])
+
+
+@task(inject_context=True)
+def square(ctx: TaskExecutionContext, x: int) -> int:
+    ctx.get_channel().append("ran", ctx.task_id)
+    return x * x
+
+
+@task(inject_context=True)
+def summarize(ctx: TaskExecutionContext, names: list[str]) -> int:
+    ctx.get_channel().append("ran", ctx.task_id)
+    return sum(ctx.get_result(n) for n in names)
+
+
+def test_a_group_and_its_join_built_on_a_worker(client: Client) -> None:
+    with workflow("dynamic-group") as wf:
+
+        @task(inject_context=True)
+        def plan(ctx: TaskExecutionContext) -> str:
+            members = [square(task_id=f"sq{i}", x=i) for i in range(1, 5)]
+            group = parallel(*members).with_execution(backend="threading")
+            ctx.next_task(group >> summarize(task_id="total",
+                                             names=[m.task_id for m in members]))
+            return "planned"
+
+        @task(inject_context=True)
+        def after(ctx: TaskExecutionContext, plan: str) -> str:
+            ctx.get_channel().append("ran", "after")
+            return f"after {plan}"
+
+        plan >> after
+
+    for _ in range(2):  # a second run of the cached graph builds its own group
+        run = client.submit(wf)
+        run.wait(timeout=RUN_TIMEOUT_S)
+        ran = run.channel().get("ran")
+        assert sorted(ran) == ["after", "sq1", "sq2", "sq3", "sq4", "total"]
+        assert ran.index("total") > max(ran.index(f"sq{i}") for i in range(1, 5))
+        assert run.get_result("total") == 30
+        assert run.get_result("after") == "after planned"
+        assert "plan_ParallelGroup_1" in run.context().completed_tasks
+
+
+def test_a_chain_built_on_a_worker_runs_in_order(client: Client) -> None:
+    with workflow("dynamic-chain") as wf:
+
+        @task(inject_context=True)
+        def plan(ctx: TaskExecutionContext) -> None:
+            ctx.next_task(chain(square(task_id="first", x=2), square(task_id="second", x=3),
+                                summarize(task_id="last", names=["first", "second"])),
+                          goto=True)
+
+        @task
+        def skipped() -> str:
+            return "not reached: goto"
+
+        plan >> skipped
+
+    run = client.submit(wf)
+    assert run.wait(timeout=RUN_TIMEOUT_S) == 13
+    assert run.channel().get("ran") == ["first", "second", "last"]
+    assert run.get_result("skipped") is None
+
+
+def test_a_cluster_checkpoint_inside_a_dynamic_group_keeps_the_join(
+    client: Client, tmp_path: Path
+) -> None:
+    """The checkpoint holds the group's other member as pending; resumed in process
+    and on the cluster, that member runs and then the join, once."""
+    base = tmp_path / "ck" / "dyn-group"
+    committed = Path(f"{base}.meta.json")
+
+    @task(inject_context=True)
+    def checkpointing(ctx: TaskExecutionContext) -> int:
+        ctx.get_channel().append("ran", ctx.task_id)
+        ctx.checkpoint(path=str(base))
+        return 100
+
+    @task(inject_context=True)
+    def slow(ctx: TaskExecutionContext) -> int:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not committed.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # still running while the checkpoint is written
+        ctx.get_channel().append("ran", ctx.task_id)
+        return 9
+
+    with workflow("dynamic-group-checkpoint") as wf:
+
+        @task(inject_context=True)
+        def plan(ctx: TaskExecutionContext) -> None:
+            group = parallel(checkpointing, slow)
+            ctx.next_task(group >> summarize(task_id="total", names=["checkpointing", "slow"]))
+
+    run = client.submit(wf)
+    assert run.wait(timeout=RUN_TIMEOUT_S) == 109
+    ctx, _meta = CheckpointManager.resume_from_checkpoint(f"{base}.pkl")
+    assert ctx.graph.get_parallel_group_members("plan_ParallelGroup_1") == \
+        ["checkpointing", "slow"]
+    assert ctx.graph.successors("plan_ParallelGroup_1") == ["total"]
+    assert [s.task_id for s in ctx.pending_tasks] == ["slow"]
+    assert ctx.channel.get("ran") == ["checkpointing"]
+    assert WorkflowEngine().execute(ctx) == 109
+    assert ctx.channel.get("ran") == ["checkpointing", "slow", "total"]
+    again = client.resume(f"{base}.pkl")
+    assert again.wait(timeout=RUN_TIMEOUT_S) == 109
+    assert again.channel().get("ran") == ["checkpointing", "slow", "total"]
+
+
+@pytest.mark.parametrize("backend", [CoordinationBackend.THREADING, "redis", "direct"])
+def test_every_backend_runs_groups_on_the_cluster(client: Client, backend: Any) -> None:
+    with workflow(f"backend-{backend}") as wf:
+
+        @task
+        def a() -> int:
+            return 1
+
+        @task
+        def b() -> int:
+            return 2
+
+        @task(inject_context=True)
+        def join(ctx: TaskExecutionContext) -> int:
+            return ctx.get_result("a") + ctx.get_result("b")
+
+        (a | b).with_execution(backend=backend, backend_config={"thread_count": 2}) >> join
+
+    assert client.submit(wf).wait(timeout=RUN_TIMEOUT_S) == 3
