@@ -24,7 +24,10 @@ from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.engine import WorkflowEngine
 from graflow_dist.core.workflow import WorkflowContext
-from graflow_dist.errors import RunTimeoutError, error_from_name
+from graflow_dist.errors import FeedbackError, RunTimeoutError, error_from_name
+from graflow_dist.hitl.backend.redis import RedisFeedbackBackend
+from graflow_dist.hitl.manager import FeedbackManager
+from graflow_dist.hitl.types import FeedbackRequest, FeedbackResponse, make_response
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import FINISHED_STATUSES, SUCCEEDED_STATUSES, RunStatus
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
@@ -155,6 +158,43 @@ class Client:
     def runs(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """The most recent runs, newest first (see `RunRecord.to_dict`)."""
         return [record.to_dict() for record in self.broker.runs.recent(limit, offset)]
+
+    # --- human feedback --------------------------------------------------------------------
+
+    @property
+    def feedback(self) -> FeedbackManager:
+        """Human-feedback requests of this cluster and their answers (Graflow's
+        `FeedbackManager` on the cluster's Redis)."""
+        return FeedbackManager(RedisFeedbackBackend(self.broker.feedback))
+
+    def pending_feedback(self, session_id: str | None = None) -> list[FeedbackRequest]:
+        """Requests still waiting for an answer (of one run if given), newest first:
+        pending ones and those past their timeout, whose task still waits."""
+        return RedisFeedbackBackend(self.broker.feedback).list_open_requests(session_id)
+
+    def respond(self, feedback_id: str, response: FeedbackResponse | None = None,
+                **fields: Any) -> FeedbackResponse:
+        """Answer a request: a `FeedbackResponse`, or its fields as keywords
+        (``approved=True, reason="ok"``, ``text=...``, ``selected=...``,
+        ``selected_multiple=[...]``, ``custom_data={...}``, ``responded_by=...``).
+        The waiting task runs again at once and gets the answer.
+
+        Raises `FeedbackError` for an unknown or no longer open request and
+        `FeedbackValidationError` for an answer that does not fit the request.
+        """
+        manager = self.feedback
+        request = manager.get_request(feedback_id)
+        if request is None:
+            raise FeedbackError(f"no feedback request {feedback_id!r} on this cluster "
+                                "(see `graflow-dist feedback list`)")
+        if response is None:
+            response = make_response(request, **fields)
+        elif fields:
+            raise TypeError("respond() takes a FeedbackResponse or its fields, not both")
+        if not manager.provide_feedback(feedback_id, response):
+            raise FeedbackError(f"feedback request {feedback_id!r} is {request.status}, "
+                                "no longer open for an answer")
+        return response
 
     def close(self) -> None:
         self.redis.close()

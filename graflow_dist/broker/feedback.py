@@ -105,15 +105,15 @@ class FeedbackStore:
         return [m.decode(errors="replace")
                 for m in self.client.zrevrange(index, 0, max(0, limit - 1))]
 
-    def documents(self, feedback_ids: list[str]) -> list[tuple[str, str | None]]:
-        """``(request, response or None)`` of each id that exists, in order."""
+    def documents(self, feedback_ids: list[str]) -> list[tuple[str, str, str | None]]:
+        """``(id, request, response or None)`` of each id that still exists, in order."""
         pipe = self.client.pipeline(transaction=False)
         for fid in feedback_ids:
             pipe.hmget(self.keyspace.feedback(fid), [F_REQUEST, F_RESPONSE])
         out = []
-        for request, response in pipe.execute():
+        for fid, (request, response) in zip(feedback_ids, pipe.execute(), strict=True):
             if request is not None:
-                out.append((request.decode(errors="replace"),
+                out.append((fid, request.decode(errors="replace"),
                             None if response is None else response.decode(errors="replace")))
         return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from graflow_dist.cli import (  # noqa: F401 - registers commands
+    feedback_commands,
     graph_command,
     run_commands,
     service_commands,

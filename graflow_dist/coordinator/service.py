@@ -27,6 +27,7 @@ from graflow_dist.broker.jobs import DEFAULT_LEASE_S
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.checkpoint.io import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.coordinator.checkpoints import checkpoint_run
+from graflow_dist.coordinator.feedback import FeedbackTimeouts
 from graflow_dist.coordinator.runs import DEFAULT_MAX_BATCH, PendingCheckpoint, RunState
 from graflow_dist.errors import GraflowError, NotLeaderError, StaleStateError
 from graflow_dist.observability.outage import OutageLog
@@ -110,6 +111,7 @@ class Coordinator:
         self._redis_run_id: str | None = None
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
         self._dead: list[DeadEvent] = []  # unreadable events, kept aside by the commit
+        self.feedback = FeedbackTimeouts(self.broker)
         self.ready = threading.Event()
         self.log = log.bind(coordinator=self.id)
 
@@ -394,6 +396,9 @@ class Coordinator:
                 self.broker.runs.note_checkpoint(run.session_id, path=path)
                 self.log.info("checkpoint written", session=run.session_id, path=path,
                               steps=pending.frontier.steps)
+                waiting_for = pending.request.metadata.get("waiting_for") or []
+                if waiting_for:
+                    self.feedback.note_timeouts(waiting_for, path)
             except GraflowError as exc:
                 self.broker.runs.note_checkpoint(run.session_id, error=str(exc))
                 self.log.error("checkpoint failed", session=run.session_id, error=str(exc))

@@ -64,6 +64,10 @@ class WorkflowEngine:
                         continue
                     batch = self._take_batch(context, scheduler, ready)
                     for spec, invocation in self._run_batch(context, batch):
+                        if invocation.parked is not None:  # a parking manager in process
+                            request = invocation.parked
+                            invocation.error = FeedbackTimeoutError(request.feedback_id,
+                                                                    request.timeout)
                         if isinstance(invocation.error, FeedbackTimeoutError):
                             waiting.append(Waiting(spec, invocation.error))
                             continue

@@ -25,6 +25,8 @@ from graflow_dist.errors import (
     TaskHandlerError,
     WorkflowError,
 )
+from graflow_dist.hitl.parking import TaskParked
+from graflow_dist.hitl.types import FeedbackRequest
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
@@ -46,10 +48,11 @@ class Invocation:
     error_text: str = ""
     traceback: str = ""
     new_tasks: dict[str, DynamicNode] = field(default_factory=dict)
+    parked: FeedbackRequest | None = None  # the task waits for this request's answer
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.parked is None
 
     @property
     def fatal(self) -> bool:
@@ -122,6 +125,9 @@ def invoke_task(
         else:
             with running_call(task, lambda: task.func(*args, **kwargs)):
                 result = handler.execute_task(task, ctx)
+    except TaskParked as parked:  # waits for a person: the worker reports it parked
+        tracer.on_task_end(task, ctx, None, None)
+        return Invocation(outcome=task_ctx.outcome, parked=parked.request)
     except Exception as exc:  # a task's own failure, reported, never propagated here
         tracer.on_task_end(task, ctx, None, exc)
         return Invocation(

@@ -26,6 +26,7 @@ from graflow_dist.hitl.backend.filesystem import DEFAULT_FEEDBACK_DIR, Filesyste
 from graflow_dist.hitl.backend.memory import MemoryFeedbackBackend
 from graflow_dist.hitl.handler import FeedbackHandler
 from graflow_dist.hitl.types import (
+    ANSWERABLE,
     COMPLETED,
     DEFAULT_FEEDBACK_TIMEOUT_S,
     PENDING,
@@ -40,7 +41,6 @@ from graflow_dist.hitl.types import (
 DEFAULT_POLL_INTERVAL_S = 0.5
 FEEDBACK_DIR_ENV = "GRAFLOW_DIST_FEEDBACK_DIR"
 RESPONSE_KEY_SUFFIX = ".__feedback_response__"
-ANSWERABLE = (PENDING, TIMEOUT)  # a late answer after a timeout is still taken
 
 BackendFactory = Callable[[dict[str, Any]], FeedbackBackend]
 

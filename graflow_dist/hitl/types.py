@@ -21,6 +21,7 @@ COMPLETED = "completed"
 TIMEOUT = "timeout"
 CANCELLED = "cancelled"
 REQUEST_STATUSES = (PENDING, COMPLETED, TIMEOUT, CANCELLED)
+ANSWERABLE = (PENDING, TIMEOUT)  # a late answer after a timeout is still taken
 
 # Ids become file names and URL path segments: no separators, no leading dot.
 _FEEDBACK_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")

@@ -43,7 +43,7 @@ class RunStatus(StrEnum):
     @property
     def active(self) -> bool:
         """Tasks of a run in this status may still run."""
-        return self in (RunStatus.SUBMITTED, RunStatus.RUNNING)
+        return self in (RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.WAITING)
 
 
 SUCCEEDED_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.TERMINATED})

@@ -14,6 +14,7 @@ from typing import Any
 
 from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import patient_client
+from graflow_dist.broker.feedback import FeedbackStore
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.dynamic import unwrap
@@ -26,10 +27,12 @@ from graflow_dist.errors import (
     WireError,
     error_attributes,
 )
+from graflow_dist.hitl.backend.redis import RedisFeedbackBackend, request_deadline
+from graflow_dist.hitl.parking import ParkingFeedbackManager
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.noop import NoopTracer
-from graflow_dist.wire.messages import DONE, FAIL, Batch, Event
+from graflow_dist.wire.messages import DONE, FAIL, PARK, Batch, Event
 from graflow_dist.wire.signing import dumps_signed, loads_signed
 from graflow_dist.wire.values import encode_value
 
@@ -53,6 +56,8 @@ class TaskExecutor:
         # Task code reads and writes the channel through this client: a Redis restart
         # mid-task makes it wait and retry instead of failing the task.
         self.channel_client = patient_client(broker.client)
+        self.feedback_backend = RedisFeedbackBackend(
+            FeedbackStore(self.channel_client, broker.keyspace))
         self.worker = worker
         self.cache_size = cache_size
         self.tracer = tracer or NoopTracer(enable_runtime_graph=False)
@@ -99,6 +104,9 @@ class TaskExecutor:
                                channel=channel,
                                default_max_cycles=batch.default_max_cycles, tracer=tracer)
         ctx.trace_id = trace_id
+        # A task waiting for a person parks (gives this worker back) instead of blocking.
+        ctx.feedback_manager = ParkingFeedbackManager(self.feedback_backend,
+                                                      channel_manager=channel)
         return ctx
 
     def run(self, ctx: ExecutionContext, spec: TaskSpec) -> Report:
@@ -112,6 +120,12 @@ class TaskExecutor:
             return self.failure(session_id, spec, exc, fatal)
         invocation = invoke_task(task, ctx, spec, worker_id=self.worker)
         duration = time.perf_counter() - started
+        if invocation.parked is not None:
+            request = invocation.parked
+            event = Event(PARK, session_id, token=spec.token, task_id=spec.task_id,
+                          worker=self.worker, wake_key=request.feedback_id,
+                          deadline=request_deadline(request))
+            return Report(event, invocation, duration)
         if not invocation.ok:
             report = self.failure(session_id, spec, invocation.error, invocation.fatal,
                                   invocation.error_text)
