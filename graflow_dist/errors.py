@@ -181,6 +181,15 @@ class TaskStateError(GraflowError):
         super().__init__(f"task {task_id!r} of run {session_id} is {state}: {wanted}")
 
 
+class ConsoleAccessError(GraflowError):
+    """The web console would be reachable beyond this machine without a token, or a
+    request lacks the credentials or the same-origin proof it needs."""
+
+
+class ConsoleRequestError(GraflowError):
+    """A web console request with a bad parameter (answered with status 400)."""
+
+
 class NotLeaderError(GraflowError):
     """The coordinator lost its leader lease; its in-memory state is discarded."""
 
