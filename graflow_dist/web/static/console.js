@@ -145,6 +145,7 @@ function initRun() {
   const sid = head.dataset.session;
   const api = "/api/runs/" + encodeURIComponent(sid);
   let finished = !!document.getElementById("cancel-run").hidden;
+  let lastCheckpoint;
 
   document.getElementById("cancel-run").addEventListener("click", async () => {
     try { await post(api + "/cancel", {}); flash("cancellation requested", "ok"); }
@@ -233,7 +234,11 @@ function initRun() {
     error.hidden = !r.error;
     error.textContent = r.error ? `${r.error_type || ""}: ${r.error}` : "";
     document.getElementById("cancel-run").hidden = r.finished;
-    if (r.finished !== finished) { finished = r.finished; loadCheckpoints(); }
+    if (r.finished !== finished || r.last_checkpoint !== lastCheckpoint) {
+      finished = r.finished;
+      lastCheckpoint = r.last_checkpoint;
+      loadCheckpoints();
+    }
     if (recolour(data.states)) { await redraw(); recolour(data.states); }
     const open = new Set([...document.querySelectorAll("#tasks-table details[open]")]
       .map((d) => d.closest("tr").dataset.task));
