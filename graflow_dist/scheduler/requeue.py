@@ -15,8 +15,8 @@ def requeue_task(frontier: FrontierSnapshot, shape: GraphShape, task_id: str
                  ) -> FrontierSnapshot:
     """A copy of ``frontier`` in which ``task_id`` is pending again with a fresh retry
     and crash budget. A task still pending (dead-lettered) keeps its spec; one that
-    failed gets a new spec, back in its parallel group if it belonged to one (the
-    group's failure is forgotten, so the group waits for it again)."""
+    failed gets a new spec, back in its parallel group if it belonged to one that has
+    not completed (the group's failure is forgotten, so it waits for the task again)."""
     if task_id not in shape.nodes or shape.nodes[task_id].is_group:
         raise UnknownTaskError(task_id, "the run's graph (only tasks can be retried)")
     out = copy.deepcopy(frontier)
@@ -26,6 +26,8 @@ def requeue_task(frontier: FrontierSnapshot, shape: GraphShape, task_id: str
                              if s.task_id == task_id else s for s in out.pending_tasks]
         return out
     group = next((g for g, p in out.groups.items() if task_id in p.failed), None)
+    if group is not None and group in out.completed_tasks:
+        group = None  # the group already passed (e.g. best effort): it is not re-opened
     if group is not None:
         progress = out.groups[group]
         del progress.failed[task_id]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from graflow_dist.errors import UnknownTaskError
-from graflow_dist.scheduler import Decision, GraphShape, RunStatus
+from graflow_dist.scheduler import Decision, GraphShape, GroupPolicySpec, RunStatus
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.requeue import requeue_task
 from graflow_dist.scheduler.state import Scheduler
@@ -52,6 +52,26 @@ def test_a_failed_group_member_goes_back_into_its_group(
     y = ready(restored.resume(reissue=True))["y"]
     d = ready(restored.complete(y, TaskOutcome()))["d"]
     assert restored.complete(d, TaskOutcome()).end.status is RunStatus.COMPLETED
+
+
+def test_a_member_of_a_group_that_passed_runs_alone(
+        shape_of: Callable[..., GraphShape], ready: Callable[[Decision], dict[str, str]]
+) -> None:
+    shape = shape_of("g>d", groups={"g": ["x", "y"]},
+                     policies={"g": GroupPolicySpec("best_effort")})
+    sched = Scheduler(shape, "s")
+    fan = ready(sched.start())
+    sched.complete(fan["x"], TaskOutcome())
+    d = ready(sched.fail(fan["y"], "boom"))["d"]
+    assert sched.complete(d, TaskOutcome()).end.status is RunStatus.COMPLETED
+
+    again = requeue_task(sched.snapshot(), shape, "y")
+    (spec,) = again.pending_tasks
+    assert spec.group is None
+    restored = Scheduler.restore(shape, again)
+    y = ready(restored.resume(reissue=True))["y"]
+    decision = restored.complete(y, TaskOutcome())
+    assert decision.dispatch == [] and decision.end.status is RunStatus.COMPLETED
 
 
 def test_a_dead_lettered_task_keeps_its_spec_with_a_fresh_crash_budget(
