@@ -227,7 +227,7 @@ def test_ctrl_c_stops_up_and_everything_it_started(
 ) -> None:
     up = start_up(tmp_path, "--workers", "2")
     services = processes.children(up.pid)
-    assert len(services) == 4, "redis-server, a coordinator and two workers"
+    assert len(services) == 5, "redis-server, a coordinator, two workers and the console"
     with redis.Redis.from_url(up.url) as client:
         assert client.ping()
     assert up.interrupt() == 0
