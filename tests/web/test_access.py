@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ConsoleHttp
+from console_helpers import ConsoleHttp
 from starlette.testclient import TestClient
 
 from graflow_dist.embedded.cluster import LocalCluster

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import TASKS, ConsoleHttp, gated_workflow, open_gates, poll
+from console_helpers import TASKS, ConsoleHttp, gated_workflow, open_gates, poll
 
 from graflow_dist import Client
 from graflow_dist.embedded.cluster import LocalCluster

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TASKS, gated_workflow, open_gates, poll
+from console_helpers import TASKS, gated_workflow, open_gates, poll
 
 from graflow_dist import Client
 from graflow_dist.embedded.cluster import LocalCluster
