@@ -6,6 +6,7 @@ submission event in one transaction; the submitting process may exit right after
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -19,17 +20,27 @@ from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, check_connection, connect
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.task_states import DEAD_LETTERED, FAILED, task_states
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.engine import WorkflowEngine
 from graflow_dist.core.workflow import WorkflowContext
-from graflow_dist.errors import FeedbackError, RunTimeoutError, error_from_name
+from graflow_dist.errors import (
+    FeedbackError,
+    RunActiveError,
+    RunTimeoutError,
+    TaskStateError,
+    UnknownTaskError,
+    WireError,
+    error_from_name,
+)
 from graflow_dist.hitl.backend.redis import RedisFeedbackBackend
 from graflow_dist.hitl.manager import FeedbackManager
 from graflow_dist.hitl.types import FeedbackRequest, FeedbackResponse, make_response
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import FINISHED_STATUSES, SUCCEEDED_STATUSES, RunStatus
+from graflow_dist.scheduler.requeue import requeue_task
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
 from graflow_dist.trace.otel import submit_traceparent
 from graflow_dist.wire.messages import CANCEL, Event
@@ -40,6 +51,8 @@ log = structlog.get_logger("graflow_dist.client")
 # Statuses of runs that are over (all of them) and of those that succeeded.
 FINISHED = tuple(sorted(s.value for s in FINISHED_STATUSES))
 SUCCEEDED = tuple(sorted(s.value for s in SUCCEEDED_STATUSES))
+# Task states (see `graflow_dist.broker.task_states`) that `Client.retry` accepts.
+RETRYABLE_STATES = frozenset({FAILED, DEAD_LETTERED})
 
 
 @dataclass
@@ -139,6 +152,39 @@ class Client:
         ctx, _meta = CheckpointManager.resume_from_checkpoint(checkpoint_path)
         return self._submit_context(ctx, str(ctx.config.get("workflow", "")),
                                     DEFAULT_CRASH_LIMIT)
+
+    def retry(self, session_id: str, task_id: str) -> WorkflowRun:
+        """Run a finished run again from its stored frontier, with ``task_id`` (which
+        failed or was dead-lettered) pending again with a fresh retry budget. Its
+        channel, completed tasks and dynamic tasks stay as they are. Raises
+        `RunActiveError` while the run is active, `TaskStateError` for a task that did
+        not fail."""
+        runs = self.broker.runs
+        record, shape, frontier = runs.load(session_id)
+        if not record.status.finished:
+            raise RunActiveError(f"run {session_id} is still {record.status.value}: only a "
+                                 "finished run's task can be retried (cancel it first)")
+        states = task_states(shape, frontier, self.broker.console.task_records(session_id),
+                             set(), run_active=False)
+        state = states.get(task_id)
+        if state is None:
+            raise UnknownTaskError(task_id, f"the graph of run {session_id}")
+        if state not in RETRYABLE_STATES:
+            raise TaskStateError(session_id, task_id, state,
+                                 "only failed or dead-lettered tasks can be retried")
+        blob = runs.graph_blob(record.graph_hash)
+        if blob is None:
+            raise WireError(f"the graph of run {session_id} is no longer in Redis "
+                            "(expired): resume it from a checkpoint instead")
+        again = dataclasses.replace(
+            record, status=RunStatus.SUBMITTED, resume=True, incarnation=uuid.uuid4().hex,
+            submitted_at=time.time(), started_at=None, finished_at=None, error=None,
+            error_type=None, error_data={})
+        runs.submit(again, blob, shape, requeue_task(frontier, shape, task_id), {},
+                    replace_channel=False, dynamic=runs.dynamic_blobs(session_id),
+                    keep_channel=True)
+        log.info("task retried", session=session_id, task=task_id, was=state)
+        return WorkflowRun(self, session_id)
 
     def execute(self, context: ExecutionContext, timeout: float | None = None) -> Any:
         """Run ``context`` on the cluster the way ``WorkflowEngine().execute`` runs it

@@ -170,6 +170,26 @@ class RunActiveError(GraflowError):
     """A session was submitted while a run of it is still active on the cluster."""
 
 
+class TaskStateError(GraflowError):
+    """An action on a task that its state does not allow (e.g. retrying a task that
+    did not fail)."""
+
+    def __init__(self, session_id: str, task_id: str, state: str, wanted: str) -> None:
+        self.session_id = session_id
+        self.task_id = task_id
+        self.state = state
+        super().__init__(f"task {task_id!r} of run {session_id} is {state}: {wanted}")
+
+
+class ConsoleAccessError(GraflowError):
+    """The web console would be reachable beyond this machine without a token, or a
+    request lacks the credentials or the same-origin proof it needs."""
+
+
+class ConsoleRequestError(GraflowError):
+    """A web console request with a bad parameter (answered with status 400)."""
+
+
 class NotLeaderError(GraflowError):
     """The coordinator lost its leader lease; its in-memory state is discarded."""
 

@@ -2,10 +2,10 @@
 
 Every key and field name (`keys`), every Lua script (``lua/*.lua``, `scripts`), the run
 store (`runs`, `record`, `frontier`), the event stream (`events`), jobs, leases and
-their reaping (`jobs`), the leader lease (`leader`), worker registration (`workers`)
-and the coordinator's fenced commit (`commit`). Client, coordinator, worker and CLI
-talk to Redis only through this package; anything read from Redis is decoded and
-validated here, once.
+their reaping (`jobs`), the leader lease (`leader`), worker registration (`workers`),
+the coordinator's fenced commit (`commit`) and the web console's queries (`console`,
+`task_states`). Client, coordinator, worker, CLI and web console talk to Redis only
+through this package; anything read from Redis is decoded and validated here, once.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import redis
 
 from graflow_dist.broker.commit import Commit, apply
+from graflow_dist.broker.console import ConsoleQueries
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.feedback import FeedbackStore
 from graflow_dist.broker.jobs import JobClaimer, LeaseReaper
@@ -44,6 +45,7 @@ class Broker:
         self.reaper = LeaseReaper(client, self.keyspace)
         self.workers = WorkerRegistry(client, self.keyspace)
         self.feedback = FeedbackStore(client, self.keyspace)
+        self.console = ConsoleQueries(client, self.keyspace)
         self._scripts = Scripts(client, self.keyspace)
 
     def claimer(self, queue: str, worker: str, lease_s: float, rq_worker_key: str
@@ -69,5 +71,6 @@ class Broker:
         self.client.close()
 
 
-__all__ = ["Broker", "Commit", "EventLog", "FeedbackStore", "JobClaimer", "Keyspace", "LeaderLease",
-           "LeaseReaper", "RunRecord", "RunStore", "WorkerRegistration", "WorkerRegistry"]
+__all__ = ["Broker", "Commit", "ConsoleQueries", "EventLog", "FeedbackStore", "JobClaimer",
+           "Keyspace", "LeaderLease", "LeaseReaper", "RunRecord", "RunStore",
+           "WorkerRegistration", "WorkerRegistry"]

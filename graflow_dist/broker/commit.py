@@ -30,6 +30,7 @@ from graflow_dist.scheduler.events import RunEnd, RunStatus
 from graflow_dist.scheduler.journal import Journal
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.scheduler.state import Scheduler
+from graflow_dist.wire.task_records import TaskRecord
 
 # (leading arguments kept in every piece, arguments per item) of variadic commands.
 _VARIADIC = {"HSET": (2, 2), "HDEL": (2, 1), "SADD": (2, 1), "SREM": (2, 1), "DEL": (1, 1),
@@ -90,6 +91,14 @@ class Commit:
     def channel_values(self, keys: RunKeys, values: dict[str, bytes]) -> None:
         for key, value in values.items():
             self.commands.append(["SET", keys.channel(key), value])
+
+    def task_records(self, keys: RunKeys, records: dict[str, TaskRecord]) -> None:
+        """The last report of each task (the console's per-task detail)."""
+        if records:
+            cmd: Command = ["HSET", keys.tasks]
+            for task_id, record in records.items():
+                cmd += [task_id, record.encode()]
+            self.commands.append(cmd)
 
     def last_task(self, keys: RunKeys, task_id: str) -> None:
         self.commands.append(["HSET", keys.meta, RunField.LAST_TASK, task_id])

@@ -50,6 +50,11 @@ def batch_size(ready: int, max_batch: int, live_workers: int) -> int:
     return max(1, min(max_batch, math.ceil(ready / max(1, live_workers * _PER_WORKER_JOBS))))
 
 
+def job_id_prefix(session_id: str) -> str:
+    """Every job of a run has an id starting with this."""
+    return f"gf.{session_id}."
+
+
 def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], max_batch: int,
                  live_workers: int) -> list[list[Any]]:
     """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token."""
@@ -62,7 +67,7 @@ def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], m
         chunk = specs[start:start + size]
         batch = Batch(record.session_id, record.graph_hash, chunk, record.trace_id,
                       record.default_max_cycles, traceparent=record.traceparent)
-        job_id = f"gf.{record.session_id}.{chunk[0].token}"
+        job_id = job_id_prefix(record.session_id) + chunk[0].token
         names = ",".join(s.task_id for s in chunk)
         cmds.append([
             "HSET", keyspace.rq_job(job_id), JobField.STATUS, "queued",

@@ -21,6 +21,7 @@ RQ_JOB = "rq:job:"
 RQ_WIP = "rq:wip:"
 RQ_FAILED = "rq:failed:"
 RQ_QUEUES = "rq:queues"
+RQ_WORKER = "rq:worker:"
 
 # The single field of an event stream entry (msgpack `Event`).
 EVENT_FIELD = "d"
@@ -87,9 +88,10 @@ class JobField:
 
 
 class WorkerField:
-    """Fields of RQ's worker hash that our scripts keep current."""
+    """Fields of RQ's worker hash that our scripts keep current (and RQ's own)."""
 
     STATE = "state"
+    BIRTH = "birth"
     SUCCESSFUL_JOBS = "successful_job_count"
     FAILED_JOBS = "failed_job_count"
 
@@ -161,6 +163,10 @@ class RunKeys:
         return self._k("ended")
 
     @property
+    def tasks(self) -> str:  # HASH task_id -> msgpack TaskRecord (its last report)
+        return self._k("tasks")
+
+    @property
     def channel_prefix(self) -> str:
         return f"{self.prefix}:ch:{self.session_id}:"
 
@@ -223,6 +229,10 @@ class Keyspace:
     def rq_wip(name: str) -> str:
         return RQ_WIP + name
 
+    @staticmethod
+    def rq_worker(name: str) -> str:
+        return RQ_WORKER + name
+
     def wake(self, queue: str) -> str:  # LIST of at most one token: wakes idle workers
         return f"{self.prefix}:wake:{queue}"
 
@@ -273,6 +283,14 @@ class Keyspace:
     @property
     def workers(self) -> str:  # ZSET worker name -> last heartbeat
         return f"{self.prefix}:workers"
+
+    @property
+    def worker_stats(self) -> str:  # HASH worker name -> msgpack WorkerStats
+        return f"{self.prefix}:workers:stats"
+
+    @property
+    def coordinators(self) -> str:  # ZSET coordinator id -> last lease attempt
+        return f"{self.prefix}:coordinators"
 
     def blob(self, content_hash: str) -> str:
         return f"{self.prefix}:blob:{content_hash}"

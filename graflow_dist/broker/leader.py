@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from graflow_dist.broker.keys import Keyspace
@@ -34,6 +36,25 @@ class LeaderLease:
     def release(self, holder: str) -> bool:
         return self.scripts.call("leader_release", [self.keyspace.leader],
                                  [holder]) == LeaderResult.RELEASED
+
+    def announce(self, candidate: str) -> None:
+        """Record that ``candidate`` is alive (leading or standing by), for tools."""
+        self.client.zadd(self.keyspace.coordinators, {candidate: time.time()})
+
+    def withdraw(self, candidate: str) -> None:
+        self.client.zrem(self.keyspace.coordinators, candidate)
+
+    def coordinators(self) -> dict[str, float]:
+        """Coordinator id -> when it last tried or renewed the lease."""
+        return {n.decode(errors="replace"): s for n, s in
+                self.client.zrange(self.keyspace.coordinators, 0, -1, withscores=True)}
+
+    def epoch(self) -> int:
+        raw = self.client.get(self.keyspace.leader_epoch)
+        try:
+            return int(raw or 0)
+        except ValueError:
+            return 0
 
     def holder(self) -> str | None:
         raw = self.client.get(self.keyspace.leader)

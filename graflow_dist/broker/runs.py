@@ -51,9 +51,12 @@ class RunStore:
 
     def submit(self, record: RunRecord, graph_blob: bytes, shape: GraphShape,
                frontier: FrontierSnapshot | None, channel_values: dict[str, bytes],
-               *, replace_channel: bool) -> None:
+               *, replace_channel: bool, dynamic: dict[str, bytes] | None = None,
+               keep_channel: bool = False) -> None:
         """Store a new incarnation of ``record``'s session with its graph, shape,
         frontier (a resume) and channel data, and announce it, in one transaction.
+        ``dynamic`` are tasks added by an earlier incarnation (signed blobs);
+        ``keep_channel`` lifts the TTL an earlier incarnation's end gave the channel.
 
         Raises `RunActiveError` when the session is still active, or when another
         client submitted it at the same moment.
@@ -66,7 +69,8 @@ class RunStore:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     self._submit_watched(pipe, keys, record, graph_blob, shape, frontier,
-                                         channel_values, replace_channel)
+                                         channel_values, replace_channel, dynamic or {},
+                                         keep_channel)
                     return
                 except WatchError:
                     continue
@@ -75,7 +79,8 @@ class RunStore:
 
     def _submit_watched(self, pipe: Any, keys: RunKeys, record: RunRecord, graph_blob: bytes,
                         shape: GraphShape, frontier: FrontierSnapshot | None,
-                        channel_values: dict[str, bytes], replace_channel: bool) -> None:
+                        channel_values: dict[str, bytes], replace_channel: bool,
+                        dynamic: dict[str, bytes], keep_channel: bool) -> None:
         session_id = record.session_id
         pipe.watch(keys.meta)
         status = RunStatus.parse((pipe.hget(keys.meta, RunField.STATUS) or b"").decode(
@@ -87,9 +92,18 @@ class RunStore:
             # The run's channel becomes exactly the given values (an earlier incarnation
             # of this session, e.g. another resume, may have left keys behind).
             clear_channel(self.client, keys)
+        kept = list(channel_key_names(self.client, keys)) if keep_channel else []
         pipe.multi()
         pipe.set(self.keyspace.blob(record.graph_hash), graph_blob, ex=DEFAULT_BLOB_TTL_S)
         pipe.delete(*keys.frontier_keys())
+        if frontier is None:  # a new run: no task history (a resume keeps it)
+            pipe.delete(keys.tasks)
+        else:
+            pipe.persist(keys.tasks)
+        if dynamic:
+            pipe.hset(keys.dynamic, mapping=dynamic)
+        for key in kept:
+            pipe.persist(key)
         pipe.hset(keys.meta, mapping=record.settings_meta())
         for cmd in shape_commands(keys, shape):
             pipe.execute_command(*cmd)
@@ -207,7 +221,7 @@ class RunStore:
                 if (current or b"").decode(errors="replace") != record.incarnation:
                     return False
                 pipe.multi()
-                for key in [*keys.frontier_keys(), *channel_keys,
+                for key in [*keys.frontier_keys(), keys.tasks, *channel_keys,
                             self.keyspace.blob(record.graph_hash)]:
                     pipe.expire(key, ttl_s)
                 pipe.execute()

@@ -15,6 +15,7 @@ from rq import Worker as RQWorker
 from graflow_dist.broker.jobs import JobClaimer
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.wire.messages import MsgpackSerializer
+from graflow_dist.wire.task_records import WorkerStats
 
 # A worker that has not beaten for this long is not counted as live.
 LIVE_WORKER_WINDOW_S = 30.0
@@ -49,28 +50,38 @@ class WorkerRegistration:
     def rq_key(self) -> str:
         return self.rq.key
 
-    def register(self) -> None:
+    def register(self, stats: WorkerStats | None = None) -> None:
         try:
             self.rq.register_birth()
         except ValueError:  # a stale registration with our name: replace it
             self.rq.register_death()
             self.rq.register_birth()
         self.rq.set_state("idle")
-        self.client.zadd(self.keyspace.workers, {self.name: time.time()})
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zadd(self.keyspace.workers, {self.name: time.time()})
+        if stats is not None:
+            pipe.hset(self.keyspace.worker_stats, self.name, stats.encode())
+        pipe.execute()
 
     def unregister(self) -> None:
         self.rq.register_death()
-        self.client.zrem(self.keyspace.workers, self.name)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(self.keyspace.workers, self.name)
+        pipe.hdel(self.keyspace.worker_stats, self.name)
+        pipe.execute()
 
     def idle(self) -> None:
         self.rq.set_state("idle")
 
-    def heartbeat(self, claimer: JobClaimer, job_ids: list[str]) -> list[str]:
-        """Beat for RQ and for us, renewing the leases of ``job_ids``; returns those
-        this worker no longer holds."""
+    def heartbeat(self, claimer: JobClaimer, job_ids: list[str],
+                  stats: WorkerStats | None = None) -> list[str]:
+        """Beat for RQ and for us, renewing the leases of ``job_ids`` (and refreshing
+        the worker's ``stats``); returns the jobs this worker no longer holds."""
         pipe = self.client.pipeline(transaction=False)
         self.rq.heartbeat(pipeline=pipe)
         pipe.zadd(self.keyspace.workers, {self.name: time.time()})
+        if stats is not None:
+            pipe.hset(self.keyspace.worker_stats, self.name, stats.encode())
         if job_ids:
             claimer.queue_extend(job_ids, pipe)
         results = pipe.execute()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from graflow_dist.errors import GraflowError
 
 
 def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
-           data_dir: str | None, lease_s: float | None) -> None:
+           data_dir: str | None, lease_s: float | None, ui_port: int | None = None) -> None:
     console = Console(stderr=True)
     out = Console(soft_wrap=True)  # stdout: the URL to submit to, for scripts too
     if redis_url is not None:  # one clear line for a bad URL, not a child's traceback
@@ -30,8 +31,11 @@ def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
     worker_options = []
     if lease_s is not None:
         worker_options = ["--lease-s", str(lease_s), "--heartbeat-s", str(min(1.0, lease_s / 3))]
+    if ui_port and not port_is_free(ui_port):
+        console.print(f"port {ui_port} is taken: the web console gets a free one")
+        ui_port = 0
     cluster = LocalCluster(workers, redis_url=redis_url, data_dir=data_dir,
-                           worker_options=worker_options)
+                           worker_options=worker_options, ui_port=ui_port)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
@@ -45,6 +49,8 @@ def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
     try:
         out.print(f"[bold]ready[/]  redis: {cluster.url}")
         out.print(f"  export GRAFLOW_DIST_REDIS_URL={cluster.url}")
+        if cluster.ui is not None:
+            out.print(f"  web console: {cluster.ui_url}")
         console.print(f"  logs: {cluster.data_dir}")
         if demo:
             ok = _run_demo(cluster, console, chaos)
@@ -58,6 +64,15 @@ def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
         console.print("stopped")
     if not ok:
         sys.exit(1)
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _run_demo(cluster: LocalCluster, console: Console, chaos: bool) -> bool:

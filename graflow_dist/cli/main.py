@@ -7,6 +7,7 @@ from graflow_dist.cli import (  # noqa: F401 - registers commands
     graph_command,
     run_commands,
     service_commands,
+    ui_command,
 )
 from graflow_dist.cli.app import cli
 

@@ -22,6 +22,7 @@ from graflow_dist.coordinator.service import (
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.observability.metrics import Metrics, serve_health
 from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES, tracer_from_name
+from graflow_dist.web.settings import DEFAULT_PORT as DEFAULT_UI_PORT
 from graflow_dist.worker.service import (
     DEFAULT_GRACE_PERIOD_S,
     DEFAULT_HEARTBEAT_S,
@@ -172,11 +173,16 @@ def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
 @click.option("--data-dir", default=None, help="Keep Redis data and logs here.")
 @click.option("--lease-s", type=float, default=None, help="Worker lease (default 10, "
                                                           "3 with --demo-chaos).")
+@click.option("--ui-port", type=int, default=DEFAULT_UI_PORT, show_default=True,
+              help="Port of the web console on 127.0.0.1 (a free one if taken).")
+@click.option("--no-ui", is_flag=True, help="Do not start the web console.")
 @click.pass_context
 def up(ctx: click.Context, workers: int, demo: bool, demo_chaos: bool,
-       data_dir: str | None, lease_s: float | None) -> None:
-    """A local cluster: embedded redis-server, a coordinator and N workers."""
+       data_dir: str | None, lease_s: float | None, ui_port: int, no_ui: bool) -> None:
+    """A local cluster: embedded redis-server, a coordinator, N workers and the web
+    console (its URL is printed)."""
     from graflow_dist.cli.local_cluster import run_up
 
     run_up(ctx.obj["redis_url"], workers, demo or demo_chaos, demo_chaos, data_dir,
-           lease_s if lease_s is not None else (3.0 if demo_chaos else None))
+           lease_s if lease_s is not None else (3.0 if demo_chaos else None),
+           None if no_ui else ui_port)

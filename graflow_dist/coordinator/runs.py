@@ -8,12 +8,14 @@ from graflow_dist.broker import Commit
 from graflow_dist.broker.keys import RunKeys
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.channels.base import result_key
-from graflow_dist.errors import GraflowError, error_from_name
+from graflow_dist.errors import DeadLetterError, GraflowError, error_from_name
 from graflow_dist.scheduler.events import CheckpointRequest, Decision, RunEnd, RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.scheduler.state import Scheduler
+from graflow_dist.wire import task_records
 from graflow_dist.wire.messages import DONE, FAIL, HANDBACK, LOST, PARK, Event
+from graflow_dist.wire.task_records import TaskRecord
 
 DEFAULT_MAX_BATCH = 64
 
@@ -45,6 +47,7 @@ class RunState:
     failures: int = 0
     dynamic: dict[str, bytes] = field(default_factory=dict)  # task id -> signed task
     results: dict[str, bytes] = field(default_factory=dict)  # channel key -> value, to write
+    task_records: dict[str, TaskRecord] = field(default_factory=dict)  # to write
 
     @property
     def session_id(self) -> str:
@@ -61,6 +64,32 @@ class RunState:
 
     def on_task_event(self, event: Event, now: float) -> Decision:
         """Apply a worker's report; stale reports (fenced tokens) change nothing."""
+        spec = self.scheduler.inflight.get(event.token)
+        decision = self._apply(event, now)
+        # A hand-back is no attempt (the task may not even have started): nothing to show.
+        if spec is not None and not decision.stale and event.kind != HANDBACK:
+            self.task_records[spec.task_id] = self._task_record(spec, event, decision)
+        return decision
+
+    def _task_record(self, spec: TaskSpec, event: Event, decision: Decision) -> TaskRecord:
+        if event.kind == DONE:
+            outcome = task_records.DONE
+        elif event.kind == PARK:
+            outcome = task_records.WAITING
+        elif event.kind == LOST:
+            dead = decision.end is not None and isinstance(decision.end.error, DeadLetterError)
+            outcome = task_records.DEAD_LETTERED if dead else task_records.LOST
+        else:
+            again = any(s.task_id == spec.task_id for s in self.scheduler.pending)
+            outcome = task_records.RETRYING if again else task_records.FAILED
+        return TaskRecord(
+            spec.task_id, outcome, attempts=spec.attempt + spec.crashes, cycle=spec.cycle,
+            worker=event.worker, queued_at=event.queued_at, started_at=event.started_at,
+            finished_at=event.finished_at, duration_s=event.duration_s,
+            error=task_records.clip(event.error, task_records.MAX_ERROR_CHARS),
+            error_type=event.error_type, traceback=event.traceback, preview=event.preview)
+
+    def _apply(self, event: Event, now: float) -> Decision:
         if event.kind == DONE:
             decision = self.scheduler.complete(event.token, event.outcome)
             if not decision.stale:
@@ -103,7 +132,8 @@ class RunState:
         commit.dynamic_tasks(self.keys, self.dynamic)
         commit.failures(self.keys, self.failures)
         commit.channel_values(self.keys, self.results)
-        self.dynamic, self.failures, self.results = {}, 0, {}
+        commit.task_records(self.keys, self.task_records)
+        self.dynamic, self.failures, self.results, self.task_records = {}, 0, {}, {}
         if self.last_task is not None:
             commit.last_task(self.keys, self.last_task)
         if self.end is None:

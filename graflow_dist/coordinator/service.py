@@ -141,11 +141,12 @@ class Coordinator:
             self._release()
 
     def _release(self) -> None:
-        if self.is_leader:
-            try:
+        try:
+            if self.is_leader:
                 self.broker.leader.release(self.id)
-            except TRANSIENT_ERRORS:
-                pass
+            self.broker.leader.withdraw(self.id)
+        except TRANSIENT_ERRORS:
+            pass
         self.is_leader = False
         self.log.info("coordinator stopped")
 
@@ -154,6 +155,7 @@ class Coordinator:
         if self.is_leader and now < self._renew_at:
             return True
         epoch = self.broker.leader.acquire(self.id, self.leader_lease_s)
+        self.broker.leader.announce(self.id)
         if epoch == 0:
             self._leases_suspect = False  # the leader gives the grace, not a standby
             if self.is_leader:

@@ -7,6 +7,7 @@ child process in its own process group (so a test can kill a whole "node" by PID
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -16,9 +17,12 @@ import redis
 from graflow_dist.broker import Broker
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded.processes import ServiceProcess
-from graflow_dist.embedded.redis_server import RedisServer
+from graflow_dist.embedded.redis_server import RedisServer, free_port
+from graflow_dist.web.server import console_url
 
 DEFAULT_READY_TIMEOUT_S = 20.0
+UI_HOST = "127.0.0.1"
+UI_STOP_TIMEOUT_S = 10.0
 _POLL_S = 0.02
 
 
@@ -40,13 +44,19 @@ class LocalCluster:
         Extra CLI options for the services (e.g. ``["--lease-s", "3"]``).
     env:
         Extra environment of the services.
+    ui_port:
+        Also serve the web console (``graflow-dist ui``) on this loopback port (0: a
+        free one); None: no console.
+    ui_options:
+        Extra CLI options of the console (e.g. ``["--poll-s", "0.2"]``).
     """
 
     def __init__(self, workers: int = 2, *, coordinators: int = 1,
                  redis_url: str | None = None, data_dir: str | os.PathLike[str] | None = None,
                  worker_options: list[str] | None = None,
                  coordinator_options: list[str] | None = None, cwd: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, ui_port: int | None = None,
+                 ui_options: list[str] | None = None) -> None:
         self.n_workers = workers
         self.n_coordinators = coordinators
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="graflow-up-")
@@ -63,6 +73,9 @@ class LocalCluster:
         self.workers: list[ServiceProcess] = []
         self._client: redis.Redis | None = None
         self._serial = 0
+        self.ui_port = ui_port
+        self.ui_options = list(ui_options or [])
+        self.ui: ServiceProcess | None = None
 
     @property
     def url(self) -> str:
@@ -93,8 +106,18 @@ class LocalCluster:
             self.add_coordinator()
         for _ in range(self.n_workers):
             self.add_worker()
+        if self.ui_port is not None:
+            self.ui_port = self.ui_port or free_port()
+            self.ui = self._spawn("ui", ["--host", UI_HOST, "--port", str(self.ui_port),
+                                         *self.ui_options])
         self.wait_ready()
         return self
+
+    @property
+    def ui_url(self) -> str:
+        """The web console's URL (with ``ui_port`` set)."""
+        assert self.ui_port, "cluster started without the web console"
+        return console_url(UI_HOST, self.ui_port)
 
     def _spawn(self, kind: str, options: list[str]) -> ServiceProcess:
         self._serial += 1
@@ -132,14 +155,15 @@ class LocalCluster:
         fails at once (see its log)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            for service in [*self.coordinators, *self.workers]:
+            for service in [*self.coordinators, *self.workers, *([self.ui] if self.ui else [])]:
                 if not (service.alive() or service.stop_requested):
                     raise RuntimeError(f"{service.kind} {service.pid} exited early "
                                        f"(status {service.proc.returncode if service.proc else '?'}"
                                        f"); see {service.log_path}")
             try:
                 live = {w.pid for w in self.live_workers()}
-                if self.leader() is not None and live <= self.registered_worker_pids():
+                if (self.leader() is not None and live <= self.registered_worker_pids()
+                        and self._ui_answers()):
                     return
             except (redis.ConnectionError, redis.TimeoutError):
                 pass  # Redis not up (yet, or again): not ready
@@ -148,7 +172,18 @@ class LocalCluster:
                                    f"{self.data_dir}")
             time.sleep(_POLL_S)
 
+    def _ui_answers(self) -> bool:
+        if self.ui is None or not self.ui_port:
+            return True
+        try:
+            with socket.create_connection((UI_HOST, self.ui_port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
     def stop(self) -> None:
+        if self.ui is not None:
+            self.ui.stop(UI_STOP_TIMEOUT_S)
         for worker in self.workers:
             worker.signal_group(15)
         for service in [*self.workers, *self.coordinators]:

@@ -118,6 +118,15 @@ EVENT_KINDS = frozenset({SUBMIT, RESUME, CANCEL, DONE, FAIL, LOST, HANDBACK, PAR
 TASK_EVENT_KINDS = frozenset({DONE, FAIL, LOST, HANDBACK, PARK})
 
 
+# Event attributes encoded only when set (attribute, msgpack key).
+_OPTIONAL_EVENT_FIELDS = (
+    ("token", "t"), ("task_id", "task"), ("worker", "w"), ("dynamic", "dyn"),
+    ("error", "err"), ("error_type", "et"), ("fatal", "fatal"), ("error_data", "ed"),
+    ("queued_at", "qa"), ("started_at", "sa"), ("finished_at", "fa"), ("duration_s", "du"),
+    ("traceback", "tb"), ("preview", "pv"), ("wake_key", "wk"), ("deadline", "dl"),
+)
+
+
 @dataclass
 class Event:
     """One entry of the coordinator's event stream.
@@ -128,7 +137,10 @@ class Event:
     checkpoint, ...); ``dynamic`` maps new task ids to signed cloudpickled tasks;
     ``error`` / ``error_type`` / ``fatal`` describe a failure; ``wake_key`` and
     ``deadline`` (epoch seconds, 0: none) what a parked task waits for, and until when
-    before its run is checkpointed.
+    before its run is checkpointed. A worker's report also says when the task's batch
+    was queued, when the task started and finished (epoch seconds), how long it ran, a
+    bounded traceback (failures) and a bounded preview of the result (done); they feed
+    the console's per-task detail (0 / "" when absent).
     """
 
     kind: str
@@ -146,14 +158,17 @@ class Event:
     wake_key: str = ""
     deadline: float = 0.0
     at: float = field(default_factory=time.time)
+    queued_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    duration_s: float = 0.0
+    traceback: str = ""
+    preview: str = ""
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {"v": WIRE_VERSION, "k": self.kind, "s": self.session_id,
                                 "at": self.at}
-        for name, key in (("token", "t"), ("task_id", "task"), ("worker", "w"),
-                          ("dynamic", "dyn"), ("error", "err"), ("error_type", "et"),
-                          ("fatal", "fatal"), ("error_data", "ed"), ("wake_key", "wk"),
-                          ("deadline", "dl")):
+        for name, key in _OPTIONAL_EVENT_FIELDS:
             value = getattr(self, name)
             if value:
                 body[key] = value
@@ -186,4 +201,9 @@ class Event:
             wake_key=f.text(body, "wk", what, ""),
             deadline=f.number(body, "dl", what, 0.0, minimum=0.0),
             at=f.number(body, "at", what, 0.0),
+            queued_at=f.number(body, "qa", what, 0.0, minimum=0.0),
+            started_at=f.number(body, "sa", what, 0.0, minimum=0.0),
+            finished_at=f.number(body, "fa", what, 0.0, minimum=0.0),
+            duration_s=f.number(body, "du", what, 0.0, minimum=0.0),
+            traceback=f.text(body, "tb", what, ""), preview=f.text(body, "pv", what, ""),
         )

@@ -34,6 +34,7 @@ from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.noop import NoopTracer
 from graflow_dist.wire.messages import DONE, FAIL, PARK, Batch, Event
 from graflow_dist.wire.signing import dumps_signed, loads_signed
+from graflow_dist.wire.task_records import MAX_TRACEBACK_CHARS, clip, preview
 from graflow_dist.wire.values import encode_value
 
 DEFAULT_GRAPH_CACHE_SIZE = 64
@@ -109,38 +110,53 @@ class TaskExecutor:
                                                       channel_manager=channel)
         return ctx
 
-    def run(self, ctx: ExecutionContext, spec: TaskSpec) -> Report:
-        """Run one spec; never raises for the task's own errors."""
-        started = time.perf_counter()
+    def run(self, ctx: ExecutionContext, spec: TaskSpec, queued_at: float = 0.0) -> Report:
+        """Run one spec; never raises for the task's own errors. ``queued_at`` (when
+        its batch was enqueued) and the task's times go into the report."""
+        started_at, started = time.time(), time.perf_counter()
         session_id = ctx.session_id
         try:
             task = self.task(ctx.graph, session_id, spec.task_id)
         except (GraflowError, Exception) as exc:  # noqa: B014 - user code may fail to load
             fatal = isinstance(exc, SignatureError | UnknownTaskError)
-            return self.failure(session_id, spec, exc, fatal)
+            return self._timed(self.failure(session_id, spec, exc, fatal), queued_at,
+                               started_at, started)
         invocation = invoke_task(task, ctx, spec, worker_id=self.worker)
-        duration = time.perf_counter() - started
         if invocation.parked is not None:
             request = invocation.parked
             event = Event(PARK, session_id, token=spec.token, task_id=spec.task_id,
                           worker=self.worker, wake_key=request.feedback_id,
                           deadline=request_deadline(request))
-            return Report(event, invocation, duration)
+            return self._timed(Report(event, invocation), queued_at, started_at, started)
         if not invocation.ok:
             report = self.failure(session_id, spec, invocation.error, invocation.fatal,
                                   invocation.error_text)
-            report.invocation, report.duration_s = invocation, duration
-            return report
+            report.invocation = invocation
+            report.event.traceback = clip(invocation.traceback, MAX_TRACEBACK_CHARS,
+                                          keep_end=True)
+            return self._timed(report, queued_at, started_at, started)
         try:
             result = encode_value(invocation.result)
             dynamic = {tid: dumps_signed(t) for tid, t in invocation.new_tasks.items()}
         except Exception as exc:  # an unpicklable return value is the task's failure
-            return self.failure(session_id, spec, exc, False,
-                                f"result of task {spec.task_id!r} cannot be stored: {exc}")
+            return self._timed(self.failure(
+                session_id, spec, exc, False,
+                f"result of task {spec.task_id!r} cannot be stored: {exc}"),
+                queued_at, started_at, started)
         event = Event(DONE, session_id, token=spec.token, task_id=spec.task_id,
                       worker=self.worker, outcome=invocation.outcome, dynamic=dynamic,
-                      result=result)
-        return Report(event, invocation, duration)
+                      result=result, preview=preview(invocation.result))
+        return self._timed(Report(event, invocation), queued_at, started_at, started)
+
+    @staticmethod
+    def _timed(report: Report, queued_at: float, started_at: float, started: float
+               ) -> Report:
+        report.duration_s = time.perf_counter() - started
+        event = report.event
+        event.queued_at, event.started_at = queued_at, started_at
+        event.duration_s = report.duration_s
+        event.finished_at = started_at + report.duration_s
+        return report
 
     def failure(self, session_id: str, spec: TaskSpec, error: BaseException | None,
                 fatal: bool, text: str = "") -> Report:

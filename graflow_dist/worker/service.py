@@ -31,6 +31,7 @@ from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
 from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Batch, Event
+from graflow_dist.wire.task_records import WorkerStats
 from graflow_dist.worker.executor import Report, TaskExecutor
 
 DEFAULT_GRACE_PERIOD_S = 30.0
@@ -107,6 +108,8 @@ class Worker:
         self.current: CurrentJob | None = None
         self.ready = threading.Event()
         self.tasks_done = 0
+        self.tasks_failed = 0
+        self.started_at = time.time()
         self._outage = OutageLog(log, "worker")
         self._beat_stop = threading.Event()
         self._flush_due = threading.Event()  # a report was buffered: check it soon
@@ -117,7 +120,7 @@ class Worker:
     def run(self, stop: threading.Event | None = None) -> None:
         """Work until ``stop`` (or `request_stop`) is set."""
         stop = stop or self.stopping
-        self.registration.register()
+        self.registration.register(self.stats())
         beat = threading.Thread(target=self._heartbeat_loop, name="gf-heartbeat", daemon=True)
         beat.start()
         threading.Thread(target=self._flusher_loop, name="gf-flusher", daemon=True).start()
@@ -184,9 +187,22 @@ class Worker:
 
     def _beat(self) -> None:
         job = self.current
-        lost = self.registration.heartbeat(self.claimer, [job.job_id] if job else [])
+        lost = self.registration.heartbeat(self.claimer, [job.job_id] if job else [],
+                                           self.stats(job))
         if job is not None and lost:
             self._lease_lost(job)
+
+    def stats(self, job: CurrentJob | None = None) -> WorkerStats:
+        """What this worker tells the console with each heartbeat."""
+        current: list[str] = []
+        if job is not None:
+            unfinished = set(job.unfinished)
+            current = [s.task_id for s in job.batch.specs if s.token in unfinished]
+        return WorkerStats(self.name, queue=self.queue, host=socket.gethostname(),
+                           pid=os.getpid(), started_at=self.started_at,
+                           tasks_done=self.tasks_done, tasks_failed=self.tasks_failed,
+                           current_session=job.batch.session_id if job else "",
+                           current_tasks=current)
 
     def _lease_lost(self, job: CurrentJob) -> None:
         """Our lease of ``job`` was reaped (we were paused or cut off past it): its tasks
@@ -254,7 +270,7 @@ class Worker:
         for spec in batch.specs:
             if self.stopping.is_set() or job.lost:
                 break
-            report = self.executor.run(ctx, spec)
+            report = self.executor.run(ctx, spec, batch.enqueued_at)
             self._observe(spec, report)
             with job.lock:
                 if spec.token not in job.unfinished:
@@ -281,6 +297,7 @@ class Worker:
     def _observe(self, spec: TaskSpec, report: Report) -> None:
         event = report.event
         if event.kind == FAIL:
+            self.tasks_failed += 1
             self.log.warning("task failed", session=event.session_id, task=spec.task_id,
                              attempt=spec.attempt, token=spec.token, error=event.error,
                              fatal=event.fatal, traceback=report.invocation.traceback

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -118,8 +119,12 @@ def test_up_prints_its_url_and_runs_a_coordinator_and_two_workers(
     info = subprocess.run([str(RQ), "info", "-u", up_cluster.url, "--only-workers"],
                           capture_output=True, text=True, timeout=60)
     assert "2 workers" in info.stdout
-    # redis-server, the coordinator and the workers are children of `up`.
-    assert len(processes.children(up_cluster.pid)) == 4
+    # redis-server, the coordinator, the workers and the web console are children of `up`.
+    assert len(processes.children(up_cluster.pid)) == 5
+    (line,) = [ln for ln in up_cluster.stdout().splitlines() if "web console: " in ln]
+    console = line.split("web console: ")[1].strip()
+    assert console.startswith("http://127.0.0.1:")
+    assert httpx.get(console + "api/workers", timeout=30).json()["workers"]
 
 
 def test_submit_wait_prints_the_session_and_result(
@@ -222,7 +227,7 @@ def test_ctrl_c_stops_up_and_everything_it_started(
 ) -> None:
     up = start_up(tmp_path, "--workers", "2")
     services = processes.children(up.pid)
-    assert len(services) == 4, "redis-server, a coordinator and two workers"
+    assert len(services) == 5, "redis-server, a coordinator, two workers and the console"
     with redis.Redis.from_url(up.url) as client:
         assert client.ping()
     assert up.interrupt() == 0

@@ -122,3 +122,41 @@ def test_event_round_trip_keeps_every_field() -> None:
 def test_malformed_events_are_refused(raw: bytes, message: str) -> None:
     with pytest.raises(WireError, match=message):
         Event.decode(raw)
+
+
+def test_reports_carry_times_traceback_and_preview_and_old_payloads_still_decode() -> None:
+    from graflow_dist.wire.messages import DONE, Event, packb
+
+    event = Event(DONE, "s", token="t", task_id="a", queued_at=1.0, started_at=2.0,
+                  finished_at=2.5, duration_s=0.5, traceback="Traceback ...", preview="[1, 2]")
+    back = Event.decode(event.encode())
+    assert (back.queued_at, back.started_at, back.finished_at, back.duration_s,
+            back.traceback, back.preview) == (1.0, 2.0, 2.5, 0.5, "Traceback ...", "[1, 2]")
+    old = Event.decode(packb({"v": 1, "k": DONE, "s": "s", "t": "t", "task": "a", "at": 3.0}))
+    assert (old.started_at, old.traceback, old.preview) == (0.0, "", "")
+
+
+def test_task_records_and_worker_stats_round_trip_and_reject_bad_fields() -> None:
+    import pytest
+
+    from graflow_dist.errors import WireError
+    from graflow_dist.wire.messages import packb
+    from graflow_dist.wire.task_records import (
+        MAX_PREVIEW_CHARS,
+        TaskRecord,
+        WorkerStats,
+        preview,
+    )
+
+    record = TaskRecord("a", "failed", attempts=2, worker="w", queued_at=1.0, started_at=1.5,
+                        duration_s=0.25, error="E: x", error_type="E", traceback="tb")
+    back = TaskRecord.decode("a", record.encode())
+    assert back == record and back.queue_wait_s == 0.5
+    with pytest.raises(WireError, match="unknown outcome 'weird'"):
+        TaskRecord.decode("a", packb({"o": "weird"}))
+    with pytest.raises(WireError, match="'n' must be >= 0"):
+        TaskRecord.decode("a", packb({"o": "done", "n": -1}))
+    stats = WorkerStats("w", queue="q", pid=7, tasks_done=3, current_tasks=["a", "b"])
+    assert WorkerStats.decode("w", stats.encode()) == stats
+    assert len(preview(list(range(100_000)))) <= MAX_PREVIEW_CHARS
+    assert len(preview("x" * 10_000)) <= MAX_PREVIEW_CHARS
