@@ -31,6 +31,7 @@ from graflow_dist.errors import (
     RunActiveError,
     RunTimeoutError,
     TaskStateError,
+    UnknownFeedbackError,
     UnknownTaskError,
     WireError,
     error_from_name,
@@ -231,8 +232,7 @@ class Client:
         manager = self.feedback
         request = manager.get_request(feedback_id)
         if request is None:
-            raise FeedbackError(f"no feedback request {feedback_id!r} on this cluster "
-                                "(see `graflow-dist feedback list`)")
+            raise UnknownFeedbackError(feedback_id)
         if response is None:
             response = make_response(request, **fields)
         elif fields:
@@ -241,6 +241,15 @@ class Client:
             raise FeedbackError(f"feedback request {feedback_id!r} is {request.status}, "
                                 "no longer open for an answer")
         return response
+
+    def cancel_feedback(self, feedback_id: str) -> None:
+        """Cancel an open request: its waiting task gets `FeedbackCancelledError`."""
+        if not self.feedback.cancel_request(feedback_id):
+            request = self.feedback.get_request(feedback_id)
+            if request is None:
+                raise UnknownFeedbackError(feedback_id)
+            raise FeedbackError(f"feedback request {feedback_id!r} is {request.status}, "
+                                "no longer open")
 
     def close(self) -> None:
         self.redis.close()

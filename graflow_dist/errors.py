@@ -233,6 +233,24 @@ class FeedbackTimeoutError(FeedbackError):
         return (self.__class__, (self.feedback_id, self.timeout))
 
 
+class UnknownFeedbackError(FeedbackError):
+    """No feedback request with this id is known (here)."""
+
+    def __init__(self, feedback_id: str) -> None:
+        self.feedback_id = feedback_id
+        super().__init__(f"no feedback request {feedback_id!r} on this cluster "
+                         "(see `graflow-dist feedback list`)")
+
+
+class FeedbackCancelledError(FeedbackError):
+    """A feedback request was cancelled (e.g. ``DELETE /api/feedback/{id}``): the task
+    that asked for it gets this instead of an answer."""
+
+    def __init__(self, feedback_id: str) -> None:
+        self.feedback_id = feedback_id
+        super().__init__(f"feedback request {feedback_id} was cancelled")
+
+
 class TaskHandlerError(GraflowError):
     """A task names a handler this process does not know, or the handler cannot run."""
 

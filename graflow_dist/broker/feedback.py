@@ -37,10 +37,13 @@ class FeedbackStore:
         self.events = EventLog(client, keyspace)
 
     def put_request(self, feedback_id: str, session_id: str, document: str, *,
-                    created_at: float, pending: bool) -> None:
-        """Create or replace a request; ``pending`` while nobody answered it."""
+                    created_at: float, pending: bool, wake: bool = False) -> None:
+        """Create or replace a request; ``pending`` while it can be answered. With
+        ``wake`` the task parked on it runs again (e.g. the request was cancelled)."""
         ks = self.keyspace
         pipe = self.client.pipeline(transaction=True)
+        if wake:
+            self.events.publish(Event(ANSWER, session_id, wake_key=feedback_id), pipe)
         pipe.hset(ks.feedback(feedback_id), mapping={
             F_REQUEST: document, F_SESSION: session_id, F_CREATED: repr(created_at)})
         pipe.zadd(ks.feedback_index, {feedback_id: created_at})

@@ -9,7 +9,7 @@ import click
 
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.run_commands import client_from
-from graflow_dist.errors import FeedbackError
+from graflow_dist.errors import UnknownFeedbackError
 from graflow_dist.hitl.types import FeedbackRequest, FeedbackType
 
 
@@ -65,8 +65,7 @@ def respond(ctx: click.Context, feedback_id: str, approved: bool | None, reason:
     client = client_from(ctx)
     request = client.feedback.get_request(feedback_id)
     if request is None:
-        raise FeedbackError(f"no feedback request {feedback_id!r} on this cluster "
-                            "(see `graflow-dist feedback list`)")
+        raise UnknownFeedbackError(feedback_id)
     fields: dict[str, Any] = {"responded_by": responded_by}
     kind = request.feedback_type
     if kind is FeedbackType.APPROVAL:

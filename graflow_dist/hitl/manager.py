@@ -20,13 +20,14 @@ from typing import Any
 import structlog
 
 from graflow_dist.channels.base import Channel
-from graflow_dist.errors import FeedbackError, FeedbackTimeoutError
+from graflow_dist.errors import FeedbackCancelledError, FeedbackError, FeedbackTimeoutError
 from graflow_dist.hitl.backend.base import DEFAULT_RECENT_REQUESTS, FeedbackBackend
 from graflow_dist.hitl.backend.filesystem import DEFAULT_FEEDBACK_DIR, FilesystemFeedbackBackend
 from graflow_dist.hitl.backend.memory import MemoryFeedbackBackend
 from graflow_dist.hitl.handler import FeedbackHandler
 from graflow_dist.hitl.types import (
     ANSWERABLE,
+    CANCELLED,
     COMPLETED,
     DEFAULT_FEEDBACK_TIMEOUT_S,
     PENDING,
@@ -173,6 +174,8 @@ class FeedbackManager:
         if answer is not None:
             self._complete(stored or request, answer, target)
             return answer
+        if stored is not None and stored.status == CANCELLED:
+            raise FeedbackCancelledError(request.feedback_id)
         if stored is not None:
             request.created_at = stored.created_at  # asked first then
         self._backend.store_request(request)
@@ -202,6 +205,9 @@ class FeedbackManager:
             answer = self._backend.get_response(request.feedback_id)
             if answer is not None:
                 return answer
+            current = self._backend.get_request(request.feedback_id)
+            if current is not None and current.status == CANCELLED:
+                raise FeedbackCancelledError(request.feedback_id)
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -238,6 +244,18 @@ class FeedbackManager:
         self._backend.store_request(request)
         if self.channel_manager is not None:
             write_answer(self.channel_manager, request, response)
+        self._backend.publish(feedback_id)
+        return True
+
+    def cancel_request(self, feedback_id: str) -> bool:
+        """Cancel an open request: its task gets `FeedbackCancelledError` instead of an
+        answer (at once, when it is parked on a cluster). False if there is no such
+        request or it is no longer open."""
+        request = self._backend.get_request(check_feedback_id(feedback_id))
+        if request is None or request.status not in ANSWERABLE:
+            return False
+        request.status = CANCELLED
+        self._backend.store_request(request)
         self._backend.publish(feedback_id)
         return True
 

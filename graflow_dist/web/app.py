@@ -17,14 +17,17 @@ from graflow_dist.errors import (
     CheckpointError,
     ConsoleAccessError,
     ConsoleRequestError,
+    FeedbackError,
+    FeedbackValidationError,
     GraflowError,
     RunActiveError,
     TaskStateError,
+    UnknownFeedbackError,
     UnknownSessionError,
     UnknownTaskError,
 )
 from graflow_dist.web.area import AreaContext
-from graflow_dist.web.areas import checkpoints, run_page, runs, session, workers
+from graflow_dist.web.areas import checkpoints, feedback, run_page, runs, session, workers
 from graflow_dist.web.console import Console
 from graflow_dist.web.pages import STATIC_DIR, Pages
 from graflow_dist.web.security import ConsoleGuard
@@ -32,13 +35,14 @@ from graflow_dist.web.settings import ConsoleSettings
 
 # The mounted areas, in navigation order. A new area (e.g. human feedback) is a module
 # in graflow_dist/web/areas/ with NAV and routes(ctx), listed here.
-AREAS: list[ModuleType] = [runs, run_page, checkpoints, workers, session]
+AREAS: list[ModuleType] = [runs, run_page, checkpoints, feedback, workers, session]
 
 # HTTP status of each error the console answers with (the first match counts).
 ERROR_STATUS: tuple[tuple[type[GraflowError], int], ...] = (
     (UnknownSessionError, 404), (UnknownTaskError, 404), (RunActiveError, 409),
     (TaskStateError, 409), (ConsoleRequestError, 400), (CheckpointError, 400),
-    (ConsoleAccessError, 403),
+    (ConsoleAccessError, 403), (UnknownFeedbackError, 404), (FeedbackValidationError, 400),
+    (FeedbackError, 409),
 )
 
 
@@ -74,7 +78,9 @@ def create_app(settings: ConsoleSettings | None = None, console: Console | None 
         assert isinstance(exc, GraflowError)
         code = status_of(exc)
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"error": str(exc), "type": type(exc).__name__}, code)
+            # "detail" as well: Graflow's feedback API answers errors that way
+            return JSONResponse({"error": str(exc), "detail": str(exc),
+                                 "type": type(exc).__name__}, code)
         return pages.render(request, "error.html", code, error=str(exc), code=code)
 
     @asynccontextmanager

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from console_helpers import TASKS, gated_workflow, open_gates, poll
 
-from graflow_dist import Client
+from graflow_dist import Client, TaskExecutionContext, task, workflow
 from graflow_dist.embedded.cluster import LocalCluster
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -182,3 +182,30 @@ def test_workers_page_shows_workers_queues_and_the_leader(
     assert "leader" in page.locator("#coordinators-table").inner_text()
     assert "graflow" in page.locator("#queues-table").inner_text()
     shoot(page, "console-workers.png")
+
+
+def test_approve_a_waiting_task_from_the_feedback_page(
+        page: Any, client: Client, console_cluster: LocalCluster) -> None:
+    with workflow("browser-approval") as wf:
+
+        @task(inject_context=True)
+        def approve(ctx: TaskExecutionContext) -> str:
+            answer = ctx.request_approval("Ship release 1.2 to production?", timeout=600)
+            return "shipped" if answer else "held"
+
+    run = client.submit(wf)
+    poll(lambda: run.status() == "waiting", "the run to wait for its approval")
+    page.goto(console_cluster.ui_url + f"runs/{run.session_id}")
+    wait_state(page, "approve", "waiting")
+    page.goto(console_cluster.ui_url + "feedback")
+    card = page.locator(f'section.feedback[data-type="approval"]:has-text("{run.session_id}")')
+    card.wait_for()
+    assert "Ship release 1.2 to production?" in card.inner_text()
+    card.locator('input[name="reason"]').fill("release notes checked")
+    shoot(page, "console-feedback.png")
+    card.locator('button[value="true"]').click()
+    page.wait_for_selector("#flash.ok")
+    assert run.wait(timeout=RUN_TIMEOUT_S) == "shipped"
+    answer = client.feedback.get_response(client.feedback.list_requests(run.session_id)[0]
+                                          .feedback_id)
+    assert answer.approved is True and answer.reason == "release notes checked"

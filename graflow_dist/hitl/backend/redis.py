@@ -16,6 +16,7 @@ from graflow_dist.errors import FeedbackError
 from graflow_dist.hitl.backend.base import DEFAULT_RECENT_REQUESTS, FeedbackBackend
 from graflow_dist.hitl.types import (
     ANSWERABLE,
+    CANCELLED,
     PENDING,
     FeedbackRequest,
     FeedbackResponse,
@@ -50,7 +51,8 @@ class RedisFeedbackBackend(FeedbackBackend):
         self.store.put_request(request.feedback_id, request.session_id,
                                json.dumps(request.to_dict()),
                                created_at=_epoch(request.created_at),
-                               pending=request.status in ANSWERABLE)
+                               pending=request.status in ANSWERABLE,
+                               wake=request.status == CANCELLED)
 
     def get_request(self, feedback_id: str) -> FeedbackRequest | None:
         document = self.store.request(feedback_id)

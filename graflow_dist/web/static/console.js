@@ -21,6 +21,15 @@ async function post(url, body) {
   return data;
 }
 
+async function del(url) {
+  const res = await fetch(url, {
+    method: "DELETE", credentials: "same-origin", headers: {"x-csrf-token": csrfToken()},
+  });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.error || `HTTP ${res.status}`);
+  return data;
+}
+
 function flash(text, kind) {
   const box = document.getElementById("flash");
   if (!box) return;
@@ -281,7 +290,61 @@ function initLogin() {
   if (field && !field.value) field.value = csrfToken();
 }
 
-const INIT = {runs: initRuns, run: initRun, workers: initWorkers, login: initLogin};
+// The answer a feedback form gives, in the API's fields.
+function feedbackAnswer(form, submitter) {
+  const data = new FormData(form);
+  const body = {};
+  const by = (data.get("responded_by") || "").trim();
+  if (by) body.responded_by = by;
+  const type = form.closest("[data-type]").dataset.type;
+  if (type === "approval") {
+    body.approved = submitter && submitter.value === "true";
+    const reason = (data.get("reason") || "").trim();
+    if (reason) body.reason = reason;
+  } else if (type === "text") body.text = data.get("text");
+  else if (type === "selection") body.selected = data.get("selected");
+  else if (type === "multi_selection") body.selected_multiple = data.getAll("selected_multiple");
+  else body.custom_data = JSON.parse(data.get("custom_data") || "{}");
+  return body;
+}
+
+function initFeedback() {
+  const list = document.getElementById("feedback-list");
+  list.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = e.target;
+    const id = form.dataset.feedback;
+    try {
+      await post(`/api/feedback/${encodeURIComponent(id)}/respond`,
+                 feedbackAnswer(form, e.submitter));
+      flash(`answered ${id}: the task continues`, "ok");
+      form.closest(".card").classList.add("answered");
+      form.replaceWith(h("p", {class: "muted"}, "answered"));
+    } catch (err) { flash(String(err.message || err), "error"); }
+  });
+  list.addEventListener("click", async (e) => {
+    if (!e.target.classList.contains("cancel-request")) return;
+    const id = e.target.closest("form").dataset.feedback;
+    try {
+      await del(`/api/feedback/${encodeURIComponent(id)}`);
+      flash(`cancelled ${id}`, "ok");
+      e.target.closest(".card").remove();
+    } catch (err) { flash(String(err.message || err), "error"); }
+  });
+  if (list.dataset.single) return;
+  // New questions appear without a reload: reload the list when the open set changes.
+  const shown = new Set([...list.querySelectorAll(".card")].map((c) => c.dataset.feedback));
+  const source = new EventSource("/api/feedback/stream");
+  source.addEventListener("update", (ev) => {
+    const ids = JSON.parse(ev.data).requests.map((r) => r.feedback_id);
+    const fresh = ids.some((id) => !shown.has(id));
+    const focused = list.contains(document.activeElement);
+    if (fresh && !focused) window.location.reload();
+  });
+}
+
+const INIT = {runs: initRuns, run: initRun, workers: initWorkers, login: initLogin,
+  feedback: initFeedback};
 document.addEventListener("DOMContentLoaded", () => {
   const init = INIT[document.body.dataset.page];
   if (init) init();
