@@ -7,16 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from graflow_dist.embedded.cluster import LocalCluster
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hitl"
 TIMEOUT_S = 120
 
 
-def run_example(name: str, cwd: Path, *args: str) -> str:
+def run_example(name: str, cwd: Path, *args: str, cluster: str | None = None) -> str:
     tmpdir = cwd / "tmp"
     tmpdir.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if k not in ("GRAFLOW_DIST_CLUSTER", "GRAFLOW_DIST_FEEDBACK_DIR")}
     env.update({"GRAFLOW_DIST_SECRET": "examples-test-secret", "TMPDIR": str(tmpdir)})
+    if cluster is not None:  # the cluster's services sign with the test session's secret
+        env.update({"GRAFLOW_DIST_CLUSTER": cluster,
+                    "GRAFLOW_DIST_SECRET": os.environ["GRAFLOW_DIST_SECRET"]})
     proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -96,3 +103,16 @@ def test_selection_fans_out_to_the_chosen_regions(tmp_path: Path) -> None:
     assert out.index("summary: ") > max(out.index(f"deploy_region: {r}")
                                         for r in ("eu-west", "us-east", "ap-south"))
     assert_no_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize(("name", "ok"), [
+    ("01_approval.py", "OK: the late approval was picked up under the same feedback id"),
+    ("02_text_feedback.py", "OK: one feedback id per review round"),
+    ("03_selection.py", "OK: the chosen regions were deployed, then summarised once"),
+])
+def test_examples_run_on_a_cluster(tmp_path: Path, name: str, ok: str,
+                                   cluster: LocalCluster) -> None:
+    """With GRAFLOW_DIST_CLUSTER the runs go to the cluster: a waiting task is parked and
+    the reviewer answers through Client.pending_feedback / Client.respond."""
+    out = run_example(name, tmp_path, cluster=cluster.url)
+    assert ok in out
