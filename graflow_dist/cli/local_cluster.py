@@ -14,6 +14,7 @@ from rich.console import Console
 from graflow_dist.broker.connection import check_connection, connect
 from graflow_dist.cli.progress import watch
 from graflow_dist.client import Client
+from graflow_dist.demo import build_demo_workflow
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import GraflowError
 
@@ -76,8 +77,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _run_demo(cluster: LocalCluster, console: Console, chaos: bool) -> bool:
-    from graflow_dist.demo import build_demo_workflow
-
     client = Client(cluster.url)
     wf = build_demo_workflow(task_seconds=0.3 if chaos else 0.05)
     run = client.submit(wf)

@@ -13,6 +13,7 @@ import structlog
 from graflow_dist.broker.connection import connect, wait_for_connection
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.cli.app import cli
+from graflow_dist.cli.local_cluster import run_up
 from graflow_dist.coordinator.service import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_LEADER_LEASE_S,
@@ -181,8 +182,6 @@ def up(ctx: click.Context, workers: int, demo: bool, demo_chaos: bool,
        data_dir: str | None, lease_s: float | None, ui_port: int, no_ui: bool) -> None:
     """A local cluster: embedded redis-server, a coordinator, N workers and the web
     console (its URL is printed)."""
-    from graflow_dist.cli.local_cluster import run_up
-
     run_up(ctx.obj["redis_url"], workers, demo or demo_chaos, demo_chaos, data_dir,
            lease_s if lease_s is not None else (3.0 if demo_chaos else None),
            None if no_ui else ui_port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from graflow_dist.channels.base import Channel, iteration_key, result_key
@@ -14,7 +15,7 @@ from graflow_dist.core.cycle import CycleController
 from graflow_dist.core.dynamic import DynamicNode, DynamicScope, collect_new_nodes, dynamic_shapes
 from graflow_dist.core.feedback import FeedbackCalls
 from graflow_dist.core.graph import TaskGraph
-from graflow_dist.core.workflow import get_current_workflow_context
+from graflow_dist.core.scope import get_current_scope
 from graflow_dist.errors import CycleLimitExceededError
 from graflow_dist.hitl.backend.base import FeedbackBackend
 from graflow_dist.hitl.manager import FeedbackManager, default_feedback_manager
@@ -26,6 +27,16 @@ from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.noop import NoopTracer
 
 T = TypeVar("T")
+
+
+# What `ExecutionContext.execute` runs: graflow_dist.core.engine registers
+# `WorkflowEngine` here (the engine sits above this module).
+_engine_factory: Callable[[], Any] | None = None
+
+
+def use_engine(factory: Callable[[], Any]) -> None:
+    global _engine_factory
+    _engine_factory = factory
 
 
 class ExecutionContext:
@@ -190,9 +201,9 @@ class ExecutionContext:
         self.checkpoint_request_path = None
 
     def execute(self) -> Any:
-        from graflow_dist.core.engine import WorkflowEngine
-
-        return WorkflowEngine().execute(self)
+        """Run (or continue) this context in process (`WorkflowEngine`)."""
+        assert _engine_factory is not None, "graflow_dist.core.engine is not loaded"
+        return _engine_factory().execute(self)
 
     def __repr__(self) -> str:
         return (
@@ -340,7 +351,7 @@ class TaskExecutionContext(FeedbackCalls):
         normal successors still run; ``goto=True`` (or an existing task) jumps there
         instead of the successors."""
         task_id = executable.task_id
-        scope = get_current_workflow_context()
+        scope = get_current_scope()
         scratch = scope.graph if isinstance(scope, DynamicScope) else TaskGraph()
         nodes = collect_new_nodes(executable, scratch, self.graph, self.new_tasks)
         shapes = dynamic_shapes(nodes, self.graph, self.execution_context.default_max_cycles)

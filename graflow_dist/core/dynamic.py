@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graflow_dist.core.graph import LayeredGraph, TaskGraph, node_shape
+from graflow_dist.core.graph import LayeredGraph, TaskGraph
+from graflow_dist.core.scope import GraphScope
 from graflow_dist.core.task import ParallelGroup, SequentialTask
-from graflow_dist.core.workflow import WorkflowContext
 from graflow_dist.errors import GraphError
 from graflow_dist.scheduler.specs import NodeShape
 
@@ -28,7 +28,7 @@ class DynamicNode:
     successors: list[str] = field(default_factory=list)
 
 
-class DynamicScope(WorkflowContext):
+class DynamicScope(GraphScope):
     """The workflow context of one task execution. Groups it creates are named after
     the task and its iteration, so names are unique within the run and the same when
     that execution runs again."""
@@ -87,7 +87,7 @@ def dynamic_shapes(nodes: dict[str, DynamicNode], graph: TaskGraph,
     """The scheduler shapes of ``nodes`` as they will sit in ``graph``."""
     view = LayeredGraph(graph)
     adopt(view, nodes)
-    return {node_id: node_shape(view.get_node(node_id), view, default_max_cycles)
+    return {node_id: view.get_node(node_id).node_shape(view, default_max_cycles)
             for node_id in nodes}
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from graflow_dist.channels.base import result_key
 from graflow_dist.coordination.coordinator import CoordinationBackend
 from graflow_dist.coordination.executor import in_process_coordinator
-from graflow_dist.core.context import ExecutionContext
+from graflow_dist.core.checkpoint import CheckpointManager
+from graflow_dist.core.context import ExecutionContext, use_engine
 from graflow_dist.core.dynamic import adopt
 from graflow_dist.core.handler import TaskHandler, check_handler
 from graflow_dist.core.invoke import Invocation, invoke_task
@@ -177,8 +178,6 @@ class WorkflowEngine:
 
     @staticmethod
     def _write_checkpoint(context: ExecutionContext, decision: Decision) -> None:
-        from graflow_dist.core.checkpoint import CheckpointManager
-
         request = decision.checkpoint
         assert request is not None
         CheckpointManager.create_checkpoint(
@@ -244,3 +243,6 @@ def _cause_of(error: Exception, failures: dict[str, BaseException]) -> BaseExcep
         return next((failures[t] for t in error.failed if t in failures), None)
     task_id = getattr(error, "task_id", None)
     return failures.get(task_id) if task_id is not None else None
+
+
+use_engine(WorkflowEngine)

@@ -11,14 +11,13 @@ from graflow_dist.drawing.text import render_text
 from graflow_dist.errors import (
     DuplicateTaskError,
     GraphError,
-    MissingDependencyError,
     UnknownTaskError,
 )
+from graflow_dist.optional import require
 from graflow_dist.scheduler.specs import (
     DEFAULT_MAX_CYCLES,
     GraphShape,
     NodeShape,
-    RetrySettings,
 )
 
 
@@ -147,17 +146,13 @@ class TaskGraph:
 
     def shape(self, default_max_cycles: int = DEFAULT_MAX_CYCLES) -> GraphShape:
         """The structure the scheduler needs, without user code."""
-        return GraphShape({nid: node_shape(ex, self, default_max_cycles)
+        return GraphShape({nid: ex.node_shape(self, default_max_cycles)
                            for nid, ex in self._nodes.items()})
 
     def nx_graph(self) -> Any:
         """A networkx ``DiGraph`` copy (``nodes[id]["task"]`` is the executable), for
         Graflow code that works on networkx graphs; needs networkx."""
-        try:
-            import networkx
-        except ImportError:
-            raise MissingDependencyError("networkx", "TaskGraph.nx_graph()",
-                                         "pip install networkx") from None
+        networkx = require("networkx", "TaskGraph.nx_graph()")
         graph = networkx.DiGraph()
         for node_id, executable in self._nodes.items():
             graph.add_node(node_id, task=executable)
@@ -189,35 +184,21 @@ class LayeredGraph(TaskGraph):
 
 
 def _renamed(executable: Any, task_id: str) -> Any:
-    from graflow_dist.core.task import TaskWrapper
-
-    if not isinstance(executable, TaskWrapper):
+    renamed = getattr(executable, "renamed", None)
+    if renamed is None:
         raise GraphError(
             f"cannot add {type(executable).__name__} {executable.task_id!r} as node "
             f"{task_id!r}: only a task can join a graph under another id"
         )
-    return executable.renamed(task_id)
+    return renamed(task_id)
 
 
-def node_shape(executable: Any, graph: TaskGraph | None = None,
-               default_max_cycles: int = DEFAULT_MAX_CYCLES) -> NodeShape:
-    """The scheduler's view of one executable (also used for dynamic tasks)."""
-    from graflow_dist.core.task import ParallelGroup, TaskWrapper
-
-    node_id = executable.task_id
-    shape = NodeShape(
+def base_shape(node_id: str, graph: TaskGraph | None, default_max_cycles: int) -> NodeShape:
+    """The shape of a node with its edges in ``graph``; executables fill in the rest
+    (their ``node_shape``)."""
+    return NodeShape(
         node_id=node_id,
         successors=graph.successors(node_id) if graph else [],
         predecessors=graph.predecessors(node_id) if graph else [],
         max_cycles=default_max_cycles,
     )
-    if isinstance(executable, ParallelGroup):
-        shape.members = executable.member_ids
-        shape.policy = executable.policy
-    elif isinstance(executable, TaskWrapper):
-        shape.max_cycles = executable.effective_max_cycles(default_max_cycles)
-        if executable.retry_policy is not None:
-            shape.retry = executable.retry_policy.settings()
-        else:
-            shape.retry = RetrySettings(max_retries=executable.max_retries)
-    return shape

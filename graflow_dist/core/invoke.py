@@ -15,10 +15,11 @@ from typing import Any
 from graflow_dist.channels.base import iteration_key, result_key
 from graflow_dist.core.context import ExecutionContext, TaskExecutionContext
 from graflow_dist.core.dynamic import DynamicNode, DynamicScope
+from graflow_dist.core.graph import TaskGraph
 from graflow_dist.core.handler import TaskHandler, resolve_handler
 from graflow_dist.core.handlers.direct import DirectTaskHandler
 from graflow_dist.core.running import running_call
-from graflow_dist.core.task import TaskWrapper
+from graflow_dist.core.task import TaskWrapper, use_standalone_runner
 from graflow_dist.errors import (
     CycleLimitExceededError,
     GraflowError,
@@ -151,3 +152,17 @@ def _report_dynamic_tasks(tracer: Tracer, task_id: str, outcome: TaskOutcome) ->
         for shape in added.new_shapes():  # new tasks, not a jump to an existing one
             tracer.on_dynamic_task_added(shape.node_id, parent_task_id=task_id,
                                          metadata={"goto": added.goto})
+
+
+def run_alone(task: TaskWrapper) -> Any:
+    """Run ``task`` once on its own, in a throwaway context (``task()``): it fails
+    like the plain function would."""
+    graph = TaskGraph()
+    graph.add_node(task)
+    invocation = invoke_task(task, ExecutionContext(graph), None)
+    if invocation.error is not None:
+        raise invocation.error
+    return invocation.result
+
+
+use_standalone_runner(run_alone)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from graflow_dist.coordination.coordinator import (
     CoordinationBackend,
     check_backend_config,
     resolve_backend,
 )
+from graflow_dist.core.graph import TaskGraph, base_shape
 from graflow_dist.core.handler import (
     DEFAULT_HANDLER,
     TaskHandler,
@@ -28,10 +29,22 @@ from graflow_dist.core.handlers.group_policy import (
 )
 from graflow_dist.core.retry import RetryPolicy
 from graflow_dist.core.running import current_call
-from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, GroupPolicySpec
+from graflow_dist.core.scope import GraphScope, current_scope, get_current_scope
+from graflow_dist.scheduler.specs import (
+    DEFAULT_MAX_CYCLES,
+    GroupPolicySpec,
+    NodeShape,
+    RetrySettings,
+)
 
-if TYPE_CHECKING:
-    from graflow_dist.core.workflow import WorkflowContext
+# How a task runs on its own (`task()` outside any run): provided by
+# graflow_dist.core.invoke, which needs the contexts that sit above this module.
+_run_alone: Callable[[TaskWrapper], Any] | None = None
+
+
+def use_standalone_runner(runner: Callable[[TaskWrapper], Any]) -> None:
+    global _run_alone
+    _run_alone = runner
 
 
 class Executable:
@@ -47,13 +60,16 @@ class Executable:
     def rightmost(self) -> Executable:
         return self
 
-    def _ensure_registered(self, wf: WorkflowContext) -> None:
+    def _ensure_registered(self, wf: GraphScope) -> None:
         wf.graph.add_node(self, skip_if_exists=True)
 
-    def __rshift__(self, other: Executable) -> SequentialTask:
-        from graflow_dist.core.workflow import current_workflow_context
+    def node_shape(self, graph: TaskGraph | None,
+                   default_max_cycles: int = DEFAULT_MAX_CYCLES) -> NodeShape:
+        """The scheduler's view of this node (no user code)."""
+        return base_shape(self.task_id, graph, default_max_cycles)
 
-        wf = current_workflow_context()
+    def __rshift__(self, other: Executable) -> SequentialTask:
+        wf = current_scope()
         left, right = self.rightmost, other.leftmost
         left._ensure_registered(wf)
         right._ensure_registered(wf)
@@ -108,9 +124,7 @@ class TaskWrapper(Executable):
             if hasattr(func, attr):
                 setattr(self, attr, getattr(func, attr))
         if register_to_context:
-            from graflow_dist.core.workflow import get_current_workflow_context
-
-            wf = get_current_workflow_context()
+            wf = get_current_scope()
             if wf is not None:
                 wf.graph.add_node(self)
 
@@ -125,6 +139,14 @@ class TaskWrapper(Executable):
     @property
     def bound_kwargs(self) -> dict[str, Any]:
         return dict(self._bound_kwargs)
+
+    def node_shape(self, graph: TaskGraph | None,
+                   default_max_cycles: int = DEFAULT_MAX_CYCLES) -> NodeShape:
+        shape = base_shape(self.task_id, graph, default_max_cycles)
+        shape.max_cycles = self.effective_max_cycles(default_max_cycles)
+        shape.retry = (self.retry_policy.settings() if self.retry_policy is not None
+                       else RetrySettings(max_retries=self.max_retries))
+        return shape
 
     def effective_max_cycles(self, default: int = DEFAULT_MAX_CYCLES) -> int:
         return self.max_cycles if self.max_cycles is not None else default
@@ -178,17 +200,8 @@ class TaskWrapper(Executable):
         call = current_call(self)
         if call is not None:
             return call()
-        from graflow_dist.core.context import ExecutionContext
-        from graflow_dist.core.graph import TaskGraph
-        from graflow_dist.core.invoke import invoke_task
-
-        graph = TaskGraph()
-        graph.add_node(self)
-        ctx = ExecutionContext(graph)
-        invocation = invoke_task(self, ctx, None)
-        if invocation.error is not None:
-            raise invocation.error  # a direct call fails like the plain function would
-        return invocation.result
+        assert _run_alone is not None, "graflow_dist.core.invoke is not loaded"
+        return _run_alone(self)
 
     def __repr__(self) -> str:
         return f"TaskWrapper({self.task_id})"
@@ -231,7 +244,7 @@ class SequentialTask(Executable):
     def rightmost(self) -> Executable:
         return self.tasks[-1].rightmost
 
-    def _ensure_registered(self, wf: WorkflowContext) -> None:
+    def _ensure_registered(self, wf: GraphScope) -> None:
         for t in self.tasks:
             t._ensure_registered(wf)
 
@@ -244,8 +257,6 @@ class ParallelGroup(Executable):
     group's policy is satisfied by its members' outcomes."""
 
     def __init__(self, tasks: Iterable[Executable], name: str | None = None) -> None:
-        from graflow_dist.core.workflow import current_workflow_context
-
         members: list[Executable] = []
         for t in tasks:
             if isinstance(t, ParallelGroup) and not t._has_edges():
@@ -257,7 +268,7 @@ class ParallelGroup(Executable):
         self.policy = GroupPolicySpec()
         self.backend: CoordinationBackend | None = None
         self.backend_config: dict[str, Any] = {}
-        wf = current_workflow_context()
+        wf = current_scope()
         self._wf = wf
         self._task_id = name or wf.next_group_name()
         wf.graph.add_node(self)
@@ -272,6 +283,13 @@ class ParallelGroup(Executable):
         state = dict(self.__dict__)
         state["_wf"] = None  # the defining workflow stays on the client
         return state
+
+    def node_shape(self, graph: TaskGraph | None,
+                   default_max_cycles: int = DEFAULT_MAX_CYCLES) -> NodeShape:
+        shape = base_shape(self.task_id, graph, default_max_cycles)
+        shape.members = self.member_ids
+        shape.policy = self.policy
+        return shape
 
     @property
     def member_ids(self) -> list[str]:

@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.context import ExecutionContext
+from graflow_dist.core.engine import WorkflowEngine
+from graflow_dist.core.scope import (
+    GraphScope,
+    current_scope,
+    get_current_scope,
+    use_default_scope,
+)
 from graflow_dist.drawing.model import DrawGraph
 from graflow_dist.drawing.text import render_text
 from graflow_dist.scheduler.state import DEFAULT_MAX_STEPS
-
-if TYPE_CHECKING:
-    from graflow_dist.client import Client
-    from graflow_dist.core.context import ExecutionContext
-    from graflow_dist.trace.base import Tracer
-
-_current: ContextVar[WorkflowContext | None] = ContextVar("graflow_dist_workflow", default=None)
+from graflow_dist.trace.base import Tracer
 
 
-class WorkflowContext:
+class RunSubmitter(Protocol):
+    """What ``execute(client=...)`` needs: `graflow_dist.Client`."""
+
+    def submit(self, workflow_or_context: Any) -> Any: ...
+
+
+class WorkflowContext(GraphScope):
     """A named workflow: ``with workflow("etl") as wf: a >> b; wf.execute()``.
 
     ``tracer`` receives the hooks of the runs it executes in process.
     """
 
     def __init__(self, name: str, tracer: Tracer | None = None) -> None:
-        self.name = name
+        super().__init__(name)
         self.tracer = tracer
-        self.graph = TaskGraph()
-        self._group_counter = 0
-        self._tokens: list[Token[WorkflowContext | None]] = []
 
     def __enter__(self) -> WorkflowContext:
-        self._tokens.append(_current.set(self))
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        _current.reset(self._tokens.pop())
 
     def add_node(self, name: str, task: Any, skip_if_exists: bool = False) -> None:
         """Add ``task`` to this workflow's graph as node ``name``."""
@@ -66,15 +66,9 @@ class WorkflowContext:
             else:
                 print(f"{node} (no dependencies)")
 
-    def next_group_name(self) -> str:
-        self._group_counter += 1
-        return f"ParallelGroup_{self._group_counter}"
-
     def create_context(
         self, start_node: str | None = None, max_steps: int = DEFAULT_MAX_STEPS, **kwargs: Any
     ) -> ExecutionContext:
-        from graflow_dist.core.context import ExecutionContext
-
         kwargs.setdefault("tracer", self.tracer)
         kwargs["config"] = {"workflow": self.name, **(kwargs.get("config") or {})}
         return ExecutionContext.create(self.graph, start_node, max_steps=max_steps, **kwargs)
@@ -85,7 +79,7 @@ class WorkflowContext:
         max_steps: int = DEFAULT_MAX_STEPS,
         ret_context: bool = False,
         initial_channel: dict[str, Any] | None = None,
-        client: Client | None = None,
+        client: RunSubmitter | None = None,
         timeout: float | None = None,
     ) -> Any:
         """Run the workflow and return the last executed task's result (or
@@ -95,8 +89,6 @@ class WorkflowContext:
         (``timeout`` seconds at most). Raises a `WorkflowError` subclass when the run
         fails, is cancelled, or exceeds ``max_steps``.
         """
-        from graflow_dist.core.engine import WorkflowEngine
-
         ctx = self.create_context(start_node, max_steps)
         for key, value in (initial_channel or {}).items():
             ctx.channel.set(key, value)
@@ -116,23 +108,16 @@ def workflow(name: str, tracer: Tracer | None = None) -> WorkflowContext:
     return WorkflowContext(name, tracer=tracer)
 
 
-def get_current_workflow_context() -> WorkflowContext | None:
-    return _current.get()
+def get_current_workflow_context() -> GraphScope | None:
+    """The workflow being defined (inside ``with workflow(...)``), or while a task runs
+    its dynamic scope; None outside both."""
+    return get_current_scope()
 
 
-_default = WorkflowContext("default")
-
-
-def current_workflow_context() -> WorkflowContext:
+def current_workflow_context() -> GraphScope:
     """The active workflow, or a process-wide default one for tasks wired outside any
     ``with workflow(...)`` block."""
-    return _current.get() or _default
+    return current_scope()
 
 
-def suspend_workflow_context() -> Token[WorkflowContext | None]:
-    """While tasks run, new tasks are dynamic, not members of the defining workflow."""
-    return _current.set(None)
-
-
-def restore_workflow_context(token: Token[WorkflowContext | None]) -> None:
-    _current.reset(token)
+use_default_scope(WorkflowContext)

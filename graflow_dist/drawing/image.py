@@ -9,19 +9,14 @@ from typing import Any
 
 from graflow_dist.drawing.layout import LR, layout_graph
 from graflow_dist.drawing.model import DrawGraph
-from graflow_dist.errors import MissingDependencyError
+from graflow_dist.optional import require
 
 DPI = 100
 
 
 def pyplot() -> Any:
     """matplotlib.pyplot, or a clear error when matplotlib is not installed."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError("matplotlib", "drawing graphs as images",
-                                     "pip install matplotlib") from None
-    return plt
+    return require("matplotlib.pyplot", "drawing graphs as images", "pip install matplotlib")
 
 
 def render_figure(graph: DrawGraph, title: str | None = None,
@@ -29,7 +24,8 @@ def render_figure(graph: DrawGraph, title: str | None = None,
                   node_colors: Mapping[str, str] | None = None) -> Any:
     """A matplotlib Figure of the graph (the caller shows or saves it)."""
     plt = pyplot()
-    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+    patches = require("matplotlib.patches", "drawing graphs as images", "pip install matplotlib")
+    FancyArrowPatch, FancyBboxPatch = patches.FancyArrowPatch, patches.FancyBboxPatch  # noqa: N806
 
     layout = layout_graph(graph, direction=LR)
     labels, colors = dict(node_labels or {}), dict(node_colors or {})

@@ -7,11 +7,13 @@ subclasses implement; ``on_*`` hooks map runs, tasks and parallel groups onto th
 
 from __future__ import annotations
 
+import io
 import json
 from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from graflow_dist.optional import require
 from graflow_dist.trace.runtime_graph import RuntimeGraph
 
 if TYPE_CHECKING:
@@ -211,11 +213,8 @@ class Tracer(ABC):
         if format == "json":
             return json.loads(json.dumps(self.export_runtime_graph("dict"), default=str))
         if format == "graphml":
-            import io
-
             nx_graph = graph.to_networkx()  # a clear error if networkx is missing
-            import networkx
-
+            networkx = require("networkx", "export_runtime_graph('graphml')")
             for _, attrs in nx_graph.nodes(data=True):  # graphml takes scalars only
                 for key, value in list(attrs.items()):
                     if not isinstance(value, str | int | float | bool):

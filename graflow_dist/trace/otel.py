@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from graflow_dist.errors import MissingDependencyError
+from graflow_dist.optional import available, require
 from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.scope import current_task_context
 
@@ -30,21 +30,19 @@ ATTR_GROUP = "graflow.group"
 SUCCESSFUL_RUN_STATUSES = ("completed", "terminated")
 
 
+OTEL_INSTALL = "pip install 'graflow-dist[otel]'"
+
+
 def otel_available() -> bool:
-    try:
-        import opentelemetry.trace  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return available("opentelemetry.trace")
 
 
 def _api() -> Any:
-    try:
-        from opentelemetry import trace
-    except ImportError:
-        raise MissingDependencyError("opentelemetry-api", "OpenTelemetry tracing",
-                                     "pip install 'graflow-dist[otel]'") from None
-    return trace
+    return require("opentelemetry.trace", "OpenTelemetry tracing", OTEL_INSTALL)
+
+
+def _otel(module: str) -> Any:
+    return require(f"opentelemetry.{module}", "OpenTelemetry tracing", OTEL_INSTALL)
 
 
 def submit_traceparent(session_id: str, workflow: str = "") -> str:
@@ -53,14 +51,13 @@ def submit_traceparent(session_id: str, workflow: str = "") -> str:
     Empty when OpenTelemetry is not installed or nothing is being traced."""
     if not otel_available():
         return ""
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
+    propagation = _otel("trace.propagation.tracecontext")
     tracer = _api().get_tracer(INSTRUMENTATION_NAME)
     attributes = {ATTR_SESSION: session_id, ATTR_WORKFLOW: workflow}
     carrier: dict[str, str] = {}
     with tracer.start_as_current_span(f"submit {workflow or session_id}",
                                       attributes=attributes):
-        TraceContextTextMapPropagator().inject(carrier)
+        propagation.TraceContextTextMapPropagator().inject(carrier)
     return carrier.get("traceparent", "")
 
 
@@ -86,8 +83,7 @@ class OpenTelemetryTracer(Tracer):
     # --- spans ------------------------------------------------------------------------
 
     def _start(self, name: str, attributes: dict[str, Any]) -> None:
-        from opentelemetry import context as otel_context
-
+        otel_context = _otel("context")
         trace = _api()
         parent = None  # the current context: a run's span in process, or the caller's
         if self._remote_parent is not None and not trace.get_current_span() \
@@ -98,8 +94,7 @@ class OpenTelemetryTracer(Tracer):
         self._open.setdefault(name, []).append((span, token))
 
     def _end(self, name: str, error: BaseException | str | None = None) -> None:
-        from opentelemetry import context as otel_context
-
+        otel_context = _otel("context")
         trace = _api()
         stack = self._open.get(name)
         if not stack:
@@ -157,10 +152,10 @@ class OpenTelemetryTracer(Tracer):
 
     def attach_to_traceparent(self, traceparent: str) -> None:
         """Continue the trace of ``traceparent`` exactly (sampling flag included)."""
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
+        propagation = _otel("trace.propagation.tracecontext")
         trace = _api()
-        context = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+        context = propagation.TraceContextTextMapPropagator().extract(
+            {"traceparent": traceparent})
         if trace.get_current_span(context).get_span_context().is_valid:
             self._remote_parent = context
             self._current_trace_id = traceparent.split("-")[1]

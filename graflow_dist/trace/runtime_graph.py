@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from graflow_dist.errors import MissingDependencyError
+from graflow_dist.optional import require
 
 
 class RuntimeGraph:
@@ -54,11 +54,7 @@ class RuntimeGraph:
 
     def to_networkx(self) -> Any:
         """A networkx ``DiGraph`` copy (needs networkx)."""
-        try:
-            import networkx
-        except ImportError:
-            raise MissingDependencyError("networkx", "RuntimeGraph.to_networkx()",
-                                         "pip install networkx") from None
+        networkx = require("networkx", "RuntimeGraph.to_networkx()")
         graph = networkx.DiGraph()
         for node_id, attrs in self._nodes.items():
             graph.add_node(node_id, **attrs)

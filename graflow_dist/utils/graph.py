@@ -24,7 +24,8 @@ from graflow_dist.drawing.mermaid import render_mermaid
 from graflow_dist.drawing.model import DrawGraph
 from graflow_dist.drawing.svg import render_svg
 from graflow_dist.drawing.text import AsciiCanvas, render_text
-from graflow_dist.errors import MissingDependencyError, UnknownTaskError, UnsupportedGraphError
+from graflow_dist.errors import UnknownTaskError, UnsupportedGraphError
+from graflow_dist.optional import require
 from graflow_dist.scheduler.specs import GraphShape, NodeShape
 
 GraphLike = TaskGraph | WorkflowContext | ExecutionContext | GraphShape | Any
@@ -170,11 +171,8 @@ def draw_dot(graph: GraphLike, node_labels: Mapping[str, str] | None = None,
 def create_agraph(graph: GraphLike, node_labels: Mapping[str, str] | None = None,
                   node_colors: Mapping[str, str] | None = None) -> Any:
     """A pygraphviz ``AGraph`` of the graph (needs pygraphviz)."""
-    try:
-        import pygraphviz
-    except ImportError:
-        raise MissingDependencyError("pygraphviz", "create_agraph()",
-                                     "pip install pygraphviz (or use draw_dot/draw_svg)") from None
+    pygraphviz = require("pygraphviz", "create_agraph()",
+                         "pip install pygraphviz (or use draw_dot/draw_svg)")
     return pygraphviz.AGraph(string=draw_dot(graph, node_labels, node_colors))
 
 

@@ -23,7 +23,7 @@ def run_batch(batch_body: Any) -> None:
     if job is not None:
         Broker(job.connection).events.publish_all([
             Event(LOST, batch.session_id, token=spec.token, task_id=spec.task_id,
-                  worker=f"rq:{job.worker_name or '?'}",
+                  worker=f"plain rq worker {job.worker_name or '?'}",
                   error="taken by a plain rq worker; handed back")
             for spec in batch.specs])
     raise GraflowError(
