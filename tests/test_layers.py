@@ -99,6 +99,12 @@ def _graph() -> tuple[dict[str, set[str]], list[tuple[str, str, int]]]:
             if target is None or target == module:
                 continue
             edges[module].add(target)
+            # Importing a.b.c runs the __init__ of a.b (and a) first.
+            parent = target.rpartition(".")[0]
+            while parent and parent != module and parent in modules \
+                    and not module.startswith(parent + "."):
+                edges[module].add(parent)
+                parent = parent.rpartition(".")[0]
             if in_function:
                 lazy.append((module, target, line))
     return edges, lazy

@@ -1,4 +1,9 @@
-"""Coordination of parallel groups (Graflow's ``graflow.coordination``)."""
+"""Coordination of parallel groups (Graflow's ``graflow.coordination``).
+
+``coordination.executor`` (which coordinator an in-process run uses) and
+``coordination.redis_coordinator`` (members on a cluster) sit above the core they drive,
+so importing this package does not load them; the engine imports them directly.
+"""
 
 from graflow_dist.coordination.coordinator import (
     CoordinationBackend,
@@ -6,7 +11,6 @@ from graflow_dist.coordination.coordinator import (
     TaskCoordinator,
     resolve_backend,
 )
-from graflow_dist.coordination.executor import in_process_coordinator
 from graflow_dist.coordination.threading_coordinator import ThreadingCoordinator
 
 __all__ = [
@@ -14,6 +18,5 @@ __all__ = [
     "DirectCoordinator",
     "TaskCoordinator",
     "ThreadingCoordinator",
-    "in_process_coordinator",
     "resolve_backend",
 ]

@@ -1,8 +1,6 @@
-"""Which coordinator runs a group's members in an in-process run.
-
-``redis`` runs members on a cluster's workers: that happens when the workflow is
-submitted to a cluster (where every group runs that way), not inside an in-process run.
-"""
+"""Which coordinator runs a group's members in an in-process run: one after another
+(``direct``), in threads (``threading``) or on a cluster's workers (``redis``; a run
+submitted to a cluster runs every group that way anyway)."""
 
 from __future__ import annotations
 
@@ -13,22 +11,25 @@ from graflow_dist.coordination.coordinator import (
     DirectCoordinator,
     TaskCoordinator,
 )
+from graflow_dist.coordination.redis_coordinator import (
+    DEFAULT_GROUP_TIMEOUT_S,
+    RedisCoordinator,
+    cluster_broker,
+)
 from graflow_dist.coordination.threading_coordinator import ThreadingCoordinator
-from graflow_dist.errors import CoordinationError
+from graflow_dist.core.context import ExecutionContext
 
 
-def in_process_coordinator(group_id: str, backend: CoordinationBackend | None,
-                           config: dict[str, Any]) -> TaskCoordinator:
-    """The coordinator an in-process run uses for group ``group_id``."""
+def in_process_coordinator(group: Any, context: ExecutionContext) -> TaskCoordinator:
+    """The coordinator an in-process run of ``context`` uses for ``group``."""
+    backend = getattr(group, "backend", None)
+    config = getattr(group, "backend_config", {})
     if backend is CoordinationBackend.THREADING:
         return ThreadingCoordinator(config.get("thread_count"))
     if backend is CoordinationBackend.REDIS:
-        raise CoordinationError(
-            f"parallel group {group_id!r} uses backend='redis', which runs its members on a "
-            "cluster: submit the workflow to one (Client(url).submit(wf), "
-            "wf.execute(client=...), or GRAFLOW_DIST_CLUSTER for run_context), or use "
-            "backend='threading' to run it in this process"
-        )
+        broker = cluster_broker(config, getattr(group, "redis_client", None))
+        return RedisCoordinator(broker, context, group.task_id,
+                                config.get("timeout", DEFAULT_GROUP_TIMEOUT_S))
     return DirectCoordinator()
 
 

@@ -20,7 +20,8 @@ from graflow_dist.scheduler.events import Decision, RunEnd
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.scheduler.state import Scheduler
 
-THREADING = CoordinationBackend.THREADING
+# Backends whose ready members run as one batch.
+TOGETHER = (CoordinationBackend.THREADING, CoordinationBackend.REDIS)
 
 
 class WorkflowEngine:
@@ -116,7 +117,7 @@ class WorkflowEngine:
                 break
         else:
             return []
-        if spec.group is None or _backend_of(context, spec.group) is not THREADING:
+        if spec.group is None or _backend_of(context, spec.group) not in TOGETHER:
             return [spec]
         batch = [spec]
         for other in list(ready):
@@ -138,10 +139,7 @@ class WorkflowEngine:
         group_id = batch[0].group
         if group_id is None:
             return [run(batch[0])]
-        group = context.graph.get_node(group_id)
-        coordinator = in_process_coordinator(
-            group_id, _backend_of(context, group_id), getattr(group, "backend_config", {})
-        )
+        coordinator = in_process_coordinator(context.graph.get_node(group_id), context)
         return coordinator.run_members(batch, run)
 
     @staticmethod

@@ -268,6 +268,7 @@ class ParallelGroup(Executable):
         self.policy = GroupPolicySpec()
         self.backend: CoordinationBackend | None = None
         self.backend_config: dict[str, Any] = {}
+        self.redis_client: Any = None  # backend="redis": the cluster, in this process only
         wf = current_scope()
         self._wf = wf
         self._task_id = name or wf.next_group_name()
@@ -282,6 +283,7 @@ class ParallelGroup(Executable):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_wf"] = None  # the defining workflow stays on the client
+        state["redis_client"] = None  # a live connection stays in its process
         return state
 
     def node_shape(self, graph: TaskGraph | None,
@@ -320,12 +322,16 @@ class ParallelGroup(Executable):
         ``"best_effort"`` (failures are tolerated), `AtLeastNGroupPolicy(n)` or
         `CriticalGroupPolicy([...])`; and how an in-process run runs its members:
         ``backend="direct"`` (default: one after another), ``"threading"`` (at the same
-        time; ``backend_config={"thread_count": n}``) or ``"redis"`` (on a cluster only).
+        time; ``backend_config={"thread_count": n}``) or ``"redis"`` (on a cluster's
+        workers: ``backend_config={"redis_client": redis.Redis(...)}`` or
+        ``{"redis_url": URL}``; a run submitted to a cluster runs every group there).
         A backend or config left out keeps the one set before."""
         if backend is not None:
             self.backend = resolve_backend(backend)
         if backend_config is not None:
             self.backend_config.update(check_backend_config(self.backend, backend_config))
+            if backend_config.get("redis_client") is not None:
+                self.redis_client = backend_config["redis_client"]
         self.policy = policy_spec(policy, self.member_ids)
         return self
 

@@ -125,7 +125,7 @@ def test_thread_count_bounds_the_threads() -> None:
     assert peak[0] == 2
 
 
-def test_redis_backend_needs_a_cluster_in_process() -> None:
+def test_redis_backend_without_a_cluster_is_a_clear_error() -> None:
     with workflow("redis-group") as wf:
 
         @task
@@ -137,14 +137,13 @@ def test_redis_backend_needs_a_cluster_in_process() -> None:
             return 2
 
         (a | b).with_execution(backend=CoordinationBackend.REDIS,
-                               backend_config={"redis_client": object(), "key_prefix": "p"})
+                               backend_config={"key_prefix": "p"})
     group = wf.graph.get_node("ParallelGroup_1")
-    assert group.backend_config == {"key_prefix": "p"}  # no live client kept
+    assert group.backend_config == {"key_prefix": "p"}
     with pytest.raises(CoordinationError) as raised:
         wf.execute()
-    message = str(raised.value)
-    assert "parallel group 'ParallelGroup_1' uses backend='redis'" in message
-    assert "submit the workflow to one" in message and "backend='threading'" in message
+    assert "backend='redis' needs the cluster" in str(raised.value)
+    assert "redis_client" in str(raised.value) and "redis_url" in str(raised.value)
 
 
 def test_bad_backends_and_configs_are_refused() -> None:
