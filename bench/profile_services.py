@@ -47,8 +47,8 @@ from benchlib import (  # noqa: E402
 )
 
 from graflow_dist import Client  # noqa: E402
-from graflow_dist.embedded import RedisServer  # noqa: E402
 from graflow_dist.broker.keys import Keyspace  # noqa: E402
+from graflow_dist.embedded import RedisServer  # noqa: E402
 
 cloudpickle.register_pickle_by_value(benchlib)
 

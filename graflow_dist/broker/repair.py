@@ -84,6 +84,12 @@ class KeyRepair:
                 moved.append(Quarantined(key, held, target))
         return moved
 
+    def repair(self, error: WrongTypeError, fallback: dict[str, str]) -> list[Quarantined]:
+        """Quarantine what ``error`` names; if it names no key of ours (a WRONGTYPE
+        reply names none), check every key of ``fallback`` (key -> type)."""
+        known = [k for k in error.keys if self.keyspace.expected_type(k) is not None]
+        return self.quarantine(known) if known else self.quarantine_typed(fallback)
+
     def sweep(self, queue: str | None = None, sessions: Iterable[str] = ()) -> list[Quarantined]:
         """Check every key of the deployment (and of ``queue`` and the runs
         ``sessions``) and quarantine those of the wrong type: what a service does after
