@@ -25,7 +25,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * MIB
 # Redis's own ceiling for one value (proto-max-bulk-len).
 REDIS_MAX_BULK_BYTES = 512 * MIB
 
-EXTERNAL_STORAGE_HINT = ("store large data outside graflow-dist (object storage, a database, "
+EXTERNAL_STORAGE_HINT = ("keep large data in external storage (object storage, a database, "
                          "a shared file) and pass a reference to it instead")
 
 

@@ -226,6 +226,11 @@ class Worker:
                 continue  # the main loop reports the outage once
             except WrongTypeError as exc:
                 self._repair(exc)
+            except ResponseError as exc:
+                if is_wrong_type(exc):
+                    self._repair(WrongTypeError(str(exc), {}))
+                else:
+                    self.log.error("heartbeat failed", error=str(exc))
             except Exception as exc:  # never let the heartbeat die silently
                 self.log.error("heartbeat failed", error=str(exc))
 
