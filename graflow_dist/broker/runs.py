@@ -74,10 +74,11 @@ class RunStore:
         """
         keys = self.keyspace.run(record.session_id)
         # Deployment keys someone overwrote with another type would half-apply the
-        # transaction below (MULTI does not stop at a failing command).
+        # transaction below (MULTI does not stop at a failing command): move them
+        # aside first, and if one is planted meanwhile, again, then write it all again.
         ks = self.keyspace
-        self.repair.quarantine_typed({ks.active_runs: SET, ks.all_runs: ZSET,
-                                      ks.events: STREAM})
+        expected = {ks.active_runs: SET, ks.all_runs: ZSET, ks.events: STREAM}
+        self.repair.quarantine_typed(expected)
         # Optimistic: a concurrent change of the run's record (another client's
         # submission, the coordinator expiring the previous incarnation) means: look
         # again. Two clients submitting one session: one of them gets through.
@@ -89,6 +90,10 @@ class RunStore:
                     return
                 except WatchError:
                     continue
+                except ResponseError as exc:
+                    if not is_wrong_type(exc):
+                        raise
+                    self.repair.quarantine_typed({**expected, **keys.key_types()})
         raise RunActiveError(f"run {record.session_id} kept changing while it was submitted; "
                              "is another client submitting it? attach to it instead")
 
@@ -104,7 +109,9 @@ class RunStore:
                 raise
             raw_status = None  # not a record at all: replaced below
         status = RunStatus.parse((raw_status or b"").decode(errors="replace"))
-        if status is not None and not status.finished:
+        ours = pipe.hget(keys.meta, RunField.INCARNATION) == record.incarnation.encode() \
+            if raw_status is not None else False  # our own attempt, written in part
+        if status is not None and not status.finished and not ours:
             raise RunActiveError(f"run {session_id} is already active on this cluster "
                                  f"(status {status.value}); cancel it first")
         if replace_channel:
