@@ -18,6 +18,7 @@ from graflow_dist import limits
 from graflow_dist.broker.channel_data import channel_key_names, clear_channel, read_channel
 from graflow_dist.broker.keys import Keyspace, RunKeys
 from graflow_dist.channels.base import DEFAULT_LOCK_TIMEOUT_S, Channel, check_number
+from graflow_dist.errors import WireError
 from graflow_dist.names import check_session_id
 from graflow_dist.wire.values import decode_value, encode_value
 
@@ -81,7 +82,14 @@ class RedisChannel(Channel):
         except ResponseError as exc:
             if not _wrong_type(exc):
                 raise
-            return self._decode_list(self.client.lrange(self._key(key), 0, -1), key)
+            try:
+                items = self.client.lrange(self._key(key), 0, -1)
+            except ResponseError as again:
+                if not _wrong_type(again):
+                    raise
+                raise WireError(f"{self._what(key)}: holds neither a value nor a list "
+                                "(written by something else than graflow-dist)") from None
+            return self._decode_list(items, key)
         return default if raw is None else decode_value(raw, self._what(key))
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:

@@ -343,11 +343,11 @@ class Coordinator:
         touched: set[str] = set()
         for job in self.leases.expired(self.id):
             self._released_jobs.append(job.job_id)
-            if job.error:
-                self.log.error("unreadable jobmap entry dropped", job=job.job_id,
-                               error=job.error)
+            if job.error or job.session_id is None:
+                self.log.error("lease of an unknown or unreadable job dropped",
+                               job=job.job_id[:200], error=job.error or "no jobmap entry")
                 continue
-            run = self.runs.get(job.session_id or "")
+            run = self.runs.get(job.session_id)
             if run is None:
                 continue
             for token in job.tokens:
