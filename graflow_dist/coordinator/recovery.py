@@ -53,21 +53,24 @@ class Recovery:
             self.broker.runs.forget_active(invalid)
         return session_ids
 
-    def quarantine(self, exc: WrongTypeError, sessions: list[str]) -> None:
+    def quarantine(self, exc: WrongTypeError, sessions: list[str]) -> int:
         """Move the keys of the wrong type aside (those ``exc`` names, else every key of
-        the deployment and of ``sessions``); runs whose keys moved are marked damaged."""
+        the deployment and of ``sessions``); runs whose keys moved are marked damaged.
+        Returns how many keys moved."""
         self.log.error("keys of the wrong type found", error=str(exc))
         keyspace = self.broker.keyspace
         expected = dict(keyspace.key_types())
         for session_id in sessions:
             expected.update(keyspace.run(session_id).key_types())
         head = keyspace.run_key_head
-        for q in self.broker.repair.repair(exc, expected):
+        moved = self.broker.repair.repair(exc, expected)
+        for q in moved:
             self.log.error("key of the wrong type quarantined", key=q.key, held=q.held,
                            moved_to=q.moved_to)
             if q.key.startswith(head):
                 session_id = q.key[len(head):].rpartition(":")[0]
                 self._damaged[session_id] = f"its key {q.key} held a {q.held}"
+        return len(moved)
 
     def damage_of(self, session_id: str) -> WrongTypeError | None:
         """The error to fail ``session_id`` with, if its keys were quarantined."""

@@ -166,10 +166,10 @@ class Coordinator:
         if is_wrong_type(exc):
             exc = WrongTypeError(str(exc), {})
         if isinstance(exc, WrongTypeError):
-            self.recovery.quarantine(exc, list(self.runs))
+            moved = self.recovery.quarantine(exc, list(self.runs))
             self._drop_leadership("keys of the wrong type quarantined; reloading")
-            return False
-        self.log.error("redis refused a command; nothing was written", error=str(exc))
+            return moved == 0  # nothing to repair here: do not spin
+        self.log.error("redis refused a command; reloading", error=str(exc))
         self._drop_leadership("redis refused a command")
         return True
 
