@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+import tracemalloc
 import uuid
 import zlib
 from collections.abc import Callable
@@ -138,8 +139,6 @@ def test_garbage_jobs_go_to_the_failed_registry_and_workers_keep_running(
 
 
 def test_a_zlib_bomb_is_refused_without_being_decompressed(zlib_bomb: bytes) -> None:
-    import tracemalloc
-
     tracemalloc.start()
     try:
         with pytest.raises(GraflowError, match="rq job bomb"):
