@@ -16,6 +16,7 @@ from typing import Any
 import redis
 import structlog
 
+from graflow_dist import limits
 from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, check_connection, connect
 from graflow_dist.broker.keys import Keyspace
@@ -39,6 +40,7 @@ from graflow_dist.errors import (
 from graflow_dist.hitl.backend.redis import RedisFeedbackBackend
 from graflow_dist.hitl.manager import FeedbackManager
 from graflow_dist.hitl.types import FeedbackRequest, FeedbackResponse, make_response
+from graflow_dist.names import check_prefix, check_session_id, check_task_id, check_workflow_name
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import FINISHED_STATUSES, SUCCEEDED_STATUSES, RunStatus
 from graflow_dist.scheduler.requeue import requeue_task
@@ -94,7 +96,7 @@ class Client:
             check_connection(self.redis, redis_url)
         self.keyspace = Keyspace.from_env(prefix)
         self.broker = Broker(self.redis, self.keyspace)
-        self.queue = queue or self.keyspace.queue_name
+        self.queue = check_prefix(queue, "queue name") if queue else self.keyspace.queue_name
 
     # --- submitting -------------------------------------------------------------------
 
@@ -130,8 +132,15 @@ class Client:
 
     def _submit_context(self, ctx: ExecutionContext, workflow_name: str,
                         crash_limit: int) -> WorkflowRun:
-        blob = dumps_signed(ctx.graph)
+        # Names become keys, paths and log fields: checked here, where they enter.
+        check_session_id(ctx.session_id)
+        check_workflow_name(workflow_name)
         shape = ctx.graph.shape(ctx.default_max_cycles)
+        for node_id in shape.nodes:
+            check_task_id(node_id)
+        if ctx.start_node is not None:
+            check_task_id(ctx.start_node)
+        blob = dumps_signed(ctx.graph)
         record = RunRecord(
             session_id=ctx.session_id, graph_hash=content_hash(verify(blob, "graph")),
             trace_id=ctx.trace_id, workflow=workflow_name, start_node=ctx.start_node,
@@ -144,6 +153,11 @@ class Client:
         )
         in_redis = isinstance(ctx.channel, RedisChannel)
         values = {} if in_redis else {k: encode_value(v) for k, v in ctx.channel.items()}
+        limit = limits.max_value_bytes()
+        for key, value in values.items():
+            if len(value) > limit:
+                raise limits.too_large(f"channel key {key!r} of run {ctx.session_id}",
+                                       len(value), limit, limits.MAX_VALUE_BYTES_ENV)
         self.broker.runs.submit(record, blob, shape, ctx.frontier, values,
                                 replace_channel=not in_redis)
         return WorkflowRun(self, ctx.session_id, graph=ctx.graph)
@@ -199,6 +213,7 @@ class Client:
 
     def attach(self, session_id: str) -> WorkflowRun:
         """A handle on a run submitted elsewhere (e.g. by a process that since died)."""
+        check_session_id(session_id)
         self.broker.runs.record(session_id)  # UnknownSessionError if there is none
         return WorkflowRun(self, session_id)
 

@@ -140,6 +140,32 @@ class WireError(GraflowError):
     """A message on a queue or in a completion log is malformed."""
 
 
+class WrongTypeError(WireError):
+    """A Redis key holds another type than graflow-dist stores there (someone else
+    wrote it). ``keys`` maps each such key to the type it holds."""
+
+    def __init__(self, message: str, keys: dict[str, str] | None = None) -> None:
+        self.keys = dict(keys or {})
+        super().__init__(message)
+
+
+class ConfigurationError(GraflowError, ValueError):
+    """A setting (environment variable or option) has a value graflow-dist cannot use."""
+
+
+class SecretError(ConfigurationError):
+    """The signing secret is missing, empty, too short, or its key file is unusable."""
+
+
+class InvalidNameError(GraflowError, ValueError):
+    """A session id, prefix, queue, workflow name or task id has characters or a length
+    graflow-dist does not accept."""
+
+
+class PayloadTooLargeError(GraflowError, ValueError):
+    """A result, channel value or message is larger than the configured limit."""
+
+
 # --- distributed runtime -----------------------------------------------------------
 
 
@@ -201,6 +227,10 @@ class StaleStateError(GraflowError):
 
 class CommitTooLargeError(GraflowError):
     """A coordinator commit holds a command too long for the commit script."""
+
+
+class PermissionDeniedError(GraflowError):
+    """The Redis user lacks a permission (ACL) graflow-dist needs; nothing was written."""
 
 
 class RetryLimitExceededError(TaskExecutionError):

@@ -20,3 +20,10 @@ WORKER_OPTIONS = ["--lease-s", str(LEASE_S), "--heartbeat-s", str(HEARTBEAT_S),
 def coordinator_options(root: Path, *extra: str) -> list[str]:
     """Checkpoints without absolute paths go to ``root / "checkpoints"``."""
     return ["--checkpoint-dir", str(root / "checkpoints"), *extra]
+
+
+def checkpoint_dir_of(cluster: object) -> Path:
+    """The checkpoint directory a test cluster's coordinators were given: checkpoints a
+    task asks for on the cluster must lie inside it (the coordinator refuses others)."""
+    options = list(getattr(cluster, "coordinator_options", []))
+    return Path(options[options.index("--checkpoint-dir") + 1])

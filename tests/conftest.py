@@ -12,7 +12,7 @@ import redis
 
 # Every process of the test session (and the workers it starts) signs with this key;
 # nothing is written to the user's ~/.graflow-dist.
-os.environ.setdefault("GRAFLOW_DIST_SECRET", "graflow-dist-test-secret")
+os.environ.setdefault("GRAFLOW_DIST_SECRET", "graflow-dist-test-secret-0123456789abcdef")
 
 from clusters import WORKER_OPTIONS, coordinator_options  # noqa: E402
 

@@ -19,10 +19,13 @@ from graflow_dist.broker.feedback import FeedbackStore
 from graflow_dist.broker.jobs import JobClaimer, LeaseReaper
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.leader import LeaderLease
+from graflow_dist.broker.permissions import check_permissions
 from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.repair import KeyRepair, Quarantined
 from graflow_dist.broker.runs import RunStore
 from graflow_dist.broker.scripts import Scripts
 from graflow_dist.broker.workers import WorkerRegistration, WorkerRegistry
+from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 
 class Broker:
@@ -46,12 +49,20 @@ class Broker:
         self.workers = WorkerRegistry(client, self.keyspace)
         self.feedback = FeedbackStore(client, self.keyspace)
         self.console = ConsoleQueries(client, self.keyspace)
+        self.repair = KeyRepair(client, self.keyspace)
         self._scripts = Scripts(client, self.keyspace)
 
-    def claimer(self, queue: str, worker: str, lease_s: float, rq_worker_key: str
-                ) -> JobClaimer:
+    def claimer(self, queue: str, worker: str, lease_s: float, rq_worker_key: str,
+                max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> JobClaimer:
         """The job protocol for one worker."""
-        return JobClaimer(self.client, self.keyspace, queue, worker, lease_s, rq_worker_key)
+        return JobClaimer(self.client, self.keyspace, queue, worker, lease_s, rq_worker_key,
+                          max_message_bytes)
+
+    def check_permissions(self, role: str, queue: str | None = None,
+                          worker_name: str = "probe") -> None:
+        """`PermissionDeniedError` if the Redis user lacks a command ``role`` needs (see
+        `graflow_dist.broker.permissions`); nothing is written."""
+        check_permissions(self.client, self.keyspace, role, queue, worker_name)
 
     def registration(self, name: str, queue: str, ttl_s: int) -> WorkerRegistration:
         return WorkerRegistration(self.client, self.keyspace, name, queue, ttl_s)
@@ -72,5 +83,5 @@ class Broker:
 
 
 __all__ = ["Broker", "Commit", "ConsoleQueries", "EventLog", "FeedbackStore", "JobClaimer",
-           "Keyspace", "LeaderLease", "LeaseReaper", "RunRecord", "RunStore",
-           "WorkerRegistration", "WorkerRegistry"]
+           "KeyRepair", "Keyspace", "LeaderLease", "LeaseReaper", "Quarantined", "RunRecord",
+           "RunStore", "WorkerRegistration", "WorkerRegistry"]

@@ -33,7 +33,7 @@ def channel_key_names(client: redis.Redis, keys: RunKeys) -> Iterator[bytes]:
 
 def read_channel(client: redis.Redis, keys: RunKeys) -> dict[str, bytes]:
     """All channel values of a run, encoded (lists as one list value), without
-    unpickling anything."""
+    unpickling anything. Keys that hold neither (someone else wrote them) are left out."""
     base = keys.channel_prefix
     names = list(channel_key_names(client, keys))
     if not names:
@@ -48,9 +48,13 @@ def read_channel(client: redis.Redis, keys: RunKeys) -> dict[str, bytes]:
             lists.append(name)
         elif raw is not None:
             values[name.decode(errors="replace")[len(base):]] = raw
-    for name in lists:
-        values[name.decode(errors="replace")[len(base):]] = encode_list_items(
-            client.lrange(name, 0, -1))
+    if lists:
+        pipe = client.pipeline(transaction=False)
+        for name in lists:
+            pipe.lrange(name, 0, -1)
+        for name, items in zip(lists, pipe.execute(raise_on_error=False), strict=True):
+            if not isinstance(items, Exception):
+                values[name.decode(errors="replace")[len(base):]] = encode_list_items(items)
     return values
 
 

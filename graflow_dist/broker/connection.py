@@ -27,6 +27,11 @@ DEFAULT_PATIENT_RETRIES = 40
 TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError, OSError)
 
 
+def is_wrong_type(exc: BaseException) -> bool:
+    """A WRONGTYPE reply (inside a transaction redis-py prefixes it: "Command # 1 ...")."""
+    return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
+
+
 def resolve_url(url: str | None) -> str:
     resolved = url or os.environ.get(REDIS_URL_ENV)
     if not resolved:
@@ -37,27 +42,34 @@ def resolve_url(url: str | None) -> str:
     return resolved
 
 
+def _host_port(netloc: str) -> str:
+    """The ``host[:port]`` part of a netloc, as written (even a port that is no number)."""
+    return netloc.rpartition("@")[2]
+
+
 def mask_url(url: str) -> str:
     """``url`` with its password replaced, safe for logs and errors."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
+    if password is None:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{parts.username or ''}:***@{_host_port(parts.netloc)}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def strip_credentials(url: str) -> str:
     """``url`` without user and password (for paths that get stored or shown)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if "@" not in parts.netloc:
         return url
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, _host_port(parts.netloc), parts.path, parts.query,
+                       parts.fragment))
 
 
 def connect(url: str | None = None, *, retries: int = 3) -> redis.Redis:
@@ -67,9 +79,13 @@ def connect(url: str | None = None, *, retries: int = 3) -> redis.Redis:
     """
     resolved = resolve_url(url)
     try:
-        scheme = urlsplit(resolved).scheme
-    except ValueError as exc:
-        raise ConnectionConfigError(f"malformed Redis URL {mask_url(resolved)}: {exc}") from None
+        resolved.encode("utf-8")
+        parts = urlsplit(resolved)
+        scheme = parts.scheme
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError as exc:  # UnicodeEncodeError too
+        raise ConnectionConfigError(f"malformed Redis URL {mask_url(resolved)}: {exc}"
+                                    ) from None
     if scheme not in SCHEMES:
         raise ConnectionConfigError(
             f"malformed Redis URL {mask_url(resolved)}: scheme must be one of "

@@ -1,8 +1,10 @@
 """EventLog: the coordinator's event stream (submissions, cancellations, task reports).
 
-Everything read from the stream is decoded here, once: an entry that does not decode is
-handed to the coordinator as a `DeadEvent` with the reason, and the coordinator's commit
-moves it to the dead-letter stream (``{prefix}:events:dead``) while its cursor moves on.
+Everything read from the stream is verified and decoded here, once: every event is sealed
+with a MAC of the shared secret (`graflow_dist.wire.signing.seal`), so an entry written by
+anyone without the secret, or one that does not decode, is handed to the coordinator as a
+`DeadEvent` with the reason, and the coordinator's commit moves it to the dead-letter
+stream (``{prefix}:events:dead``) while its cursor moves on.
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.exceptions import ResponseError
 
+from graflow_dist.broker.connection import is_wrong_type
 from graflow_dist.broker.keys import EVENT_FIELD, Keyspace
-from graflow_dist.errors import WireError
+from graflow_dist.errors import SignatureError, WireError, WrongTypeError
+from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 from graflow_dist.wire.messages import Event
 
 # Entries kept in the dead-letter stream (approximately: XADD MAXLEN ~).
 DEAD_EVENTS_KEPT = 10_000
+# Bytes of a dead event's payload kept with it (enough to see what it was).
+_DEAD_RAW_KEPT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,15 @@ class DeadEvent:
     entry_id: str
     reason: str
     raw: bytes
+
+
+@dataclass(frozen=True)
+class EventEntry:
+    """One entry read from the stream: its id, what it holds, and its size in bytes."""
+
+    entry_id: str
+    event: Event | DeadEvent
+    size: int
 
 
 class EventLog:
@@ -57,19 +73,34 @@ class EventLog:
             self.publish(event, pipe)
         pipe.execute()
 
-    def read(self, cursor: str, count: int, block_ms: int
-             ) -> list[tuple[str, Event | DeadEvent]]:
-        """Up to ``count`` entries after ``cursor``, waiting up to ``block_ms``."""
-        entries = self.client.xread({self.keyspace.events: cursor}, count=count, block=block_ms)
-        out: list[tuple[str, Event | DeadEvent]] = []
+    def read(self, cursor: str, count: int, block_ms: int,
+             max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[EventEntry]:
+        """Up to ``count`` entries after ``cursor``, waiting up to ``block_ms``. An entry
+        that is not a valid event signed with our secret, or is over ``max_bytes``, comes
+        back as a `DeadEvent` saying why. `WrongTypeError` if the stream's key holds
+        something else."""
+        try:
+            entries = self.client.xread({self.keyspace.events: cursor}, count=count,
+                                        block=block_ms)
+        except ResponseError as exc:
+            if is_wrong_type(exc):
+                raise WrongTypeError(f"the event stream {self.keyspace.events} is not a "
+                                     "stream", {self.keyspace.events: "?"}) from None
+            raise
+        out: list[EventEntry] = []
         for _stream, items in entries or []:
             for raw_id, fields in items:
                 entry_id = raw_id.decode()
                 raw = fields.get(EVENT_FIELD.encode(), b"")
+                size = sum(len(k) + len(v) for k, v in fields.items())
                 try:
-                    out.append((entry_id, Event.decode(raw, f"event {entry_id}")))
-                except WireError as exc:
-                    out.append((entry_id, DeadEvent(entry_id, str(exc), raw)))
+                    if size > max_bytes:
+                        raise WireError(f"event {entry_id}: {size} bytes, over the "
+                                        f"{max_bytes}-byte message limit")
+                    event: Event | DeadEvent = Event.decode(raw, f"event {entry_id}")
+                except (WireError, SignatureError) as exc:
+                    event = DeadEvent(entry_id, str(exc), raw[:_DEAD_RAW_KEPT])
+                out.append(EventEntry(entry_id, event, size))
         return out
 
     def dead_letter_command(self, dead: DeadEvent) -> list[Any]:

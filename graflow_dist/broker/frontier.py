@@ -159,4 +159,19 @@ def load_run(client: redis.Redis, keys: RunKeys) -> tuple[RunRecord, GraphShape,
                 for k, v in parked.items()},
     )
     frontier.pending_tasks.sort(key=Scheduler.seq_of)
+    check_frontier(graph, frontier, what)
     return record, graph, frontier
+
+
+def check_frontier(shape: GraphShape, frontier: FrontierSnapshot, what: str) -> None:
+    """Every task a frontier names is a node of the graph (`WireError` otherwise): a
+    frontier someone else wrote must fail its run, not the scheduler."""
+    named = {*frontier.completed_tasks, *frontier.released, *frontier.active,
+             *frontier.cycle_counts, *frontier.groups, *frontier.crash_workers,
+             *(s.task_id for s in frontier.pending_tasks),
+             *(t for g in frontier.groups.values() for t in (*g.outstanding, *g.succeeded,
+                                                             *g.failed))}
+    unknown = sorted(named - set(shape.nodes))
+    if unknown:
+        raise WireError(f"{what}: names tasks that are not in the run's graph: "
+                        f"{', '.join(repr(t) for t in unknown[:5])}")

@@ -16,14 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.exceptions import ResponseError
 
+from graflow_dist.broker.connection import is_wrong_type
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.keys import RQ_QUEUES, JobField, Keyspace
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.broker.scripts import LeaseResult, ReapResult, Scripts
 from graflow_dist.errors import WireError
+from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
+from graflow_dist.names import is_session_id, is_token
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.wire.fields import shown
 from graflow_dist.wire.messages import Batch, Event, packb, unpackb
 
 # A claimed job is re-dispatched this long after its worker's last heartbeat; workers
@@ -103,21 +108,26 @@ def decode_jobmap(raw: bytes, job_id: str) -> tuple[str, list[str]]:
     """A jobmap entry: ``(session id, dispatch tokens)``."""
     what = f"jobmap entry of {job_id}"
     entry = unpackb(raw, what)
-    if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-            and isinstance(entry[1], list) and all(isinstance(t, str) for t in entry[1])):
-        raise WireError(f"{what}: expected [session id, [tokens]], got {entry!r:.80}")
+    if not (isinstance(entry, list) and len(entry) == 2 and is_session_id(entry[0])
+            and isinstance(entry[1], list) and all(is_token(t) for t in entry[1])):
+        raise WireError(f"{what}: expected [session id, [tokens]], got {shown(entry)}")
     return entry[0], entry[1]
 
 
 @dataclass
 class ClaimedJob:
     """A job a worker now holds. ``batch`` is None when its data did not decode
-    (``error`` says why); ``run_status`` is None for a run that no longer exists."""
+    (``error`` says why); ``run_status`` is None for a run that no longer exists, or
+    whose record holds a status that is none (``raw_status``: a damaged record).
+    ``wrong_type`` names what the job's key held instead of a hash: such a job was
+    taken off the queue but is not held (there is nothing to run)."""
 
     job_id: str
     batch: Batch | None
     run_status: RunStatus | None
     error: str = ""
+    raw_status: str = ""
+    wrong_type: str = ""
 
 
 @dataclass
@@ -152,18 +162,21 @@ class JobClaimer:
     """
 
     def __init__(self, client: redis.Redis, keyspace: Keyspace, queue: str, worker: str,
-                 lease_s: float, rq_worker_key: str) -> None:
+                 lease_s: float, rq_worker_key: str,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.client = client
         self.keyspace = keyspace
         self.queue = queue
         self.worker = worker
         self.lease_s = lease_s
         self.rq_worker_key = rq_worker_key
+        self.max_message_bytes = max_message_bytes
         self.scripts = Scripts(client, keyspace)
         self.events = EventLog(client, keyspace)
 
     def claim(self, max_jobs: int = 1) -> list[ClaimedJob]:
-        """Claim up to ``max_jobs`` jobs."""
+        """Claim up to ``max_jobs`` jobs (`WrongTypeError` if one of this worker's keys
+        holds the wrong type: then nothing was claimed)."""
         raw = self.scripts.call(
             "claim",
             [self.keyspace.rq_queue(self.queue), self.keyspace.leases,
@@ -173,12 +186,17 @@ class JobClaimer:
         claimed = []
         for i in range(1, len(raw), 3):
             job_id = raw[i].decode(errors="replace")
-            status = RunStatus.parse(raw[i + 2].decode(errors="replace"))
+            text = raw[i + 2].decode(errors="replace")
+            if raw[i + 1] is None:
+                claimed.append(ClaimedJob(job_id, None, None, f"rq job {job_id}: its key "
+                                          f"holds a {text}, not a hash", wrong_type=text))
+                continue
+            status = RunStatus.parse(text)
             try:
-                claimed.append(ClaimedJob(job_id, Batch.from_job_data(raw[i + 1], job_id),
-                                          status))
+                batch = Batch.from_job_data(raw[i + 1], job_id, self.max_message_bytes)
+                claimed.append(ClaimedJob(job_id, batch, status, raw_status=text))
             except WireError as exc:
-                claimed.append(ClaimedJob(job_id, None, status, str(exc)))
+                claimed.append(ClaimedJob(job_id, None, status, str(exc), raw_status=text))
         return claimed
 
     def wait_for_work(self, timeout_s: float = DEFAULT_IDLE_WAIT_S) -> bool:
@@ -192,29 +210,25 @@ class JobClaimer:
 
     def send(self, events: list[Event], *, release: str | None = None,
              still_held: str | None = None) -> bool:
-        """Publish ``events`` in one transaction, and with ``release`` release that
+        """Publish ``events`` in one atomic step, and with ``release`` release that
         finished job's lease, or with ``still_held`` look whether we still hold that
         job (no extra round trip). Returns False if the job's lease turned out to be
         no longer ours (it was reaped: the coordinator fences these reports off)."""
-        pipe = self.client.pipeline(transaction=True)
-        for event in events:
-            self.events.publish(event, pipe)
         if release is not None:
-            self._queue_finish(release, pipe)
-        elif still_held is not None:
-            pipe.hget(self.keyspace.lease_owner, still_held)
-        results = pipe.execute()
-        if release is not None:
-            return results[-1] == LeaseResult.RELEASED
-        return still_held is None or results[-1] == self.worker.encode()
+            return self._report("release", release, events) == LeaseResult.RELEASED
+        if still_held is not None:
+            return self._report("held", still_held, events) == LeaseResult.HELD
+        self._report("none", "", events)
+        return True
 
-    def _queue_finish(self, job_id: str, pipe: redis.client.Pipeline) -> None:
-        self.scripts.call(
-            "finish",
-            [self.keyspace.leases, self.keyspace.lease_owner, self.keyspace.jobmap,
-             self.rq_worker_key],
-            [job_id, self.worker], pipe,
-        )
+    def _report(self, mode: str, job_id: str, events: list[Event], reason: str = "") -> int:
+        ks = self.keyspace
+        return int(self.scripts.call(
+            "report",
+            [ks.events, ks.leases, ks.lease_owner, ks.jobmap, self.rq_worker_key,
+             ks.rq_failed(self.queue)],
+            [mode, job_id, self.worker, reason, rq_timestamp(time.time()),
+             *(event.encode() for event in events)]))
 
     def finish(self, job_id: str) -> bool:
         """Release a finished job; False if its lease was no longer ours."""
@@ -225,8 +239,14 @@ class JobClaimer:
         return result == LeaseResult.RELEASED
 
     def tasks_of(self, job_id: str) -> tuple[str, list[str]] | None:
-        """``(session id, tokens)`` of a job, from the jobmap (None if unknown)."""
-        raw = self.client.hget(self.keyspace.jobmap, job_id)
+        """``(session id, tokens)`` of a job, from the jobmap (None if unknown or
+        unreadable)."""
+        try:
+            raw = self.client.hget(self.keyspace.jobmap, job_id)
+        except ResponseError as exc:
+            if is_wrong_type(exc):
+                return None
+            raise
         if raw is None:
             return None
         try:
@@ -237,16 +257,8 @@ class JobClaimer:
     def reject(self, job_id: str, reason: str, lost: list[Event]) -> None:
         """A job we cannot even read: keep it in RQ's failed registry with ``reason``,
         release its lease and publish ``lost`` (its tasks, re-dispatched), in one
-        transaction so they cannot fall between the two."""
-        pipe = self.client.pipeline(transaction=True)
-        self.scripts.call(
-            "fail_job",
-            [self.keyspace.leases, self.keyspace.lease_owner, self.keyspace.jobmap,
-             self.rq_worker_key, self.keyspace.rq_failed(self.queue)],
-            [job_id, self.worker, reason[:_EXC_INFO_LIMIT], rq_timestamp(time.time())], pipe)
-        for event in lost:
-            self.events.publish(event, pipe)
-        pipe.execute()
+        atomic step so they cannot fall between the two."""
+        self._report("fail", job_id, lost, reason[:_EXC_INFO_LIMIT])
 
 
 class LeaseReaper:

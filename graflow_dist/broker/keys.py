@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from graflow_dist.names import check_prefix
+
 PREFIX_ENV = "GRAFLOW_DIST_PREFIX"
 DEFAULT_PREFIX = "graflow"
 
@@ -22,6 +24,10 @@ RQ_WIP = "rq:wip:"
 RQ_FAILED = "rq:failed:"
 RQ_QUEUES = "rq:queues"
 RQ_WORKER = "rq:worker:"
+RQ_WORKERS = "rq:workers"
+
+# Redis type names (as TYPE reports them).
+STRING, HASH, LIST, SET, ZSET, STREAM = "string", "hash", "list", "set", "zset", "stream"
 
 # The single field of an event stream entry (msgpack `Event`).
 EVENT_FIELD = "d"
@@ -176,6 +182,14 @@ class RunKeys:
     def lock(self, key: str) -> str:
         return f"{self.prefix}:lock:{self.session_id}:{key}"
 
+    def key_types(self) -> dict[str, str]:
+        """The run's keys (not its channel) with the Redis type each holds."""
+        return {self.meta: HASH, self.shape: HASH, self.completed: ZSET,
+                self.released: SET, self.pending: HASH, self.cycles: HASH,
+                self.groups: HASH, self.active: SET, self.crashes: HASH,
+                self.parked: HASH, self.dynamic: HASH, self.feedback: SET,
+                self.tasks: HASH, self.ended: STREAM}
+
     def frontier_keys(self) -> list[str]:
         return [self.meta, self.shape, self.completed, self.released, self.pending,
                 self.cycles, self.groups, self.active, self.crashes, self.parked,
@@ -189,9 +203,13 @@ class RunKeys:
 
 @dataclass(frozen=True)
 class Keyspace:
-    """Keys shared by a deployment (coordinators, workers, clients)."""
+    """Keys shared by a deployment (coordinators, workers, clients). The prefix is
+    checked here: it is part of every key and of the Lua scripts' constants."""
 
     prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_prefix(self.prefix, f"deployment prefix ({PREFIX_ENV})")
 
     @classmethod
     def from_env(cls, prefix: str | None = None) -> Keyspace:
@@ -312,3 +330,42 @@ class Keyspace:
 
     def checkpoint(self, base: str) -> str:  # HASH suffix -> bytes
         return f"{self.prefix}:checkpoint:{base}"
+
+    def expected_type(self, key: str) -> str | None:
+        """The type graflow-dist keeps in ``key`` (None: a channel key, whose values
+        are the user's, or not a key of ours)."""
+        fixed = self.key_types().get(key)
+        if fixed is not None:
+            return fixed
+        p = self.prefix + ":"
+        for head, kind in ((RQ_QUEUE, LIST), (RQ_JOB, HASH), (RQ_WIP, ZSET), (RQ_FAILED, ZSET),
+                           (RQ_WORKER, HASH), (RQ_WORKERS, SET), (p + "wake:", LIST),
+                           (p + "blob:", STRING), (p + "checkpoint:", HASH),
+                           (p + "feedback:req:", HASH)):
+            if key.startswith(head) and ":" not in key[len(head):]:
+                return kind
+        if key.startswith(self.run_key_head):
+            session_id, _, name = key[len(self.run_key_head):].rpartition(":")
+            return RunKeys(self.prefix, session_id).key_types().get(key) if session_id else None
+        return None
+
+    @property
+    def quarantine_head(self) -> str:
+        """Keys found holding the wrong type are moved to ``quarantine_head + stamp +
+        ':' + key`` (see the ``quarantine`` script)."""
+        return f"{self.prefix}:quarantine:"
+
+    def key_types(self, queue: str | None = None) -> dict[str, str]:
+        """The deployment's own keys (and those of ``queue``, default: the prefix's
+        queue) with the Redis type each holds."""
+        q = queue or self.queue_name
+        return {
+            self.events: STREAM, self.dead_events: STREAM, self.cursor: STRING,
+            self.commits: STRING, self.leader: STRING, self.leader_epoch: STRING,
+            self.leases: ZSET, self.lease_owner: HASH, self.jobmap: HASH,
+            self.active_runs: SET, self.all_runs: ZSET, self.workers: ZSET,
+            self.worker_stats: HASH, self.coordinators: ZSET, self.feedback_index: ZSET,
+            self.feedback_pending: ZSET, self.checkpoint_index: ZSET,
+            self.rq_queue(q): LIST, self.wake(q): LIST, self.rq_wip(q): ZSET,
+            self.rq_failed(q): ZSET, RQ_QUEUES: SET,
+        }

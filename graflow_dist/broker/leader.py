@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import re
 import time
+from dataclasses import dataclass, field
 
 import redis
+from redis.exceptions import WatchError
 
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.scripts import LeaderResult, Scripts
+
+_STREAM_ID = re.compile(rb"\d{1,20}-\d{1,20}")
+_COUNT = re.compile(rb"\d{1,18}")
+START_CURSOR = "0-0"
+
+
+@dataclass
+class CommittedState:
+    """What the last commit left: the last applied event id and the commit count.
+    ``damaged`` describes values someone else wrote (repaired by `LeaderLease.repair`)."""
+
+    cursor: str = START_CURSOR
+    commits: int = 0
+    damaged: list[str] = field(default_factory=list)
+    raw_cursor: bytes | None = None
+    raw_commits: bytes | None = None
 
 
 class LeaderLease:
@@ -25,12 +44,15 @@ class LeaderLease:
         self.client = client
         self.keyspace = keyspace
         self.scripts = Scripts(client, keyspace)
+        self.note = ""  # what the last `acquire` repaired, for the caller's log
 
     def acquire(self, candidate: str, lease_s: float) -> int:
-        """Take or renew the lease: the fencing epoch, or 0 while another holds it."""
-        epoch = self.scripts.call("leader_acquire",
-                                  [self.keyspace.leader, self.keyspace.leader_epoch],
-                                  [candidate, int(lease_s * 1000)])
+        """Take or renew the lease: the fencing epoch, or 0 while another holds it.
+        A lease or epoch someone else wrote is repaired; `note` then says how."""
+        epoch, note = self.scripts.call("leader_acquire",
+                                        [self.keyspace.leader, self.keyspace.leader_epoch],
+                                        [candidate, int(lease_s * 1000)])
+        self.note = note.decode(errors="replace") if isinstance(note, bytes) else str(note)
         return int(epoch) if epoch != LeaderResult.NOT_ACQUIRED else 0
 
     def release(self, holder: str) -> bool:
@@ -60,14 +82,46 @@ class LeaderLease:
         raw = self.client.get(self.keyspace.leader)
         return None if raw is None else raw.decode(errors="replace")
 
-    def committed_state(self) -> tuple[str, int]:
-        """``(last applied event id, number of commits)`` as Redis holds them."""
+    def committed_state(self) -> CommittedState:
+        """The last applied event id and the number of commits, as Redis holds them
+        (values that are not an event id / a count are reported in ``damaged``)."""
         cursor, commits = self.client.mget(self.keyspace.cursor, self.keyspace.commits)
-        try:
-            count = int(commits or 0)
-        except ValueError:
-            count = 0
-        return (cursor.decode(errors="replace") if cursor else "0-0"), count
+        state = CommittedState(raw_cursor=cursor, raw_commits=commits)
+        if cursor is not None:
+            if _STREAM_ID.fullmatch(cursor):
+                state.cursor = cursor.decode()
+            else:
+                state.damaged.append(f"the event cursor {cursor[:40]!r} is not an event id; "
+                                     "events are read again from the start of the stream "
+                                     "(duplicates are dropped by their tokens)")
+        if commits is not None:
+            if _COUNT.fullmatch(commits):
+                state.commits = int(commits)
+            else:
+                state.damaged.append(f"the commit counter {commits[:40]!r} is not a count; "
+                                     "it starts over")
+        return state
+
+    def repair(self, holder: str, state: CommittedState) -> bool:
+        """Reset the damaged values of ``state`` (cursor to the stream's start, counter
+        to 0), only while ``holder`` holds the lease and the values are still those seen;
+        False if anything changed meanwhile (look again)."""
+        ks = self.keyspace
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(ks.leader, ks.cursor, ks.commits)
+                if pipe.get(ks.leader) != holder.encode():
+                    return False
+                if (pipe.get(ks.cursor), pipe.get(ks.commits)) != (state.raw_cursor,
+                                                                   state.raw_commits):
+                    return False
+                pipe.multi()
+                pipe.set(ks.cursor, state.cursor)
+                pipe.set(ks.commits, state.commits)
+                pipe.execute()
+            except WatchError:
+                return False
+        return True
 
     def server_run_id(self) -> str | None:
         """Redis's run id: a new one means it restarted (maybe behind our back)."""

@@ -13,10 +13,11 @@ from typing import Any
 
 from graflow_dist.broker.keys import RunField
 from graflow_dist.errors import WireError
+from graflow_dist.names import is_prefix, is_task_id, is_workflow_name
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT, DEFAULT_MAX_STEPS
-from graflow_dist.wire.fields import float_text, int_text
+from graflow_dist.wire.fields import float_text, int_text, shown
 
 R = RunField
 
@@ -95,21 +96,29 @@ class RunRecord:
         status = RunStatus.parse(m[R.STATUS])
         if status is None or status is RunStatus.SUPERSEDED:
             raise WireError(f"{what}: unknown status {m.get(R.STATUS)!r}")
+        queue = m.get(R.QUEUE, "")
+        if queue and not is_prefix(queue):
+            raise WireError(f"{what}: queue {shown(queue)} is not a queue name")
+        start_node = m.get(R.START_NODE) or None
+        if start_node is not None and not is_task_id(start_node):
+            raise WireError(f"{what}: start_node {shown(start_node)} is not a task id")
+        if not is_workflow_name(m.get(R.WORKFLOW, "")):
+            raise WireError(f"{what}: workflow {shown(m.get(R.WORKFLOW))} is not a name")
         try:
             error_data = json.loads(m.get(R.ERROR_DATA) or "{}")
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise WireError(f"{what}: error_data is not JSON") from None
         if not isinstance(error_data, dict):
             raise WireError(f"{what}: error_data must be a JSON object")
         return cls(
             session_id=session_id, status=status, graph_hash=m.get(R.GRAPH_HASH, ""),
             trace_id=m.get(R.TRACE_ID) or session_id, workflow=m.get(R.WORKFLOW, ""),
-            start_node=m.get(R.START_NODE) or None,
+            start_node=start_node,
             max_steps=count(R.MAX_STEPS, DEFAULT_MAX_STEPS, 1),
             default_max_cycles=count(R.DEFAULT_MAX_CYCLES, DEFAULT_MAX_CYCLES, 1),
             default_max_retries=count(R.DEFAULT_MAX_RETRIES),
             crash_limit=count(R.CRASH_LIMIT, DEFAULT_CRASH_LIMIT, 1),
-            queue=m.get(R.QUEUE, ""), resume=m.get(R.RESUME) == "1",
+            queue=queue, resume=m.get(R.RESUME) == "1",
             incarnation=m.get(R.INCARNATION, ""), traceparent=m.get(R.TRACEPARENT, ""),
             total=count(R.TOTAL), done=count(R.DONE),
             # `running` is kept by scripts with HINCRBY; a reaped job may briefly take

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
-from redis.exceptions import WatchError
+from redis.exceptions import ResponseError, WatchError
 
 from graflow_dist.broker.channel_data import (
     channel_key_names,
@@ -14,12 +16,25 @@ from graflow_dist.broker.channel_data import (
     queue_channel_writes,
     read_channel,
 )
+from graflow_dist.broker.connection import is_wrong_type
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.feedback import FeedbackStore
 from graflow_dist.broker.frontier import frontier_commands, load_run, shape_commands
-from graflow_dist.broker.keys import ENDED_FIELD, Keyspace, RunField, RunKeys
+from graflow_dist.broker.keys import (
+    ENDED_FIELD,
+    HASH,
+    SET,
+    STREAM,
+    STRING,
+    ZSET,
+    Keyspace,
+    RunField,
+    RunKeys,
+)
 from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.repair import KeyRepair, Quarantined
 from graflow_dist.errors import GraflowError, RunActiveError, UnknownSessionError, WireError
+from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import GraphShape
@@ -46,6 +61,7 @@ class RunStore:
         self.keyspace = keyspace
         self.events = EventLog(client, keyspace)
         self.feedback = FeedbackStore(client, keyspace)
+        self.repair = KeyRepair(client, keyspace)
 
     # --- submitting -------------------------------------------------------------------
 
@@ -62,6 +78,12 @@ class RunStore:
         client submitted it at the same moment.
         """
         keys = self.keyspace.run(record.session_id)
+        # Deployment keys someone overwrote with another type would half-apply the
+        # transaction below (MULTI does not stop at a failing command): move them
+        # aside first, and if one is planted meanwhile, again, then write it all again.
+        ks = self.keyspace
+        expected = {ks.active_runs: SET, ks.all_runs: ZSET, ks.events: STREAM}
+        self.repair.quarantine_typed(expected)
         # Optimistic: a concurrent change of the run's record (another client's
         # submission, the coordinator expiring the previous incarnation) means: look
         # again. Two clients submitting one session: one of them gets through.
@@ -74,6 +96,10 @@ class RunStore:
                     return
                 except WatchError:
                     continue
+                except ResponseError as exc:
+                    if not is_wrong_type(exc):
+                        raise
+                    self.repair.quarantine_typed({**expected, **keys.key_types()})
         raise RunActiveError(f"run {record.session_id} kept changing while it was submitted; "
                              "is another client submitting it? attach to it instead")
 
@@ -83,9 +109,16 @@ class RunStore:
                         dynamic: dict[str, bytes], keep_channel: bool) -> None:
         session_id = record.session_id
         pipe.watch(keys.meta)
-        status = RunStatus.parse((pipe.hget(keys.meta, RunField.STATUS) or b"").decode(
-            errors="replace"))
-        if status is not None and not status.finished:
+        try:
+            raw_status = pipe.hget(keys.meta, RunField.STATUS)
+        except ResponseError as exc:
+            if not is_wrong_type(exc):
+                raise
+            raw_status = None  # not a record at all: replaced below
+        status = RunStatus.parse((raw_status or b"").decode(errors="replace"))
+        ours = pipe.hget(keys.meta, RunField.INCARNATION) == record.incarnation.encode() \
+            if raw_status is not None else False  # our own attempt, written in part
+        if status is not None and not status.finished and not ours:
             raise RunActiveError(f"run {session_id} is already active on this cluster "
                                  f"(status {status.value}); cancel it first")
         if replace_channel:
@@ -124,10 +157,23 @@ class RunStore:
     def record(self, session_id: str) -> RunRecord:
         """The run's record; `UnknownSessionError` if there is none, `WireError` if it
         is damaged."""
-        meta = self.client.hgetall(self.keyspace.run(session_id).meta)
+        meta_key = self.keyspace.run(session_id).meta
+        with self._typed(f"run {session_id!r} record", {meta_key: HASH}):
+            meta = self.client.hgetall(meta_key)
         if not meta:
             raise UnknownSessionError(session_id)
         return RunRecord.from_meta(session_id, meta)
+
+    @contextmanager
+    def _typed(self, what: str, expected: dict[str, str]) -> Iterator[None]:
+        """Turn a WRONGTYPE reply while using ``expected``'s keys into a
+        `WrongTypeError` naming them."""
+        try:
+            yield
+        except ResponseError as exc:
+            if not is_wrong_type(exc):
+                raise
+            raise self.repair.wrong_type_error(what, expected) from None
 
     def recent(self, limit: int = 50, offset: int = 0) -> list[RunRecord]:
         """Runs newest first (damaged records are left out)."""
@@ -135,12 +181,13 @@ class RunStore:
             return []
         raw_ids = self.client.zrevrange(self.keyspace.all_runs, offset, offset + limit - 1)
         ids = [s.decode(errors="replace") for s in raw_ids]
+        ids = [sid for sid in ids if is_session_id(sid)]
         pipe = self.client.pipeline(transaction=False)
         for sid in ids:
             pipe.hgetall(self.keyspace.run(sid).meta)
         records = []
-        for sid, meta in zip(ids, pipe.execute(), strict=True):
-            if not meta:
+        for sid, meta in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+            if not meta or isinstance(meta, Exception):
                 continue
             try:
                 records.append(RunRecord.from_meta(sid, meta))
@@ -149,24 +196,49 @@ class RunStore:
         return records
 
     def load(self, session_id: str) -> tuple[RunRecord, GraphShape, FrontierSnapshot]:
-        """Record, graph shape and frontier of a run, in one round trip."""
-        return load_run(self.client, self.keyspace.run(session_id))
+        """Record, graph shape and frontier of a run, in one round trip (`WireError`,
+        or its `WrongTypeError`, if anything stored is damaged)."""
+        keys = self.keyspace.run(session_id)
+        with self._typed(f"run {session_id!r}", keys.key_types()):
+            return load_run(self.client, keys)
 
-    def active_ids(self) -> list[str]:
-        return sorted(s.decode(errors="replace")
-                      for s in self.client.smembers(self.keyspace.active_runs))
+    def active_ids(self) -> tuple[list[str], list[bytes]]:
+        """The active runs' session ids, and the members of the active set that are no
+        session id at all (someone else wrote them)."""
+        with self._typed("the active runs", {self.keyspace.active_runs: SET}):
+            members = self.client.smembers(self.keyspace.active_runs)
+        valid: list[str] = []
+        invalid: list[bytes] = []
+        for raw in members:
+            text = raw.decode(errors="replace")
+            if is_session_id(text):
+                valid.append(text)
+            else:
+                invalid.append(raw)
+        return sorted(valid), invalid
+
+    def forget_active(self, members: list[bytes]) -> None:
+        """Remove members from the active set (ones that are no session id)."""
+        if members:
+            self.client.srem(self.keyspace.active_runs, *members)
 
     def graph_blob(self, graph_hash: str) -> bytes | None:
         """The signed, cloudpickled graph stored under ``graph_hash``."""
-        return self.client.get(self.keyspace.blob(graph_hash))
+        key = self.keyspace.blob(graph_hash)
+        with self._typed(f"graph {graph_hash}", {key: STRING}):
+            return self.client.get(key)
 
     def dynamic_blobs(self, session_id: str) -> dict[str, bytes]:
         """Tasks added while the run ran (``next_task``), signed and cloudpickled."""
-        raw = self.client.hgetall(self.keyspace.run(session_id).dynamic)
+        key = self.keyspace.run(session_id).dynamic
+        with self._typed(f"run {session_id!r} dynamic tasks", {key: HASH}):
+            raw = self.client.hgetall(key)
         return {k.decode(errors="replace"): v for k, v in raw.items()}
 
     def dynamic_blob(self, session_id: str, task_id: str) -> bytes | None:
-        return self.client.hget(self.keyspace.run(session_id).dynamic, task_id)
+        key = self.keyspace.run(session_id).dynamic
+        with self._typed(f"run {session_id!r} dynamic tasks", {key: HASH}):
+            return self.client.hget(key, task_id)
 
     def channel_values(self, session_id: str) -> dict[str, bytes]:
         """The run's channel, every value still encoded."""
@@ -175,15 +247,28 @@ class RunStore:
     def wait_ended(self, session_id: str, block_s: float) -> None:
         """Block up to ``block_s`` for the run's end (the coordinator appends to its
         ``ended`` stream; XREAD does not consume, so any number of waiters wake)."""
-        self.client.xread({self.keyspace.run(session_id).ended: "0-0"}, count=1,
-                          block=max(1, int(block_s * 1000)))
+        try:
+            self.client.xread({self.keyspace.run(session_id).ended: "0-0"}, count=1,
+                              block=max(1, int(block_s * 1000)))
+        except ResponseError as exc:
+            if not is_wrong_type(exc):
+                raise
+            time.sleep(block_s)  # not a stream (someone else wrote it): just wait
 
     # --- writing (coordinator) ------------------------------------------------------------
 
-    def fail(self, session_id: str, error: GraflowError) -> None:
+    def fail(self, session_id: str, error: GraflowError, *, recreate: bool = False
+             ) -> list[Quarantined]:
         """End a run that cannot be driven (e.g. its stored state is damaged) as
-        failed, so that its waiters return."""
+        failed, so that its waiters return; its keys that hold the wrong type are
+        quarantined first (returned). A run without a record is only dropped from the
+        active set (its data expired, or it never existed), unless ``recreate`` (its
+        record was quarantined: a failed record says why)."""
         keys = self.keyspace.run(session_id)
+        moved = self.repair.quarantine_typed(keys.key_types())
+        if not (moved or recreate) and not self.client.exists(keys.meta):
+            self.client.srem(self.keyspace.active_runs, session_id)
+            return moved
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(keys.meta, mapping={
             RunField.STATUS: RunStatus.FAILED.value, RunField.ERROR: f"cannot load run: {error}",
@@ -192,6 +277,7 @@ class RunStore:
         pipe.srem(self.keyspace.active_runs, session_id)
         pipe.xadd(keys.ended, {ENDED_FIELD: RunStatus.FAILED.value})
         pipe.execute()
+        return moved
 
     def note_checkpoint(self, session_id: str, path: str | None = None,
                         error: str | None = None) -> None:
@@ -201,7 +287,7 @@ class RunStore:
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(meta)
-                if not pipe.exists(meta):
+                if pipe.type(meta) != HASH.encode():
                     return  # the run's data is gone (expired, wiped): never recreate it
                 pipe.multi()
                 pipe.hset(meta, field, error or path or "")
@@ -217,6 +303,8 @@ class RunStore:
         with self.client.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(keys.meta)
+                if pipe.type(keys.meta) != HASH.encode():
+                    return False
                 current = pipe.hget(keys.meta, RunField.INCARNATION)
                 if (current or b"").decode(errors="replace") != record.incarnation:
                     return False

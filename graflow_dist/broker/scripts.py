@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from graflow_dist.broker.keys import (
+    EVENT_FIELD,
     REAPER,
     RQ_JOB,
     RQ_WIP,
@@ -25,6 +26,7 @@ from graflow_dist.broker.keys import (
     RunField,
     WorkerField,
 )
+from graflow_dist.errors import PermissionDeniedError, WrongTypeError
 from graflow_dist.scheduler.events import RunStatus
 
 # The longest command a commit may carry. Lua's unpack() fails beyond ~8,000 values
@@ -36,6 +38,11 @@ MAX_COMMAND_ARGS = 1000
 RQ_WIP_EXTRA_S = 86400
 # How long a malformed job stays in RQ's failed registry.
 RQ_FAILED_TTL_S = 365 * 86400
+# How long a key moved aside for holding the wrong type is kept for inspection.
+QUARANTINE_TTL_S = 7 * 86400
+# Sanity bounds on numbers the scripts read from job hashes (anything else is ignored).
+MAX_JOB_TASKS = 1_000_000
+MAX_LEASE_S = 86400
 
 
 class ApplyResult(IntEnum):
@@ -56,10 +63,11 @@ class LeaderResult(IntEnum):
 
 
 class LeaseResult(IntEnum):
-    """``finish`` and ``fail_job``."""
+    """``finish``, ``fail_job`` and ``report`` (HELD: mode 'held', still ours)."""
 
     LEASE_LOST = 0
     RELEASED = 1
+    HELD = 1
 
 
 class ReapResult(IntEnum):
@@ -68,8 +76,18 @@ class ReapResult(IntEnum):
     NOT_LEADER = -1
 
 
+class RefusedResult(IntEnum):
+    """First element of a list any script may return instead of its result, having
+    written nothing: ``[WRONG_TYPE, key, type it holds, ...]`` (someone else wrote a
+    key the script needs; `quarantine` moves it aside), or ``[PERMISSION_DENIED,
+    command, key]`` (the ACL refuses a command of a commit)."""
+
+    WRONG_TYPE = -9
+    PERMISSION_DENIED = -8
+
+
 SCRIPT_NAMES = ("fenced_apply", "leader_acquire", "leader_release", "claim", "extend",
-                "finish", "fail_job", "reap_mark", "lease_grace")
+                "finish", "fail_job", "report", "reap_mark", "lease_grace", "quarantine")
 
 
 def _lua_literal(value: Any) -> str:
@@ -88,8 +106,10 @@ def header(keyspace: Keyspace) -> str:
         "RUN_KEY_HEAD": keyspace.run_key_head, "RUN_META_TAIL": keyspace.run_meta_tail,
         "MAX_COMMAND_ARGS": MAX_COMMAND_ARGS, "RQ_WIP_EXTRA_S": RQ_WIP_EXTRA_S,
         "RQ_FAILED_TTL_S": RQ_FAILED_TTL_S, "SUPERSEDED": RunStatus.SUPERSEDED.value,
+        "QUARANTINE_HEAD": keyspace.quarantine_head, "QUARANTINE_TTL_S": QUARANTINE_TTL_S,
+        "MAX_JOB_TASKS": MAX_JOB_TASKS, "MAX_LEASE_S": MAX_LEASE_S,
         "F_RUN_RUNNING": RunField.RUNNING, "F_RUN_STATUS": RunField.STATUS,
-        "F_RUN_INCARNATION": RunField.INCARNATION,
+        "F_RUN_INCARNATION": RunField.INCARNATION, "F_EVENT": EVENT_FIELD,
         "F_WORKER_STATE": WorkerField.STATE,
         "F_WORKER_SUCCESSFUL_JOBS": WorkerField.SUCCESSFUL_JOBS,
         "F_WORKER_FAILED_JOBS": WorkerField.FAILED_JOBS,
@@ -97,7 +117,7 @@ def header(keyspace: Keyspace) -> str:
     for name in ("STATUS", "DATA", "ORIGIN", "STARTED_AT", "ENDED_AT", "WORKER_NAME",
                  "EXC_INFO", "SESSION", "TASKS", "INCARNATION", "LEASE_S"):
         constants[f"F_JOB_{name}"] = getattr(JobField, name)
-    for enum in (ApplyResult, LeaderResult, LeaseResult, ReapResult):
+    for enum in (ApplyResult, LeaderResult, LeaseResult, ReapResult, RefusedResult):
         for name, member in enum.__members__.items():  # aliases (equal values) too
             constants[name] = int(member)
     return "".join(f"local {name} = {_lua_literal(v)}\n" for name, v in constants.items())
@@ -125,9 +145,31 @@ class Scripts:
 
     def call(self, name: str, keys: list[str], args: list[Any],
              pipe: redis.client.Pipeline | None = None) -> Any:
+        """Run script ``name`` (queued on ``pipe`` if given: then pass its result to
+        `refused` yourself). Raises `WrongTypeError` or `PermissionDeniedError` when
+        the script refused to write anything."""
         if pipe is not None:
             return pipe.eval(self._sources[name], len(keys), *keys, *args)
-        return self._scripts[name](keys=keys, args=args)
+        return refused(self._scripts[name](keys=keys, args=args), name)
+
+
+def refused(result: Any, name: str) -> Any:
+    """``result`` of script ``name``, unless the script refused (see `RefusedResult`):
+    then the error saying why."""
+    if not (isinstance(result, list) and result and isinstance(result[0], int)
+            and result[0] in (RefusedResult.WRONG_TYPE, RefusedResult.PERMISSION_DENIED)):
+        return result
+    words = [w.decode(errors="replace") if isinstance(w, bytes) else str(w)
+             for w in result[1:]]
+    if result[0] == RefusedResult.PERMISSION_DENIED:
+        command, key = (words + ["", ""])[:2]
+        raise PermissionDeniedError(
+            f"{name}: the Redis user may not run {command} on {key!r}; nothing was written. "
+            "Grant the ACL in docs/security.md")
+    keys = dict(zip(words[0::2], words[1::2], strict=False))
+    shown = ", ".join(f"{k} holds a {t}" for k, t in keys.items())
+    raise WrongTypeError(f"{name}: keys of the wrong type ({shown}); nothing was written",
+                         keys)
 
 
 def as_args(values: list[Any]) -> list[bytes | str]:

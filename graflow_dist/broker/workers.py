@@ -13,7 +13,8 @@ import redis
 from rq import Worker as RQWorker
 
 from graflow_dist.broker.jobs import JobClaimer
-from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.keys import HASH, RQ_WORKERS, SET, ZSET, Keyspace
+from graflow_dist.broker.scripts import refused
 from graflow_dist.wire.messages import MsgpackSerializer
 from graflow_dist.wire.task_records import WorkerStats
 
@@ -43,6 +44,7 @@ class WorkerRegistration:
         self.client = client
         self.keyspace = keyspace
         self.name = name
+        self.queue = queue
         self.rq = RQWorker([queue], name=name, connection=client, serializer=MsgpackSerializer,
                            worker_ttl=ttl_s)
 
@@ -87,7 +89,12 @@ class WorkerRegistration:
         results = pipe.execute()
         if not job_ids:
             return []
-        return [j.decode(errors="replace") for j in results[-1] or []]
+        return [j.decode(errors="replace") for j in refused(results[-1], "extend") or []]
+
+    def keys(self) -> dict[str, str]:
+        """The keys this registration writes, with the type each holds."""
+        return {self.rq_key: HASH, self.keyspace.workers: ZSET, RQ_WORKERS: SET,
+                f"{RQ_WORKERS}:{self.queue}": SET}
 
 
 class WorkerRegistry:

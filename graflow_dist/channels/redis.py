@@ -14,9 +14,12 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError, WatchError
 
+from graflow_dist import limits
 from graflow_dist.broker.channel_data import channel_key_names, clear_channel, read_channel
 from graflow_dist.broker.keys import Keyspace, RunKeys
 from graflow_dist.channels.base import DEFAULT_LOCK_TIMEOUT_S, Channel, check_number
+from graflow_dist.errors import WireError
+from graflow_dist.names import check_session_id
 from graflow_dist.wire.values import decode_value, encode_value
 
 
@@ -36,16 +39,27 @@ class RedisChannel(Channel):
         A redis-py client (bytes responses).
     prefix:
         The deployment prefix (``GRAFLOW_DIST_PREFIX``).
+    max_value_bytes:
+        Largest encoded value `set`/`append` store (default: ``GRAFLOW_DIST_MAX_VALUE_BYTES``).
     """
 
     backend = "redis"
 
-    def __init__(self, name: str, client: redis.Redis, prefix: str | None = None) -> None:
+    def __init__(self, name: str, client: redis.Redis, prefix: str | None = None,
+                 max_value_bytes: int | None = None) -> None:
         super().__init__(name)
         self.client = client
-        self.keys_of: RunKeys = Keyspace.from_env(prefix).run(name)
+        self.keys_of: RunKeys = Keyspace.from_env(prefix).run(check_session_id(name))
         self.prefix = self.keys_of.prefix
         self._base = self.keys_of.channel_prefix
+        self.max_value_bytes = max_value_bytes or limits.max_value_bytes()
+
+    def _encoded(self, key: str, value: Any) -> bytes:
+        encoded = encode_value(value)
+        if len(encoded) > self.max_value_bytes:
+            raise limits.too_large(f"channel {self.name} key {key!r}: the value", len(encoded),
+                                   self.max_value_bytes, limits.MAX_VALUE_BYTES_ENV)
+        return encoded
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError(
@@ -68,7 +82,14 @@ class RedisChannel(Channel):
         except ResponseError as exc:
             if not _wrong_type(exc):
                 raise
-            return self._decode_list(self.client.lrange(self._key(key), 0, -1), key)
+            try:
+                items = self.client.lrange(self._key(key), 0, -1)
+            except ResponseError as again:
+                if not _wrong_type(again):
+                    raise
+                raise WireError(f"{self._what(key)}: holds neither a value nor a list "
+                                "(written by something else than graflow-dist)") from None
+            return self._decode_list(items, key)
         return default if raw is None else decode_value(raw, self._what(key))
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
@@ -88,7 +109,7 @@ class RedisChannel(Channel):
         return found
 
     def set(self, key: str, value: Any, ttl: int | None = None) -> None:
-        self.client.set(self._key(key), encode_value(value), ex=ttl)
+        self.client.set(self._key(key), self._encoded(key, value), ex=ttl)
 
     def delete(self, key: str) -> bool:
         return bool(self.client.delete(self._key(key)))
@@ -108,7 +129,7 @@ class RedisChannel(Channel):
 
     def _push(self, key: str, value: Any, ttl: int | None, front: bool) -> int:
         full = self._key(key)
-        encoded = encode_value(value)
+        encoded = self._encoded(key, value)
         while True:
             try:
                 pipe = self.client.pipeline(transaction=True)

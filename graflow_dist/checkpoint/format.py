@@ -17,7 +17,9 @@ from typing import Any
 import msgpack
 
 from graflow_dist.errors import CheckpointError, SignatureError, WireError
+from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.wire import fields as f
 from graflow_dist.wire.signing import sign, verify
 from graflow_dist.wire.specs import frontier_from_dict
 
@@ -26,6 +28,8 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 PAYLOAD_FORMAT = "graflow-dist/context"
 
 PKL, STATE, META = ".pkl", ".state.json", ".meta.json"
+# .state.json and .meta.json are small; a bigger one is not ours (and is not parsed).
+MAX_JSON_BYTES = 256 * 1024 * 1024
 SUFFIXES = (PKL, STATE, META)
 
 
@@ -70,15 +74,21 @@ class CheckpointMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: str | None = None) -> CheckpointMetadata:
+        """Every field checked (`WireError` naming it)."""
+        what = "metadata"
+        data = f.mapping(data, what)
+        session_id = f.text(data, "session_id", what)
+        if not is_session_id(session_id):
+            raise WireError(f"{what}: invalid session id {f.shown(session_id)}")
         return cls(
-            checkpoint_id=data["checkpoint_id"],
-            session_id=data["session_id"],
-            created_at=data["created_at"],
-            steps=int(data["steps"]),
-            start_node=data.get("start_node"),
-            backend=dict(data.get("backend") or {}),
-            user_metadata=dict(data.get("user_metadata") or {}),
-            schema_version=int(data.get("schema_version", SCHEMA_VERSION)),
+            checkpoint_id=f.text(data, "checkpoint_id", what),
+            session_id=session_id,
+            created_at=f.text(data, "created_at", what),
+            steps=f.integer(data, "steps", what, minimum=0),
+            start_node=f.optional_text(data, "start_node", what),
+            backend=dict(f.submap(data, "backend", what, {}) or {}),
+            user_metadata=dict(f.submap(data, "user_metadata", what, {}) or {}),
+            schema_version=f.integer(data, "schema_version", what, SCHEMA_VERSION),
             path=path,
         )
 
@@ -110,20 +120,46 @@ class ContextPayload:
             body = msgpack.unpackb(verify(blob, path), raw=False, strict_map_key=False)
         except SignatureError as exc:
             raise CheckpointError(path, str(exc).removeprefix(f"{path}: ")) from None
-        except (ValueError, msgpack.UnpackException) as exc:
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise CheckpointError(path, f"corrupt context payload ({exc})") from None
         if not isinstance(body, dict) or body.get("format") != PAYLOAD_FORMAT:
             raise CheckpointError(path, "not a graflow-dist context payload")
         _check_schema(body.get("schema_version"), path)
         try:
-            return cls(**{k: body[k] for k in cls.__dataclass_fields__ if k != "dynamic"},
-                       dynamic=dict(body.get("dynamic") or {}))
-        except KeyError as exc:
-            raise CheckpointError(path, f"context payload lacks field {exc}") from None
+            return cls._from_body(body)
+        except WireError as exc:
+            raise CheckpointError(path, str(exc)) from None
+
+    @classmethod
+    def _from_body(cls, body: dict[str, Any]) -> ContextPayload:
+        what = "context payload"
+        session_id = f.text(body, "session_id", what)
+        if not is_session_id(session_id):
+            raise WireError(f"{what}: invalid session id {f.shown(session_id)}")
+        graph_blob = body.get("graph_blob")
+        if not isinstance(graph_blob, bytes):
+            raise WireError(f"{what}: field 'graph_blob' must be bytes")
+        channel = f.submap(body, "channel", what)
+        values = f.submap(channel, "values", what, {})
+        if not all(isinstance(v, bytes) for v in values.values()):
+            raise WireError(f"{what}: channel values must be encoded bytes")
+        f.text(channel, "backend", what)
+        dynamic = f.submap(body, "dynamic", what, {})
+        if not all(isinstance(v, bytes) for v in dynamic.values()):
+            raise WireError(f"{what}: dynamic tasks must be signed blobs")
+        return cls(
+            session_id=session_id, graph_blob=graph_blob, channel=channel,
+            start_node=f.optional_text(body, "start_node", what),
+            max_steps=f.integer(body, "max_steps", what, minimum=1),
+            default_max_cycles=f.integer(body, "default_max_cycles", what, minimum=1),
+            default_max_retries=f.integer(body, "default_max_retries", what, minimum=0),
+            config=dict(f.submap(body, "config", what, {})),
+            dynamic=dict(dynamic),
+        )
 
 
 def _check_schema(version: Any, path: str) -> None:
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_SCHEMA_VERSIONS:
         raise CheckpointError(
             path,
             f"unknown schema_version {version!r} (this graflow-dist reads "
@@ -160,25 +196,29 @@ def parse_state(raw: bytes, path: str) -> tuple[FrontierSnapshot, dict[str, Any]
     """Validate a ``.state.json`` and return the frontier and the document."""
     doc = parse_json(raw, path)
     _check_schema(doc.get("schema_version"), path)
-    extra = doc.get("frontier", {})
-    missing = [k for k in ("session_id", "steps", "completed_tasks", "pending_tasks",
-                           "cycle_counts") if k not in doc]
-    if missing or not isinstance(extra, dict):
-        raise CheckpointError(path, "malformed state document (" + (
-            f"missing {', '.join(missing)}" if missing else "'frontier' is not an object") + ")")
-    body = {**extra, **{k: doc[k] for k in ("session_id", "steps", "completed_tasks",
-                                             "pending_tasks", "cycle_counts")}}
+    what = "state document"
     try:
-        frontier = frontier_from_dict(body, "state document")
+        rest = f.submap(doc, "frontier", what, {})
+        for name in ("session_id", "steps", "completed_tasks", "pending_tasks",
+                     "cycle_counts"):
+            if name not in doc:
+                raise WireError(f"{what}: missing field {name!r}")
+        frontier = frontier_from_dict(
+            {**rest, **{k: doc[k] for k in ("session_id", "steps", "completed_tasks",
+                                             "pending_tasks", "cycle_counts")}}, what)
+        if not is_session_id(frontier.session_id):
+            raise WireError(f"{what}: invalid session id {f.shown(frontier.session_id)}")
     except WireError as exc:
         raise CheckpointError(path, f"malformed {exc}") from None
     return frontier, doc
 
 
 def parse_json(raw: bytes, path: str) -> dict[str, Any]:
+    if len(raw) > MAX_JSON_BYTES:
+        raise CheckpointError(path, f"{len(raw)} bytes: too large for a checkpoint document")
     try:
         doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError too
         raise CheckpointError(path, f"corrupt or truncated JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise CheckpointError(path, "expected a JSON object")
@@ -190,8 +230,8 @@ def parse_meta(raw: bytes, path: str) -> CheckpointMetadata:
     _check_schema(doc.get("schema_version", SCHEMA_VERSION), path)
     try:
         return CheckpointMetadata.from_dict(doc, path)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(path, f"malformed metadata ({type(exc).__name__}: {exc})") from None
+    except WireError as exc:
+        raise CheckpointError(path, f"malformed {exc}") from None
 
 
 def dump_json(doc: dict[str, Any]) -> bytes:

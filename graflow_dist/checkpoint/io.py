@@ -7,7 +7,6 @@ import time
 import uuid
 from typing import Any
 
-from graflow_dist.broker.connection import strip_credentials
 from graflow_dist.checkpoint.format import (
     META,
     PKL,
@@ -19,26 +18,37 @@ from graflow_dist.checkpoint.format import (
     parse_state,
     state_document,
 )
-from graflow_dist.checkpoint.redis_store import RedisCheckpointStore
+from graflow_dist.checkpoint.redis_store import RedisCheckpointStore, public_path
 from graflow_dist.checkpoint.stores import (
     DEFAULT_CHECKPOINT_DIR,
     CheckpointStore,
     FileCheckpointStore,
+    is_redis_path,
     split_base,
+    with_suffix,
 )
 from graflow_dist.errors import CheckpointError
+from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.wire.fields import shown
 
 
 def default_base(session_id: str, steps: int, root: str = DEFAULT_CHECKPOINT_DIR) -> str:
     """``checkpoints/{session_id}/session_{session_id}_step_{steps}_{unix}_{rand}``."""
+    if not is_session_id(session_id):  # it becomes a directory name
+        raise CheckpointError(root, f"no default checkpoint path for session id "
+                                    f"{shown(session_id)}: not a valid session id")
     stamp = f"{int(time.time())}_{uuid.uuid4().hex[:6]}"
-    return os.path.join(root, session_id, f"session_{session_id}_step_{steps}_{stamp}")
+    name = f"session_{session_id}_step_{steps}_{stamp}"
+    if is_redis_path(root):
+        head, _, query = root.partition("?")
+        return f"{head.rstrip('/')}/{session_id}/{name}" + (f"?{query}" if query else "")
+    return os.path.join(root, session_id, name)
 
 
 def store_for(path: str) -> CheckpointStore:
     """The store a checkpoint path lives in: ``redis://...`` or the filesystem."""
-    if path.startswith(("redis://", "rediss://")):
+    if is_redis_path(path):
         return RedisCheckpointStore.for_path(path)
     return FileCheckpointStore()
 
@@ -66,24 +76,26 @@ def write_checkpoint(
     )
     files = {PKL: payload.encode(), STATE: dump_json(state), META: dump_json(meta.to_dict())}
     (store or store_for(base)).write(base, files)
-    if base.startswith(("redis://", "rediss://")):
-        base = strip_credentials(base)  # the path is stored and shown: no password in it
-    meta.path = base + PKL
-    return base + PKL, meta
+    if is_redis_path(base):
+        base = public_path(base)  # the path is stored and shown: no password in it
+    meta.path = with_suffix(base, PKL)
+    return meta.path, meta
 
 
 def load_checkpoint(path: str) -> tuple[ContextPayload, FrontierSnapshot, CheckpointMetadata]:
     """Read and validate all three files; any problem is a `CheckpointError`."""
     base = split_base(os.fspath(path))
     store = store_for(base)
-    meta = parse_meta(store.read(base, META), base + META)  # absent meta: never committed
-    frontier, _ = parse_state(store.read(base, STATE), base + STATE)
-    payload = ContextPayload.decode(store.read(base, PKL), base + PKL)
+    shown = public_path(base) if is_redis_path(base) else base
+    meta = parse_meta(store.read(base, META), with_suffix(shown, META))  # absent: uncommitted
+    frontier, _ = parse_state(store.read(base, STATE), with_suffix(shown, STATE))
+    payload = ContextPayload.decode(store.read(base, PKL), with_suffix(shown, PKL))
     if frontier.session_id != meta.session_id or payload.session_id != meta.session_id:
         raise CheckpointError(
-            base + STATE, "session ids of .pkl, .state.json and .meta.json disagree"
+            with_suffix(shown, STATE), "session ids of .pkl, .state.json and .meta.json "
+            "disagree"
         )
-    meta.path = base + PKL
+    meta.path = with_suffix(shown, PKL)
     return payload, frontier, meta
 
 

@@ -10,52 +10,104 @@ from __future__ import annotations
 
 import os
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
 from graflow_dist.broker.connection import REDIS_URL_ENV, TRANSIENT_ERRORS, connect, mask_url
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.checkpoint.format import META, PKL, STATE
-from graflow_dist.errors import CheckpointError
+from graflow_dist.checkpoint.stores import with_suffix
+from graflow_dist.errors import CheckpointError, ConnectionConfigError
+
+_CREDENTIAL_PARAMS = frozenset({"password", "username"})
 
 
-def _split(path: str) -> tuple[str, str, str]:
-    """``(server url with credentials, public server url, base name)``."""
-    parts = urlsplit(path)
-    segments = [s for s in parts.path.split("/") if s]
+def _parts(path: str) -> tuple[SplitResult, list[str]]:
+    """The URL parts and the path segments of a Redis store path; a malformed URL
+    (a port that is no number, ...) is a `CheckpointError`."""
+    try:
+        parts = urlsplit(path)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError as exc:
+        raise CheckpointError(mask_url(path), f"malformed Redis URL ({exc})") from None
+    if not parts.hostname and parts.scheme in ("redis", "rediss"):
+        raise CheckpointError(mask_url(path), "a Redis store path needs a host: "
+                                              "redis://host:port/0/NAME")
+    return parts, [s for s in parts.path.split("/") if s]
+
+
+def _public_query(query: str) -> str:
+    """The URL query without credentials (``?password=`` works in redis-py URLs)."""
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True)
+            if k.lower() not in _CREDENTIAL_PARAMS]
+    return urlencode(kept)
+
+
+def _split(path: str) -> tuple[str, str, str, str]:
+    """``(server url with credentials and query, public server url, base name, public
+    query)``; the query (``?ssl_ca_certs=...``) belongs to the server."""
+    parts, segments = _parts(path)
     db = "0"
     if segments and segments[0].isdigit():
         db, segments = segments[0], segments[1:]
     if not segments:
-        raise CheckpointError(path, "a redis checkpoint path needs a name after the database: "
-                                    "redis://host:port/0/checkpoints/NAME")
+        raise CheckpointError(mask_url(path), "a redis checkpoint path needs a name after "
+                                              "the database: redis://host:port/0/NAME")
     netloc = parts.netloc
     if parts.password is None:
         env = os.environ.get(REDIS_URL_ENV)
         if env:
-            env_parts = urlsplit(env)
-            if (env_parts.hostname, env_parts.port) == (parts.hostname, parts.port):
+            try:
+                env_parts = urlsplit(env)
+                same = (env_parts.hostname, env_parts.port) == (parts.hostname, parts.port)
+            except ValueError:
+                same = False
+            if same:
                 netloc = env_parts.netloc
-    server = urlunsplit((parts.scheme, netloc, f"/{db}", "", ""))
+    server = urlunsplit((parts.scheme, netloc, f"/{db}", parts.query, ""))
     public = urlunsplit((parts.scheme, f"{parts.hostname}:{parts.port or 6379}", f"/{db}", "",
                          ""))
-    return server, public, "/".join(segments)
+    return server, public, "/".join(segments), _public_query(parts.query)
+
+
+def public_path(path: str) -> str:
+    """A Redis store path as it may be stored and shown: no user or password (in the
+    host part or the query), the query's other settings kept."""
+    server, public, name, query = _split(path)
+    return f"{public}/{name}" + (f"?{query}" if query else "")
+
+
+def store_root(path: str) -> tuple[str, str]:
+    """``(public server url, name prefix)`` of a Redis store directory such as
+    ``redis://host:6379/0/checkpoints`` (the prefix may be empty)."""
+    parts, segments = _parts(path)
+    db = "0"
+    if segments and segments[0].isdigit():
+        db, segments = segments[0], segments[1:]
+    public = urlunsplit((parts.scheme, f"{parts.hostname}:{parts.port or 6379}", f"/{db}", "",
+                         ""))
+    return public, "/".join(segments)
 
 
 class RedisCheckpointStore:
     """Checkpoints as hashes ``{prefix}:checkpoint:{BASE}``, indexed by creation time."""
 
     def __init__(self, client: redis.Redis, public_url: str,
-                 keyspace: Keyspace | None = None) -> None:
+                 keyspace: Keyspace | None = None, public_query: str = "") -> None:
         self.client = client
         self.public_url = public_url.rstrip("/")
+        self.public_query = public_query
         self.keyspace = keyspace or Keyspace.from_env()
 
     @classmethod
     def for_path(cls, path: str) -> RedisCheckpointStore:
-        server, public, _base = _split(path) if _has_name(path) else (*_server_only(path), "")
-        return cls(connect(server), public)
+        server, public, _base, query = (_split(path) if _has_name(path)
+                                        else _split(_server_only(path)))
+        try:
+            return cls(connect(server), public, public_query=query)
+        except ConnectionConfigError as exc:
+            raise CheckpointError(mask_url(path), str(exc)) from None
 
     def _name(self, base: str) -> str:
         return _split(base)[2] if base.startswith(("redis://", "rediss://")) else base
@@ -76,26 +128,27 @@ class RedisCheckpointStore:
         try:
             raw = self.client.hget(self.keyspace.checkpoint(self._name(base)), field)
         except TRANSIENT_ERRORS as exc:
-            raise CheckpointError(mask_url(base + suffix), f"cannot read ({exc})") from None
+            raise CheckpointError(mask_url(with_suffix(base, suffix)),
+                                  f"cannot read ({exc})") from None
         if raw is None:
-            raise CheckpointError(mask_url(base + suffix), "not found in the Redis store")
+            raise CheckpointError(mask_url(with_suffix(base, suffix)),
+                                  "not found in the Redis store")
         return raw
 
     def list_bases(self) -> list[str]:
-        names = [n.decode() for n in self.client.zrange(self.keyspace.checkpoint_index, 0, -1)]
-        return [f"{self.public_url}/{n}" for n in names]
+        names = [n.decode(errors="replace")
+                 for n in self.client.zrange(self.keyspace.checkpoint_index, 0, -1)]
+        query = f"?{self.public_query}" if self.public_query else ""
+        return [f"{self.public_url}/{n}{query}" for n in names]
 
 
 def _has_name(path: str) -> bool:
-    segments = [s for s in urlsplit(path).path.split("/") if s]
+    segments = _parts(path)[1]
     return len(segments) > 1 or (len(segments) == 1 and not segments[0].isdigit())
 
 
-def _server_only(path: str) -> tuple[str, str]:
-    """For listing: ``redis://host:port/DB`` without a base name."""
-    parts = urlsplit(path)
-    segments = [s for s in parts.path.split("/") if s]
+def _server_only(path: str) -> str:
+    """For listing: ``redis://host:port/DB/x`` (a placeholder name) with its query."""
+    parts, segments = _parts(path)
     db = segments[0] if segments and segments[0].isdigit() else "0"
-    fake = urlunsplit((parts.scheme, parts.netloc, f"/{db}/x", "", ""))
-    server, public, _ = _split(fake)
-    return server, public
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}/x", parts.query, ""))

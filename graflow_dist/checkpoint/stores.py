@@ -30,12 +30,36 @@ class CheckpointStore(Protocol):
     def list_bases(self) -> list[str]: ...
 
 
+REDIS_SCHEMES = ("redis://", "rediss://")
+
+
+def is_redis_path(path: str) -> bool:
+    """A checkpoint in a Redis store (``redis://`` or ``rediss://``)."""
+    return path.startswith(REDIS_SCHEMES)
+
+
+def _split_query(path: str) -> tuple[str, str]:
+    """A Redis store path's query (``?ssl_ca_certs=...``) belongs to its server, not to
+    the checkpoint's name: suffixes go before it."""
+    if is_redis_path(path) and "?" in path:
+        cut = path.index("?")
+        return path[:cut], path[cut:]
+    return path, ""
+
+
 def split_base(path: str) -> str:
     """``x.pkl``, ``x.meta.json``, ``x.state.json`` and ``x`` all name checkpoint ``x``."""
+    head, query = _split_query(path)
     for suffix in (META, STATE, PKL):
-        if path.endswith(suffix):
-            return path[: -len(suffix)]
+        if head.endswith(suffix):
+            return head[: -len(suffix)] + query
     return path
+
+
+def with_suffix(base: str, suffix: str) -> str:
+    """The path of one file of checkpoint ``base`` (``.pkl``, ``.state.json``, ...)."""
+    head, query = _split_query(base)
+    return head + suffix + query
 
 
 class FileCheckpointStore:
@@ -98,4 +122,4 @@ def _fsync_dir(directory: Path) -> None:
 
 
 __all__ = ["DEFAULT_CHECKPOINT_DIR", "CheckpointStore", "FileCheckpointStore", "SUFFIXES",
-           "split_base"]
+           "is_redis_path", "split_base", "with_suffix"]

@@ -10,10 +10,13 @@ import click
 import redis
 import structlog
 
-from graflow_dist.broker.connection import connect, wait_for_connection
+from graflow_dist.broker import Broker
+from graflow_dist.broker.connection import TRANSIENT_ERRORS, connect, wait_for_connection
 from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.permissions import COORDINATOR, WORKER
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.local_cluster import run_up
+from graflow_dist.cli.params import BYTES, NAME, PORT, SECONDS, SECONDS_OR_ZERO, count
 from graflow_dist.coordinator.service import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_LEADER_LEASE_S,
@@ -21,9 +24,25 @@ from graflow_dist.coordinator.service import (
     Coordinator,
 )
 from graflow_dist.embedded.processes import ServiceProcess
-from graflow_dist.observability.metrics import Metrics, serve_health
+from graflow_dist.errors import ConfigurationError, ConnectionConfigError
+from graflow_dist.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
+    DEFAULT_MAX_VALUE_BYTES,
+    MAX_MESSAGE_BYTES_ENV,
+    MAX_RESULT_BYTES_ENV,
+    MAX_VALUE_BYTES_ENV,
+    Limits,
+)
+from graflow_dist.observability.metrics import (
+    DEFAULT_METRICS_HOST,
+    METRICS_HOST_ENV,
+    Metrics,
+    serve_health,
+)
 from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES, tracer_from_name
 from graflow_dist.web.settings import DEFAULT_PORT as DEFAULT_UI_PORT
+from graflow_dist.wire.signing import load_secret
 from graflow_dist.worker.service import (
     DEFAULT_GRACE_PERIOD_S,
     DEFAULT_HEARTBEAT_S,
@@ -35,17 +54,38 @@ log = structlog.get_logger("graflow_dist.cli")
 STARTUP_TIMEOUT_ENV = "GRAFLOW_DIST_STARTUP_TIMEOUT_S"
 
 startup_timeout_option = click.option(
-    "--startup-timeout-s", type=float, envvar=STARTUP_TIMEOUT_ENV, default=0.0,
+    "--startup-timeout-s", type=SECONDS_OR_ZERO, envvar=STARTUP_TIMEOUT_ENV, default=0.0,
     show_default=True,
     help="Keep retrying an unreachable Redis this long at start (e.g. while Redis itself "
          f"starts) [env {STARTUP_TIMEOUT_ENV}]; refused credentials fail at once.")
 
 
-def _connected(ctx: click.Context, startup_timeout_s: float) -> redis.Redis:
+metrics_host_option = click.option(
+    "--metrics-host", envvar=METRICS_HOST_ENV, default=DEFAULT_METRICS_HOST, show_default=True,
+    help="Interface /metrics, /livez and /readyz listen on (0.0.0.0: every interface, "
+         f"e.g. in a pod) [env {METRICS_HOST_ENV}].")
+
+
+def _max_bytes_option(name: str, env: str, default: int, what: str) -> Any:
+    return click.option(f"--{name}", type=BYTES, envvar=env, default=default,
+                        show_default=True, help=f"Largest {what}, in bytes [env {env}]; "
+                                                "beyond it, keep data in external storage.")
+
+
+def _connected(ctx: click.Context, startup_timeout_s: float, role: str,
+               queue: str | None = None, name: str | None = None) -> redis.Redis:
+    """A checked connection: the secret is usable, Redis answers, and its user may run
+    everything ``role`` needs (nothing is written before all that holds)."""
+    load_secret()
     client = connect(ctx.obj["redis_url"])
     wait_for_connection(client, ctx.obj["redis_url"], startup_timeout_s,
                         lambda exc: log.warning("waiting for redis", error=str(exc),
                                                 timeout_s=startup_timeout_s))
+    keyspace = Keyspace.from_env(ctx.obj["prefix"])
+    try:
+        Broker(client, keyspace).check_permissions(role, queue, name or "probe")
+    except TRANSIENT_ERRORS as exc:
+        raise ConnectionConfigError(f"lost Redis while checking permissions: {exc}") from None
     return client
 
 
@@ -55,20 +95,28 @@ def _on_sigterm(handler: Any) -> None:
 
 
 @cli.command()
-@click.option("--queue", default=None, help="RQ queue name (default: the prefix).")
-@click.option("--concurrency", type=int, default=1, show_default=True,
+@click.option("--queue", type=NAME, default=None, help="RQ queue name (default: the prefix).")
+@click.option("--concurrency", type=count(1), default=1, show_default=True,
               help="Worker processes to run (each claims and runs tasks on its own).")
-@click.option("--name", default=None, help="Worker name (default: host-pid-random).")
-@click.option("--lease-s", type=float, envvar="GRAFLOW_DIST_LEASE_S", default=DEFAULT_LEASE_S,
-              show_default=True, help="A task is re-dispatched this long after the last "
-                                      "heartbeat of its worker.")
-@click.option("--heartbeat-s", type=float, envvar="GRAFLOW_DIST_HEARTBEAT_S",
+@click.option("--name", type=NAME, default=None,
+              help="Worker name (default: host-pid-random).")
+@click.option("--lease-s", type=SECONDS, envvar="GRAFLOW_DIST_LEASE_S",
+              default=DEFAULT_LEASE_S, show_default=True,
+              help="A task is re-dispatched this long after the last heartbeat of its worker.")
+@click.option("--heartbeat-s", type=SECONDS, envvar="GRAFLOW_DIST_HEARTBEAT_S",
               default=DEFAULT_HEARTBEAT_S, show_default=True)
-@click.option("--grace-period-s", type=float, envvar="GRAFLOW_DIST_GRACE_PERIOD_S",
+@click.option("--grace-period-s", type=SECONDS_OR_ZERO, envvar="GRAFLOW_DIST_GRACE_PERIOD_S",
               default=DEFAULT_GRACE_PERIOD_S, show_default=True,
               help="On SIGTERM, time the running task gets before it is handed back.")
-@click.option("--metrics-port", type=int, envvar="GRAFLOW_DIST_METRICS_PORT", default=0,
+@click.option("--metrics-port", type=PORT, envvar="GRAFLOW_DIST_METRICS_PORT", default=0,
               help="Serve /metrics, /livez, /readyz on this port (0: off).")
+@metrics_host_option
+@_max_bytes_option("max-result-bytes", MAX_RESULT_BYTES_ENV, DEFAULT_MAX_RESULT_BYTES,
+                   "task result")
+@_max_bytes_option("max-value-bytes", MAX_VALUE_BYTES_ENV, DEFAULT_MAX_VALUE_BYTES,
+                   "channel value")
+@_max_bytes_option("max-message-bytes", MAX_MESSAGE_BYTES_ENV, DEFAULT_MAX_MESSAGE_BYTES,
+                   "message (a task's report, a queued batch)")
 @click.option("--tracer", "tracer_name", type=click.Choice(TRACER_NAMES), envvar=TRACER_ENV,
               default="auto", show_default=True,
               help="Task tracing: otel (spans through the process's OpenTelemetry SDK), "
@@ -77,32 +125,41 @@ def _on_sigterm(handler: Any) -> None:
 @click.pass_context
 def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | None,
            lease_s: float, heartbeat_s: float, grace_period_s: float,
-           metrics_port: int, tracer_name: str, startup_timeout_s: float) -> None:
+           metrics_port: int, metrics_host: str, max_result_bytes: int, max_value_bytes: int,
+           max_message_bytes: int, tracer_name: str, startup_timeout_s: float) -> None:
     """Run a worker: claim task batches from the queue and execute them."""
+    if heartbeat_s >= lease_s:
+        raise ConfigurationError(f"--heartbeat-s ({heartbeat_s}) must be shorter than "
+                                 f"--lease-s ({lease_s})")
+    limits = Limits(max_result_bytes, max_value_bytes, max_message_bytes)
     # Checked before starting a pool too: children that cannot connect would be
     # replaced forever instead of reporting the error.
-    client = _connected(ctx, startup_timeout_s)
+    client = _connected(ctx, startup_timeout_s, WORKER, queue, name)
     if concurrency > 1:
         client.close()
         options = ["--lease-s", str(lease_s), "--heartbeat-s", str(heartbeat_s),
                    "--grace-period-s", str(grace_period_s),
-                   "--startup-timeout-s", str(startup_timeout_s), "--tracer", tracer_name]
+                   "--startup-timeout-s", str(startup_timeout_s), "--tracer", tracer_name,
+                   "--metrics-host", metrics_host,
+                   "--max-result-bytes", str(max_result_bytes),
+                   "--max-value-bytes", str(max_value_bytes),
+                   "--max-message-bytes", str(max_message_bytes)]
         if queue:
             options += ["--queue", queue]
-        _worker_pool(ctx, concurrency, options, name, metrics_port)
+        _worker_pool(ctx, concurrency, options, name, metrics_port, metrics_host)
         return
     metrics = Metrics()
     w = Worker(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]), queue=queue, name=name,
                lease_s=lease_s, heartbeat_s=heartbeat_s, grace_period_s=grace_period_s,
-               metrics=metrics, tracer=tracer_from_name(tracer_name))
+               metrics=metrics, tracer=tracer_from_name(tracer_name), limits=limits)
     if metrics_port:
-        serve_health(metrics_port, metrics, w.ready.is_set)
+        serve_health(metrics_port, metrics, w.ready.is_set, metrics_host)
     _on_sigterm(w.request_stop)
     w.run()
 
 
 def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
-                 name: str | None, metrics_port: int) -> None:
+                 name: str | None, metrics_port: int, metrics_host: str) -> None:
     """N single worker processes; SIGTERM is passed on, a crashed child is replaced.
 
     With a metrics port P the pool serves /livez and /readyz (all children alive) on P
@@ -119,7 +176,8 @@ def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
 
     children = [spawn(i) for i in range(concurrency)]
     if metrics_port:
-        serve_health(metrics_port, Metrics(), lambda: all(c.alive() for c in children))
+        serve_health(metrics_port, Metrics(), lambda: all(c.alive() for c in children),
+                     metrics_host)
     stopping = threading.Event()
     _on_sigterm(stopping.set)
     while not stopping.wait(0.5):
@@ -138,43 +196,48 @@ def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
 @click.option("--checkpoint-dir", envvar="GRAFLOW_DIST_CHECKPOINT_DIR",
               default=DEFAULT_CHECKPOINT_DIR, show_default=True,
               help="Directory (or redis:// store) for checkpoints without absolute paths.")
-@click.option("--leader-lease-s", type=float, default=DEFAULT_LEADER_LEASE_S,
+@click.option("--leader-lease-s", type=SECONDS, default=DEFAULT_LEADER_LEASE_S,
               show_default=True, help="A standby takes over this long after the leader died.")
-@click.option("--run-ttl-s", type=int, default=DEFAULT_RUN_TTL_S, show_default=True,
+@click.option("--run-ttl-s", type=count(1), default=DEFAULT_RUN_TTL_S, show_default=True,
               help="How long a finished run's data stays in Redis.")
-@click.option("--checkpoint-every-steps", type=int, default=0,
+@click.option("--checkpoint-every-steps", type=count(0), default=0,
               help="Automatic checkpoint of every run each N steps (0: off).")
-@click.option("--checkpoint-every-s", type=float, default=0.0,
+@click.option("--checkpoint-every-s", type=SECONDS_OR_ZERO, default=0.0,
               help="Automatic checkpoint of every run each T seconds (0: off).")
-@click.option("--metrics-port", type=int, envvar="GRAFLOW_DIST_METRICS_PORT", default=0)
+@click.option("--metrics-port", type=PORT, envvar="GRAFLOW_DIST_METRICS_PORT", default=0)
+@metrics_host_option
+@_max_bytes_option("max-message-bytes", MAX_MESSAGE_BYTES_ENV, DEFAULT_MAX_MESSAGE_BYTES,
+                   "event (a task's report) read; larger ones are dead-lettered")
 @startup_timeout_option
 @click.pass_context
 def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
                 run_ttl_s: int, checkpoint_every_steps: int, checkpoint_every_s: float,
-                metrics_port: int, startup_timeout_s: float) -> None:
+                metrics_port: int, metrics_host: str, max_message_bytes: int,
+                startup_timeout_s: float) -> None:
     """Run a coordinator (run two: one leads, the other stands by)."""
-    client = _connected(ctx, startup_timeout_s)
+    client = _connected(ctx, startup_timeout_s, COORDINATOR)
     metrics = Metrics()
     coord = Coordinator(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]),
                         checkpoint_dir=checkpoint_dir, leader_lease_s=leader_lease_s,
                         run_ttl_s=run_ttl_s, checkpoint_every_steps=checkpoint_every_steps,
-                        checkpoint_every_s=checkpoint_every_s, metrics=metrics)
+                        checkpoint_every_s=checkpoint_every_s, metrics=metrics,
+                        max_message_bytes=max_message_bytes)
     if metrics_port:
-        serve_health(metrics_port, metrics, lambda: True)
+        serve_health(metrics_port, metrics, lambda: True, metrics_host)
     stop = threading.Event()
     _on_sigterm(stop.set)
     coord.run(stop)
 
 
 @cli.command()
-@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--workers", type=count(1), default=2, show_default=True)
 @click.option("--demo", is_flag=True, help="Run the demo workflow, show it, then stop.")
 @click.option("--demo-chaos", is_flag=True,
               help="The demo, with a worker killed (SIGKILL) in the middle of the run.")
 @click.option("--data-dir", default=None, help="Keep Redis data and logs here.")
-@click.option("--lease-s", type=float, default=None, help="Worker lease (default 10, "
-                                                          "3 with --demo-chaos).")
-@click.option("--ui-port", type=int, default=DEFAULT_UI_PORT, show_default=True,
+@click.option("--lease-s", type=SECONDS, default=None, help="Worker lease (default 10, "
+                                                            "3 with --demo-chaos).")
+@click.option("--ui-port", type=PORT, default=DEFAULT_UI_PORT, show_default=True,
               help="Port of the web console on 127.0.0.1 (a free one if taken).")
 @click.option("--no-ui", is_flag=True, help="Do not start the web console.")
 @click.pass_context

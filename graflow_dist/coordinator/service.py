@@ -19,19 +19,32 @@ from typing import Any
 
 import redis
 import structlog
+from redis.exceptions import ResponseError
 
 from graflow_dist.broker import Broker, Commit
-from graflow_dist.broker.connection import TRANSIENT_ERRORS
+from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
 from graflow_dist.broker.events import DeadEvent
-from graflow_dist.broker.jobs import DEFAULT_LEASE_S
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.checkpoint.io import DEFAULT_CHECKPOINT_DIR
-from graflow_dist.coordinator.checkpoints import checkpoint_run
+from graflow_dist.coordinator.checkpoints import (
+    AutoCheckpoints,
+    snapshot_channel,
+    write_requested,
+)
 from graflow_dist.coordinator.feedback import FeedbackTimeouts
-from graflow_dist.coordinator.runs import DEFAULT_MAX_BATCH, PendingCheckpoint, RunState
-from graflow_dist.errors import GraflowError, NotLeaderError, StaleStateError
+from graflow_dist.coordinator.leases import LeaseWatch
+from graflow_dist.coordinator.recovery import Recovery
+from graflow_dist.coordinator.runs import DEFAULT_MAX_BATCH, RunState
+from graflow_dist.errors import (
+    GraflowError,
+    NotLeaderError,
+    PermissionDeniedError,
+    StaleStateError,
+    WrongTypeError,
+)
+from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 from graflow_dist.observability.outage import OutageLog
-from graflow_dist.scheduler.events import CheckpointRequest, RunStatus
+from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.state import Scheduler
 from graflow_dist.wire.messages import ANSWER, CANCEL, LOST, PARK, RESUME, SUBMIT, Event
 
@@ -40,7 +53,12 @@ DEFAULT_REAP_INTERVAL_S = 0.5
 DEFAULT_RUN_TTL_S = 7 * 24 * 3600
 _MAX_BLOCK_MS = 200
 _EVENTS_PER_READ = 2000
-_WORKER_COUNT_REFRESH_S = 1.0
+_COMMIT_BUDGET_BYTES = 64 * 1024 * 1024
+# After Redis refused a command for a reason other than an outage (an ACL, a full
+# memory): wait this long before trying again.
+_REFUSED_BACKOFF_S = 2.0
+# What loading a run may raise on data someone else wrote (the run fails, not us).
+_UNLOADABLE = (GraflowError, KeyError, TypeError, ValueError)
 
 log = structlog.get_logger("graflow_dist.coordinator")
 
@@ -64,6 +82,8 @@ class Coordinator:
     checkpoint_every_steps, checkpoint_every_s:
         Automatic frontier checkpoints of every run (0 disables), so a run survives
         even the loss of Redis.
+    max_message_bytes:
+        Events over this size are dead-lettered unread.
     """
 
     def __init__(
@@ -80,6 +100,7 @@ class Coordinator:
         checkpoint_every_steps: int = 0,
         checkpoint_every_s: float = 0.0,
         metrics: Any = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.broker = Broker(client, keyspace)
         self.keyspace = self.broker.keyspace
@@ -101,19 +122,16 @@ class Coordinator:
         self.is_leader = False
         self._renew_at = 0.0
         self._reap_at = 0.0
-        self._live_workers = 1
-        self._workers_at = 0.0
-        self._auto_ckpt: dict[str, tuple[int, float]] = {}
+        self.auto_checkpoints = AutoCheckpoints(checkpoint_every_steps, checkpoint_every_s)
         self._outage = OutageLog(log, "coordinator")
-        # Set by a Redis outage: leases could not be renewed meanwhile, so they get one
-        # lease period of grace before the next reap (healthy workers are not reaped).
-        self._leases_suspect = False
-        self._redis_run_id: str | None = None
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
         self._dead: list[DeadEvent] = []  # unreadable events, kept aside by the commit
         self.feedback = FeedbackTimeouts(self.broker)
+        self.max_message_bytes = max_message_bytes
         self.ready = threading.Event()
         self.log = log.bind(coordinator=self.id)
+        self.recovery = Recovery(self.broker, self.log)
+        self.leases = LeaseWatch(self.broker, self.log)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -130,15 +148,32 @@ class Coordinator:
                     self._outage.recovered()
                 except TRANSIENT_ERRORS as exc:
                     self._outage.failed(exc)
-                    self._leases_suspect = True
+                    self.leases.outage()
                     self._drop_leadership("redis unavailable")
                     stop.wait(self._outage.backoff_s())
                 except NotLeaderError:
                     self._drop_leadership("lease lost")
                 except StaleStateError:
                     self._drop_leadership("redis lost committed writes; reloading")
+                except (WrongTypeError, PermissionDeniedError, ResponseError) as exc:
+                    # Nothing of the failed step was written: repair what can be, then
+                    # reload and apply its events again.
+                    if self._refused(exc):
+                        stop.wait(_REFUSED_BACKOFF_S)
         finally:
             self._release()
+
+    def _refused(self, exc: Exception) -> bool:
+        """Redis refused a step for a reason other than an outage; True to back off."""
+        if is_wrong_type(exc):
+            exc = WrongTypeError(str(exc), {})
+        if isinstance(exc, WrongTypeError):
+            moved = self.recovery.quarantine(exc, list(self.runs))
+            self._drop_leadership("keys of the wrong type quarantined; reloading")
+            return moved == 0  # nothing to repair here: do not spin
+        self.log.error("redis refused a command; reloading", error=str(exc))
+        self._drop_leadership("redis refused a command")
+        return True
 
     def _release(self) -> None:
         try:
@@ -156,8 +191,10 @@ class Coordinator:
             return True
         epoch = self.broker.leader.acquire(self.id, self.leader_lease_s)
         self.broker.leader.announce(self.id)
+        if self.broker.leader.note:
+            self.log.error("leader lease repaired", note=self.broker.leader.note)
         if epoch == 0:
-            self._leases_suspect = False  # the leader gives the grace, not a standby
+            self.leases.standby()
             if self.is_leader:
                 self._drop_leadership("lease taken by another coordinator")
             self.ready.clear()
@@ -171,12 +208,17 @@ class Coordinator:
     def _take_over(self) -> None:
         """Become leader: reload every active run's frontier from Redis."""
         self.runs.clear()
-        self.cursor, self.commit_seq = self.broker.leader.committed_state()
-        for session_id in self.broker.runs.active_ids():
+        state = self.recovery.committed_state(self.id)
+        self.cursor, self.commit_seq = state.cursor, state.commits
+        for session_id in self.recovery.active_sessions():
+            damage = self.recovery.damage_of(session_id)
             try:
+                if damage is not None:
+                    raise damage
                 self._load(session_id, start=False)
-            except GraflowError as exc:
-                self._fail_unloadable(session_id, exc)
+            except _UNLOADABLE as exc:
+                self.recovery.fail_run(session_id, exc)
+        self.recovery.forget_damage()
         self.is_leader = True
         self.ready.set()
         self.log.info("leader", epoch=self.epoch, runs=len(self.runs), cursor=self.cursor)
@@ -196,10 +238,18 @@ class Coordinator:
 
     def step(self) -> None:
         """Read a batch of events, apply them, handle timers, commit."""
-        entries = self.broker.events.read(self.cursor, _EVENTS_PER_READ, self._block_ms())
+        entries = self.broker.events.read(self.cursor, _EVENTS_PER_READ, self._block_ms(),
+                                          self.max_message_bytes)
         now = time.time()
         touched: set[str] = set()
-        for entry_id, event in entries:
+        size = 0
+        for entry in entries:
+            # One commit carries the results of its events: keep it well under what
+            # Redis takes in one script call (the rest is read again next step).
+            if size and size + entry.size > _COMMIT_BUDGET_BYTES:
+                break
+            size += entry.size
+            entry_id, event = entry.entry_id, entry.event
             self.cursor = entry_id
             if isinstance(event, DeadEvent):
                 self.log.error("malformed event dead-lettered", entry=entry_id,
@@ -220,7 +270,7 @@ class Coordinator:
                 if expired.checkpoint is not None:
                     run.take(expired)
                     touched.add(run.session_id)
-        self._auto_checkpoints(touched)
+        self.auto_checkpoints.request(self.runs, touched)
         if touched or entries:
             self._commit(touched)
 
@@ -238,8 +288,8 @@ class Coordinator:
         if event.kind in (SUBMIT, RESUME):
             try:
                 self._load(sid, start=True)
-            except GraflowError as exc:
-                self._fail_unloadable(sid, exc)
+            except _UNLOADABLE as exc:
+                self.recovery.fail_run(sid, exc)
                 return set()
             return {sid}
         run = self.runs.get(sid)
@@ -271,11 +321,6 @@ class Coordinator:
             # Answered before the task had parked: wake it at once.
             run.take(run.scheduler.wake(event.wake_key))
         return {sid}
-
-    def _fail_unloadable(self, session_id: str, exc: GraflowError) -> None:
-        """A run whose stored state cannot be loaded ends as failed (so waiters return)."""
-        self.log.error("cannot load run", session=session_id, error=str(exc))
-        self.broker.runs.fail(session_id, exc)
 
     def _load(self, session_id: str, *, start: bool) -> None:
         record, shape, frontier = self.broker.runs.load(session_id)
@@ -310,30 +355,14 @@ class Coordinator:
 
     def _reap(self, now: float) -> set[str]:
         """Re-dispatch the tasks of jobs whose lease expired (their worker is gone)."""
-        self._refresh_worker_count()
-        # A restart that the client's own retries hid still starved every heartbeat:
-        # notice it by the server's run id.
-        run_id = self.broker.leader.server_run_id()
-        if self._redis_run_id is not None and run_id != self._redis_run_id:
-            self._leases_suspect = True
-        self._redis_run_id = run_id
-        if self._leases_suspect:
-            extended = self.broker.reaper.grant_grace(self.id, DEFAULT_LEASE_S)
-            if extended is None:
-                raise NotLeaderError("lease grace refused")
-            self._leases_suspect = False
-            self.log.info("leases renewed after a redis outage", leases=extended)
-        reaped = self.broker.reaper.reap(self.id)
-        if reaped is None:
-            raise NotLeaderError("reap refused")
         touched: set[str] = set()
-        for job in reaped:
+        for job in self.leases.expired(self.id):
             self._released_jobs.append(job.job_id)
-            if job.error:
-                self.log.error("unreadable jobmap entry dropped", job=job.job_id,
-                               error=job.error)
+            if job.error or job.session_id is None:
+                self.log.error("lease of an unknown or unreadable job dropped",
+                               job=job.job_id[:200], error=job.error or "no jobmap entry")
                 continue
-            run = self.runs.get(job.session_id or "")
+            run = self.runs.get(job.session_id)
             if run is None:
                 continue
             for token in job.tokens:
@@ -347,12 +376,6 @@ class Coordinator:
             touched.add(run.session_id)
         return touched
 
-    def _refresh_worker_count(self) -> None:
-        if time.monotonic() < self._workers_at:
-            return
-        self._live_workers = max(1, self.broker.workers.live_count())
-        self._workers_at = time.monotonic() + _WORKER_COUNT_REFRESH_S
-
     # --- commit ----------------------------------------------------------------------
 
     def _commit(self, touched: set[str]) -> None:
@@ -361,8 +384,8 @@ class Coordinator:
             run = self.runs.get(sid)
             if run is not None:
                 if run.checkpoints:
-                    self._snapshot_channel(run)
-                run.write(commit, self.max_batch, self._live_workers)
+                    snapshot_channel(self.broker, run)
+                run.write(commit, self.max_batch, self.leases.live_workers)
         commit.released_jobs(self._released_jobs)
         for dead in self._dead:
             commit.dead_event(dead, self.broker.events)
@@ -380,38 +403,18 @@ class Coordinator:
             if run is not None:
                 self._after_commit(run)
 
-    def _snapshot_channel(self, run: RunState) -> None:
-        """Read the channel for this commit's checkpoints *before* the commit enqueues
-        the successors, which could otherwise write to it first; the results this
-        commit writes are added from the reports."""
-        values = {**self.broker.runs.channel_values(run.session_id), **run.results}
-        for pending in run.checkpoints:
-            if pending.channel_values is None:
-                pending.channel_values = values
-
     def _after_commit(self, run: RunState) -> None:
-        for pending in run.checkpoints:
-            try:
-                path, _meta = checkpoint_run(self.broker, run.record, pending.frontier,
-                                             pending.request, self.checkpoint_dir,
-                                             pending.channel_values)
-                self.broker.runs.note_checkpoint(run.session_id, path=path)
-                self.log.info("checkpoint written", session=run.session_id, path=path,
-                              steps=pending.frontier.steps)
-                waiting_for = pending.request.metadata.get("waiting_for") or []
-                if waiting_for:
-                    self.feedback.note_timeouts(waiting_for, path)
-            except GraflowError as exc:
-                self.broker.runs.note_checkpoint(run.session_id, error=str(exc))
-                self.log.error("checkpoint failed", session=run.session_id, error=str(exc))
-        run.checkpoints = []
+        for request, path in write_requested(self.broker, run, self.checkpoint_dir, self.log):
+            waiting_for = request.metadata.get("waiting_for") or []
+            if waiting_for:
+                self.feedback.note_timeouts(waiting_for, path)
         if run.end is not None:
             # Off the loop: the channel's keys are found by SCAN, whose cost grows with
             # the whole keyspace, not with this run.
             threading.Thread(target=self._expire_run, args=(run,), daemon=True,
                              name="gf-expire").start()
             del self.runs[run.session_id]
-            self._auto_ckpt.pop(run.session_id, None)
+            self.auto_checkpoints.forget(run.session_id)
             self.log.info("run finished", session=run.session_id,
                           status=run.end.status.value,
                           error=str(run.end.error) if run.end.error else None,
@@ -421,27 +424,9 @@ class Coordinator:
         """Finished runs keep their data for ``run_ttl_s``, then Redis drops it."""
         try:
             self.broker.runs.expire(run.record, self.run_ttl_s)
-        except TRANSIENT_ERRORS as exc:  # the data stays; only its clean-up is missed
+        except (*TRANSIENT_ERRORS, ResponseError) as exc:  # only the clean-up is missed
             self.log.warning("could not set the TTL of a finished run", session=run.session_id,
                              error=str(exc))
-
-    def _auto_checkpoints(self, touched: set[str]) -> None:
-        if not (self.checkpoint_every_steps or self.checkpoint_every_s):
-            return
-        now = time.monotonic()
-        for sid in touched:
-            run = self.runs.get(sid)
-            if run is None or run.end is not None:
-                continue
-            last_steps, last_at = self._auto_ckpt.setdefault(sid, (0, now))
-            steps = run.scheduler.steps
-            every = self.checkpoint_every_steps
-            due_steps = every and steps - last_steps >= every
-            due_time = self.checkpoint_every_s and now - last_at >= self.checkpoint_every_s
-            if (due_steps or due_time) and not run.checkpoints:
-                run.checkpoints.append(PendingCheckpoint(
-                    CheckpointRequest(None, {"automatic": True}), run.scheduler.snapshot()))
-                self._auto_ckpt[sid] = (steps, now)
 
 
 __all__ = ["Coordinator", "NotLeaderError", "StaleStateError"]

@@ -7,6 +7,7 @@ child process in its own process group (so a test can kill a whole "node" by PID
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import tempfile
 import time
@@ -23,6 +24,7 @@ from graflow_dist.web.server import console_url
 DEFAULT_READY_TIMEOUT_S = 20.0
 UI_HOST = "127.0.0.1"
 UI_STOP_TIMEOUT_S = 10.0
+REDIS_PASSWORD_BYTES = 24
 _POLL_S = 0.02
 
 
@@ -36,7 +38,8 @@ class LocalCluster:
     coordinators:
         Coordinator processes (one leads, the others stand by).
     redis_url:
-        Use this Redis instead of starting an embedded one.
+        Use this Redis instead of starting an embedded one (which gets a random
+        password: see `url`).
     data_dir:
         Where the embedded Redis keeps its append-only file and the services their logs
         (default: a temporary directory).
@@ -100,7 +103,11 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         if self._url is None:
-            self.redis = RedisServer(appendonly=True, dir=str(self.data_dir / "redis")).start()
+            # A random password: the server listens on loopback, but any local user
+            # could reach it otherwise. It travels in the URL (printed for the user,
+            # given to the services in their environment), never in argv or logs.
+            self.redis = RedisServer(password=secrets.token_urlsafe(REDIS_PASSWORD_BYTES),
+                                     appendonly=True, dir=str(self.data_dir / "redis")).start()
             self._url = self.redis.url
         for _ in range(self.n_coordinators):
             self.add_coordinator()

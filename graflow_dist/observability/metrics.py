@@ -18,6 +18,9 @@ from prometheus_client import (
     generate_latest,
 )
 
+METRICS_HOST_ENV = "GRAFLOW_DIST_METRICS_HOST"
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
 
 class Metrics:
     """The process's metrics, in a registry of its own."""
@@ -46,8 +49,9 @@ class Metrics:
 
 
 def serve_health(port: int, metrics: Metrics, ready: Callable[[], bool],
-                 host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """Serve the endpoints from a daemon thread; returns the server (``.shutdown()``)."""
+                 host: str = DEFAULT_METRICS_HOST) -> ThreadingHTTPServer:
+    """Serve the endpoints from a daemon thread; returns the server (``.shutdown()``).
+    Loopback only unless ``host`` says otherwise (a pod sets ``0.0.0.0``)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming

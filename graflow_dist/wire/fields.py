@@ -5,11 +5,20 @@ never a ``TypeError`` deep inside a service."""
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 from graflow_dist.errors import WireError
 
 _MISSING = object()
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
+def shown(value: Any) -> str:
+    """A short repr of ``value`` for an error message (bounded, even for deeply nested
+    or huge data someone else wrote)."""
+    return _REPR.repr(value)[:100]
 
 
 def _get(body: dict[str, Any], key: str, default: Any, what: str) -> Any:
@@ -48,7 +57,7 @@ def integer(body: dict[str, Any], key: str, what: str, default: Any = _MISSING, 
             minimum: int | None = None) -> int:
     value = _get(body, key, default, what)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise WireError(f"{what}: field {key!r} must be an integer, got {value!r:.40}")
+        raise WireError(f"{what}: field {key!r} must be an integer, got {shown(value)}")
     if minimum is not None and value < minimum:
         raise WireError(f"{what}: field {key!r} must be >= {minimum}, got {value}")
     return value
@@ -58,7 +67,7 @@ def number(body: dict[str, Any], key: str, what: str, default: Any = _MISSING, *
            minimum: float | None = None) -> float:
     value = _get(body, key, default, what)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise WireError(f"{what}: field {key!r} must be a finite number, got {value!r:.40}")
+        raise WireError(f"{what}: field {key!r} must be a finite number, got {shown(value)}")
     if minimum is not None and value < minimum:
         raise WireError(f"{what}: field {key!r} must be >= {minimum}, got {value}")
     return float(value)
@@ -67,7 +76,7 @@ def number(body: dict[str, Any], key: str, what: str, default: Any = _MISSING, *
 def flag(body: dict[str, Any], key: str, what: str, default: Any = _MISSING) -> bool:
     value = _get(body, key, default, what)
     if not isinstance(value, bool):
-        raise WireError(f"{what}: field {key!r} must be true or false, got {value!r:.40}")
+        raise WireError(f"{what}: field {key!r} must be true or false, got {shown(value)}")
     return value
 
 
@@ -91,7 +100,7 @@ def int_text(raw: str, what: str, *, minimum: int | None = None) -> int:
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise WireError(f"{what}: expected an integer, got {raw!r:.40}") from None
+        raise WireError(f"{what}: expected an integer, got {shown(raw)}") from None
     if minimum is not None and value < minimum:
         raise WireError(f"{what}: must be >= {minimum}, got {value}")
     return value
@@ -101,7 +110,7 @@ def float_text(raw: str, what: str) -> float:
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise WireError(f"{what}: expected a number, got {raw!r:.40}") from None
+        raise WireError(f"{what}: expected a number, got {shown(raw)}") from None
     if not math.isfinite(value):
-        raise WireError(f"{what}: expected a finite number, got {raw!r:.40}")
+        raise WireError(f"{what}: expected a finite number, got {shown(raw)}")
     return value

@@ -14,9 +14,11 @@ from typing import Any
 import msgpack
 
 from graflow_dist.errors import WireError
+from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
 from graflow_dist.wire import fields as f
+from graflow_dist.wire.signing import seal, unseal
 from graflow_dist.wire.specs import decode_spec, encode_spec, outcome_from_dict
 
 WIRE_VERSION = 1
@@ -34,6 +36,18 @@ def unpackb(raw: Any, what: str) -> Any:
         return msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise WireError(f"{what}: not valid msgpack ({exc})") from None
+
+
+def _bounded(raw: Any, what: str, max_bytes: int | None) -> None:
+    if max_bytes is not None and isinstance(raw, bytes | bytearray) and len(raw) > max_bytes:
+        raise WireError(f"{what}: {len(raw)} bytes, over the {max_bytes}-byte message limit")
+
+
+def _session(body: dict[str, Any], key: str, what: str) -> str:
+    session_id = f.text(body, key, what)
+    if not is_session_id(session_id):
+        raise WireError(f"{what}: invalid session id {f.shown(session_id)}")
+    return session_id
 
 
 def _versioned(body: Any, what: str) -> dict[str, Any]:
@@ -71,7 +85,7 @@ class Batch:
         if not isinstance(specs, list):
             raise WireError(f"{what}: specs must be a list")
         return cls(
-            session_id=f.text(body, "s", what),
+            session_id=_session(body, "s", what),
             graph_hash=f.text(body, "g", what),
             specs=[decode_spec(s, what) for s in specs],
             trace_id=f.text(body, "tr", what, ""),
@@ -86,8 +100,9 @@ class Batch:
         return packb([JOB_FUNC, None, [self.to_body()], {}])
 
     @classmethod
-    def from_job_data(cls, data: Any, job_id: str) -> Batch:
+    def from_job_data(cls, data: Any, job_id: str, max_bytes: int | None = None) -> Batch:
         what = f"rq job {job_id}"
+        _bounded(data, what, max_bytes)
         job = unpackb(data, what)
         if not (isinstance(job, list) and len(job) == 4 and job[0] == JOB_FUNC
                 and isinstance(job[2], list) and len(job[2]) == 1):
@@ -165,7 +180,9 @@ class Event:
     traceback: str = ""
     preview: str = ""
 
-    def encode(self) -> bytes:
+    def encode(self, secret: bytes | None = None) -> bytes:
+        """The stream entry: the msgpack body sealed with the message MAC (so a Redis
+        writer without the secret cannot forge or alter a report)."""
         body: dict[str, Any] = {"v": WIRE_VERSION, "k": self.kind, "s": self.session_id,
                                 "at": self.at}
         for name, key in _OPTIONAL_EVENT_FIELDS:
@@ -176,11 +193,19 @@ class Event:
             body["o"] = self.outcome.to_dict()
         if self.result is not None:
             body["r"] = self.result
-        return packb(body)
+        return seal(packb(body), secret)
+
+    def size_estimate(self) -> int:
+        """Bytes of the encoded event, roughly (the big parts), without encoding it."""
+        return (256 + len(self.result or b"") + len(self.error)
+                + sum(len(k) + len(v) for k, v in self.dynamic.items()))
 
     @classmethod
-    def decode(cls, raw: Any, what: str = "event") -> Event:
-        body = _versioned(unpackb(raw, what), what)
+    def decode(cls, raw: Any, what: str = "event", *, secret: bytes | None = None,
+               max_bytes: int | None = None) -> Event:
+        """Verify the MAC (`SignatureError`), then decode every field (`WireError`)."""
+        _bounded(raw, what, max_bytes)
+        body = _versioned(unpackb(unseal(raw, what, secret), what), what)
         kind = f.text(body, "k", what)
         if kind not in EVENT_KINDS:
             raise WireError(f"{what}: unknown event kind {kind!r}")
@@ -192,7 +217,7 @@ class Event:
             raise WireError(f"{what}: a result must be bytes")
         outcome = body.get("o")
         return cls(
-            kind=kind, session_id=f.text(body, "s", what), token=f.text(body, "t", what, ""),
+            kind=kind, session_id=_session(body, "s", what), token=f.text(body, "t", what, ""),
             task_id=f.text(body, "task", what, ""), worker=f.text(body, "w", what, ""),
             outcome=TaskOutcome() if outcome is None else outcome_from_dict(outcome, what),
             dynamic=dict(dynamic), error=f.text(body, "err", what, ""),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from graflow_dist.errors import WireError
+from graflow_dist.names import is_task_id, is_token
 from graflow_dist.scheduler.events import CheckpointRequest, NextTask, TaskOutcome
 from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress, ParkedTask
 from graflow_dist.scheduler.specs import (
@@ -34,7 +35,7 @@ def encode_spec(spec: TaskSpec) -> list[Any]:
 def decode_spec(item: Any, what: str) -> TaskSpec:
     """A spec from its positional encoding."""
     if not isinstance(item, list | tuple) or len(item) != len(_SPEC_FIELDS):
-        raise WireError(f"{what}: malformed task spec {item!r:.80}")
+        raise WireError(f"{what}: malformed task spec {f.shown(item)}")
     return spec_from_dict(dict(zip(_SPEC_FIELDS, item, strict=True)), what)
 
 
@@ -43,8 +44,9 @@ def spec_from_dict(body: Any, what: str) -> TaskSpec:
     body = f.mapping(body, what)
     task_id = f.text(body, "task_id", what)
     token = f.text(body, "token", what)
-    if not task_id or not token:
-        raise WireError(f"{what}: task spec needs a non-empty task id and token")
+    if not is_task_id(task_id) or not is_token(token):
+        raise WireError(f"{what}: task spec needs a valid task id and token, got "
+                        f"{f.shown(task_id)} / {f.shown(token)}")
     return TaskSpec(
         task_id=task_id, token=token,
         cycle=f.integer(body, "cycle", what, 0, minimum=0),
@@ -55,16 +57,27 @@ def spec_from_dict(body: Any, what: str) -> TaskSpec:
     )
 
 
+def _task_ids(body: dict[str, Any], key: str, what: str, default: Any = None) -> list[str]:
+    ids = f.text_list(body, key, what, [] if default is None else default)
+    bad = [t for t in ids if not is_task_id(t)]
+    if bad:
+        raise WireError(f"{what}: {key} holds {f.shown(bad[0])}, not a task id")
+    return ids
+
+
 def node_shape_from_dict(body: Any, what: str) -> NodeShape:
     body = f.mapping(body, what)
     policy = body.get("policy")
     members = body.get("members")
     retry = f.submap(body, "retry", what, {})
+    node_id = f.text(body, "node_id", what)
+    if not is_task_id(node_id):
+        raise WireError(f"{what}: node id {f.shown(node_id)} is not a task id")
     return NodeShape(
-        node_id=f.text(body, "node_id", what),
-        successors=f.text_list(body, "successors", what, []),
-        predecessors=f.text_list(body, "predecessors", what, []),
-        members=None if members is None else f.text_list(body, "members", what),
+        node_id=node_id,
+        successors=_task_ids(body, "successors", what),
+        predecessors=_task_ids(body, "predecessors", what),
+        members=None if members is None else _task_ids(body, "members", what),
         policy=None if policy is None else _policy(policy, what),
         max_cycles=f.integer(body, "max_cycles", what, DEFAULT_MAX_CYCLES, minimum=1),
         retry=RetrySettings(
@@ -104,10 +117,13 @@ def outcome_from_dict(body: Any, what: str) -> TaskOutcome:
     for item in next_tasks:
         item = f.mapping(item, what)
         shape = item.get("shape")
+        task_id = f.text(item, "task_id", what)
+        if not is_task_id(task_id):
+            raise WireError(f"{what}: next task {f.shown(task_id)} is not a task id")
         nodes = item.get("nodes") or []  # a new group's members, a chain's tasks, a join
         if not isinstance(nodes, list):
             raise WireError(f"{what}: next_task nodes must be a list")
-        dynamic.append(NextTask(f.text(item, "task_id", what), f.flag(item, "goto", what, False),
+        dynamic.append(NextTask(task_id, f.flag(item, "goto", what, False),
                                 None if shape is None else node_shape_from_dict(shape, what),
                                 tuple(node_shape_from_dict(n, what) for n in nodes)))
     checkpoint = body.get("checkpoint")

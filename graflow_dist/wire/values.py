@@ -48,20 +48,25 @@ def encode_list_items(items: list[bytes]) -> bytes:
     return TAG_LIST + msgpack.packb(items, use_bin_type=True)
 
 
-def decode_value(raw: bytes, what: str) -> Any:
+def decode_value(raw: bytes, what: str, *, nested: bool = False) -> Any:
     """Decode a stored value; ``what`` names it in errors (e.g. the channel key)."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise WireError(f"{what}: expected an encoded value, got {type(raw).__name__}")
+    raw = bytes(raw)
     tag, body = raw[:1], raw[1:]
     if tag == TAG_MSGPACK:
         try:
             return msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except (ValueError, msgpack.UnpackException) as exc:
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise WireError(f"{what}: corrupt msgpack value ({exc})") from None
     if tag == TAG_PICKLE:
         return loads_signed(body, what)
-    if tag == TAG_LIST:
+    if tag == TAG_LIST and not nested:  # items of a list are values, never lists again
         try:
             items = msgpack.unpackb(body, raw=False)
-        except (ValueError, msgpack.UnpackException) as exc:
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
             raise WireError(f"{what}: corrupt list value ({exc})") from None
-        return [decode_value(item, what) for item in items]
+        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
+            raise WireError(f"{what}: corrupt list value (not a list of encoded items)")
+        return [decode_value(item, what, nested=True) for item in items]
     raise WireError(f"{what}: not a graflow-dist channel value (unknown tag {tag!r})")

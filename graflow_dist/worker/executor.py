@@ -22,6 +22,7 @@ from graflow_dist.core.graph import LayeredGraph, TaskGraph
 from graflow_dist.core.invoke import Invocation, describe_error, invoke_task
 from graflow_dist.errors import (
     GraflowError,
+    PayloadTooLargeError,
     SignatureError,
     UnknownTaskError,
     WireError,
@@ -29,6 +30,7 @@ from graflow_dist.errors import (
 )
 from graflow_dist.hitl.backend.redis import RedisFeedbackBackend, request_deadline
 from graflow_dist.hitl.parking import ParkingFeedbackManager
+from graflow_dist.limits import MAX_MESSAGE_BYTES_ENV, MAX_RESULT_BYTES_ENV, Limits, too_large
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.noop import NoopTracer
@@ -38,6 +40,7 @@ from graflow_dist.wire.task_records import MAX_TRACEBACK_CHARS, clip, preview
 from graflow_dist.wire.values import encode_value
 
 DEFAULT_GRAPH_CACHE_SIZE = 64
+_ERROR_TEXT_LIMIT = 64 * 1024
 
 
 @dataclass
@@ -51,9 +54,10 @@ class Report:
 
 class TaskExecutor:
     def __init__(self, broker: Broker, worker: str,
-                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE, tracer: Tracer | None = None
-                 ) -> None:
+                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE, tracer: Tracer | None = None,
+                 limits: Limits | None = None) -> None:
         self.broker = broker
+        self.limits = limits or Limits.from_env()
         # Task code reads and writes the channel through this client: a Redis restart
         # mid-task makes it wait and retry instead of failing the task.
         self.channel_client = patient_client(broker.client)
@@ -95,7 +99,7 @@ class TaskExecutor:
 
     def context(self, batch: Batch, graph: TaskGraph) -> ExecutionContext:
         channel = RedisChannel(batch.session_id, self.channel_client,
-                               self.broker.keyspace.prefix)
+                               self.broker.keyspace.prefix, self.limits.max_value_bytes)
         trace_id = batch.trace_id or batch.session_id
         tracer = self.tracer.clone(trace_id)  # spans of this batch continue the submission's
         tracer.attach_to_traceparent(batch.traceparent)
@@ -136,16 +140,24 @@ class TaskExecutor:
                                           keep_end=True)
             return self._timed(report, queued_at, started_at, started)
         try:
-            result = encode_value(invocation.result)
+            result = self._encoded_result(spec, invocation.result)
             dynamic = {tid: dumps_signed(t) for tid, t in invocation.new_tasks.items()}
+            event = Event(DONE, session_id, token=spec.token, task_id=spec.task_id,
+                          worker=self.worker, outcome=invocation.outcome, dynamic=dynamic,
+                          result=result)
+            if event.size_estimate() > self.limits.max_message_bytes:
+                raise too_large(f"the report of task {spec.task_id!r} (result and new tasks)",
+                                event.size_estimate(), self.limits.max_message_bytes,
+                                MAX_MESSAGE_BYTES_ENV)
+        except PayloadTooLargeError as exc:  # the same result would be too large again
+            return self._timed(self.failure(session_id, spec, exc, True), queued_at,
+                               started_at, started)
         except Exception as exc:  # an unpicklable return value is the task's failure
             return self._timed(self.failure(
                 session_id, spec, exc, False,
                 f"result of task {spec.task_id!r} cannot be stored: {exc}"),
                 queued_at, started_at, started)
-        event = Event(DONE, session_id, token=spec.token, task_id=spec.task_id,
-                      worker=self.worker, outcome=invocation.outcome, dynamic=dynamic,
-                      result=result, preview=preview(invocation.result))
+        event.preview = preview(invocation.result)
         return self._timed(Report(event, invocation), queued_at, started_at, started)
 
     @staticmethod
@@ -158,11 +170,26 @@ class TaskExecutor:
         event.finished_at = started_at + report.duration_s
         return report
 
+    def _encoded_result(self, spec: TaskSpec, value: Any) -> bytes:
+        """The encoded return value, or `PayloadTooLargeError` naming the task (checked
+        before encoding where the size is plain, so a huge result is not copied)."""
+        limit = self.limits.max_result_bytes
+        what = f"the result of task {spec.task_id!r}"
+        if isinstance(value, bytes | bytearray | str) and len(value) > limit:
+            raise too_large(what, len(value), limit, MAX_RESULT_BYTES_ENV)
+        result = encode_value(value)
+        if len(result) > limit:
+            raise too_large(what, len(result), limit, MAX_RESULT_BYTES_ENV)
+        return result
+
     def failure(self, session_id: str, spec: TaskSpec, error: BaseException | None,
                 fatal: bool, text: str = "") -> Report:
         assert error is not None
+        text = text or describe_error(error)
+        if len(text) > _ERROR_TEXT_LIMIT:
+            text = text[:_ERROR_TEXT_LIMIT] + " ... (truncated)"
         event = Event(FAIL, session_id, token=spec.token, task_id=spec.task_id,
-                      worker=self.worker, error=text or describe_error(error),
+                      worker=self.worker, error=text,
                       error_type=type(error).__name__, fatal=fatal,
                       error_data=error_attributes(error) if isinstance(error, GraflowError)
                       else {})

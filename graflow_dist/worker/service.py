@@ -21,12 +21,20 @@ from typing import Any
 
 import redis
 import structlog
+from redis.exceptions import ResponseError
 
 from graflow_dist.broker import Broker
-from graflow_dist.broker.connection import TRANSIENT_ERRORS
+from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
 from graflow_dist.broker.jobs import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S, ClaimedJob
 from graflow_dist.broker.keys import Keyspace
-from graflow_dist.errors import GraflowError, SignatureError, WireError
+from graflow_dist.errors import (
+    ConfigurationError,
+    GraflowError,
+    SignatureError,
+    WireError,
+    WrongTypeError,
+)
+from graflow_dist.limits import Limits
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
@@ -39,6 +47,8 @@ DEFAULT_GRACE_PERIOD_S = 30.0
 # tasks share one transaction while a slow task's successors are never held up.
 DEFAULT_REPORT_BATCH = 16
 DEFAULT_REPORT_DELAY_S = 0.002
+# After Redis refused a command for a reason other than an outage: wait before retrying.
+_REFUSED_BACKOFF_S = 1.0
 
 log = structlog.get_logger("graflow_dist.worker")
 
@@ -74,6 +84,9 @@ class Worker:
     tracer:
         Gets each task's hooks, continuing the trace of the run's submission
         (default: `NoopTracer`).
+    limits:
+        Size limits on results, channel values and messages (default: from the
+        environment, see `graflow_dist.limits`).
     """
 
     def __init__(
@@ -88,10 +101,11 @@ class Worker:
         grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
         metrics: Any = None,
         tracer: Tracer | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if heartbeat_s >= lease_s:
-            raise ValueError(f"heartbeat ({heartbeat_s} s) must be shorter than the lease "
-                             f"({lease_s} s)")
+            raise ConfigurationError(f"heartbeat ({heartbeat_s} s) must be shorter than the "
+                                     f"lease ({lease_s} s)")
         self.broker = Broker(client, keyspace)
         self.queue = queue or self.broker.keyspace.queue_name
         self.name = name or f"gf-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
@@ -99,11 +113,13 @@ class Worker:
         self.heartbeat_s = heartbeat_s
         self.grace_period_s = grace_period_s
         self.metrics = metrics
+        self.limits = limits or Limits.from_env()
         self.registration = self.broker.registration(self.name, self.queue,
                                                      int(max(lease_s * 3, 30)))
         self.claimer = self.broker.claimer(self.queue, self.name, lease_s,
-                                           self.registration.rq_key)
-        self.executor = TaskExecutor(self.broker, self.name, tracer=tracer)
+                                           self.registration.rq_key,
+                                           self.limits.max_message_bytes)
+        self.executor = TaskExecutor(self.broker, self.name, tracer=tracer, limits=self.limits)
         self.stopping = threading.Event()
         self.current: CurrentJob | None = None
         self.ready = threading.Event()
@@ -120,7 +136,13 @@ class Worker:
     def run(self, stop: threading.Event | None = None) -> None:
         """Work until ``stop`` (or `request_stop`) is set."""
         stop = stop or self.stopping
-        self.registration.register(self.stats())
+        try:
+            self.registration.register(self.stats())
+        except ResponseError as exc:
+            if not is_wrong_type(exc):
+                raise
+            self._repair(WrongTypeError(str(exc), {}))
+            self.registration.register(self.stats())
         beat = threading.Thread(target=self._heartbeat_loop, name="gf-heartbeat", daemon=True)
         beat.start()
         threading.Thread(target=self._flusher_loop, name="gf-flusher", daemon=True).start()
@@ -134,6 +156,14 @@ class Worker:
                 except TRANSIENT_ERRORS as exc:
                     self._outage.failed(exc)
                     time.sleep(self._outage.backoff_s())
+                except WrongTypeError as exc:
+                    self._repair(exc)
+                except ResponseError as exc:  # data or settings, not an outage
+                    if is_wrong_type(exc):
+                        self._repair(WrongTypeError(str(exc), {}))
+                    else:
+                        self.log.error("redis refused a command", error=str(exc))
+                        time.sleep(_REFUSED_BACKOFF_S)
         finally:
             self._beat_stop.set()
             beat.join(timeout=self.heartbeat_s + 1)
@@ -142,6 +172,21 @@ class Worker:
             except TRANSIENT_ERRORS:
                 pass
             self.log.info("worker stopped", tasks_done=self.tasks_done)
+
+    def _repair(self, exc: WrongTypeError) -> None:
+        """Quarantine the keys of the wrong type (those named, else every key this
+        worker uses) so that work goes on; nothing of what failed was written."""
+        self.log.error("keys of the wrong type found", error=str(exc))
+        expected = {**self.broker.keyspace.key_types(self.queue), **self.registration.keys()}
+        try:
+            moved = self.broker.repair.repair(exc, expected)
+        except TRANSIENT_ERRORS:
+            return  # the main loop waits the outage out, then finds them again
+        for q in moved:
+            self.log.error("key of the wrong type quarantined", key=q.key, held=q.held,
+                           moved_to=q.moved_to)
+        if not moved:
+            time.sleep(_REFUSED_BACKOFF_S)  # nothing to repair here: do not spin
 
     def request_stop(self) -> None:
         """Graceful stop (SIGTERM): no new work; hand back what cannot finish in time."""
@@ -182,6 +227,13 @@ class Worker:
                 self._beat()
             except TRANSIENT_ERRORS:
                 continue  # the main loop reports the outage once
+            except WrongTypeError as exc:
+                self._repair(exc)
+            except ResponseError as exc:
+                if is_wrong_type(exc):
+                    self._repair(WrongTypeError(str(exc), {}))
+                else:
+                    self.log.error("heartbeat failed", error=str(exc))
             except Exception as exc:  # never let the heartbeat die silently
                 self.log.error("heartbeat failed", error=str(exc))
 
@@ -226,6 +278,13 @@ class Worker:
             self._process(job)
 
     def _process(self, claimed: ClaimedJob) -> None:
+        if claimed.wrong_type:  # taken off the queue, not held: nothing to run or release
+            self.log.error("job key of the wrong type skipped", job=claimed.job_id,
+                           error=claimed.error)
+            self._repair(WrongTypeError(claimed.error,
+                                        {self.broker.keyspace.rq_job(claimed.job_id):
+                                         claimed.wrong_type}))
+            return
         if claimed.batch is None:
             self._reject(claimed.job_id, claimed.error)
             return
@@ -233,7 +292,13 @@ class Worker:
                          [s.token for s in claimed.batch.specs])
         self.current = job
         try:
-            if claimed.run_status is None or not claimed.run_status.active:
+            if claimed.run_status is None and claimed.raw_status:
+                # The run's record holds a status that is none: it is damaged, and its
+                # coordinator must hear so (skipping would leave the tasks hanging).
+                error = WireError(f"run {job.batch.session_id}: its record is damaged "
+                                  f"(status {claimed.raw_status[:60]!r})")
+                self._fail_all(job, error, "the run's record is damaged")
+            elif claimed.run_status is None or not claimed.run_status.active:
                 self.log.info("skipping job of an inactive run", job=job.job_id,
                               session=job.batch.session_id,
                               status=claimed.run_status.value if claimed.run_status else None)
@@ -308,12 +373,12 @@ class Worker:
         if self.metrics is not None:
             self.metrics.task_finished(event.kind, report.duration_s)
 
-    def _fail_all(self, job: CurrentJob, exc: BaseException) -> None:
-        self.log.error("cannot load the workflow of a job", job=job.job_id,
+    def _fail_all(self, job: CurrentJob, exc: BaseException,
+                  why: str = "cannot load the workflow") -> None:
+        self.log.error(f"{why}: failing the job's tasks", job=job.job_id,
                        session=job.batch.session_id, error=str(exc))
         reports = [self.executor.failure(job.batch.session_id, spec, exc, True,
-                                         f"cannot load the workflow on worker {self.name}: "
-                                         f"{exc}")
+                                         f"{why} on worker {self.name}: {exc}")
                    for spec in job.batch.specs]
         self._finish(job, reports)
 
@@ -373,6 +438,9 @@ class Worker:
             except TRANSIENT_ERRORS as exc:
                 self._outage.failed(exc)
                 time.sleep(self._outage.backoff_s())
+                continue
+            except WrongTypeError as exc:  # nothing was written: repair, send again
+                self._repair(exc)
                 continue
             self._outage.recovered()
             return result

@@ -24,7 +24,12 @@ from graflow_dist.broker.scripts import (
     header,
     source,
 )
-from graflow_dist.errors import CommitTooLargeError, NotLeaderError, StaleStateError
+from graflow_dist.errors import (
+    CommitTooLargeError,
+    NotLeaderError,
+    StaleStateError,
+    WrongTypeError,
+)
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.specs import TaskSpec
 
@@ -92,9 +97,16 @@ def test_fenced_apply_return_codes(redis_client: redis.Redis, scripts: Scripts) 
     assert redis_client.get("a") is None and redis_client.get(KS.commits) is None
     assert scripts.call("fenced_apply", keys, ["me", _payload([["SET", "a", "1"]]), 0]) == 0
     assert redis_client.get("a") == b"1" and redis_client.get(KS.commits) == b"1"
-    # A failing command inside is counted; the others still apply.
+    # A key of the wrong type: refused before anything is written (no half commit).
+    with pytest.raises(WrongTypeError, match="a holds a string") as refused:
+        scripts.call("fenced_apply", keys,
+                     ["me", _payload([["SET", "b", "2"], ["LPUSH", "a", "x"]]), 1])
+    assert refused.value.keys == {"a": "string"}
+    assert redis_client.get("b") is None and redis_client.get(KS.commits) == b"1"
+    # A command failing anyway (not a type: a value) is counted; the others apply.
+    redis_client.set("n", "not a number")
     failed = scripts.call("fenced_apply", keys,
-                          ["me", _payload([["LPUSH", "a", "x"], ["SET", "b", "2"]]), 1])
+                          ["me", _payload([["INCR", "n"], ["SET", "b", "2"]]), 1])
     assert failed == 1 and redis_client.get("b") == b"2"
 
 
@@ -126,10 +138,11 @@ def test_long_variadic_commands_are_split_and_applied(redis_client: redis.Redis,
 def test_leader_acquire_and_release(redis_client: redis.Redis, scripts: Scripts,
                                     broker: Broker) -> None:
     keys = [KS.leader, KS.leader_epoch]
-    first = scripts.call("leader_acquire", keys, ["a", 5000])
-    assert first == 1
-    assert scripts.call("leader_acquire", keys, ["a", 5000]) == first  # renewal: same epoch
-    assert scripts.call("leader_acquire", keys, ["b", 5000]) == LeaderResult.NOT_ACQUIRED
+    first, note = scripts.call("leader_acquire", keys, ["a", 5000])
+    assert (first, note) == (1, b"")
+    assert scripts.call("leader_acquire", keys, ["a", 5000]) == [first, b""]  # renewal
+    assert scripts.call("leader_acquire", keys, ["b", 5000]) == [LeaderResult.NOT_ACQUIRED,
+                                                                 b""]
     assert scripts.call("leader_release", [KS.leader], ["b"]) == LeaderResult.NOT_HELD
     assert scripts.call("leader_release", [KS.leader], ["a"]) == LeaderResult.RELEASED
     assert broker.leader.acquire("b", 5) == 2  # a new leader: a new fencing epoch

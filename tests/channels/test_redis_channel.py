@@ -11,6 +11,7 @@ import redis
 from graflow_dist.broker.channel_data import queue_channel_writes, read_channel
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.channels.redis import RedisChannel
+from graflow_dist.errors import PayloadTooLargeError, WireError
 
 
 @pytest.fixture
@@ -109,3 +110,15 @@ def test_redis_channel_refuses_to_be_pickled(channel: RedisChannel) -> None:
 
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(channel)
+
+
+def test_a_channel_key_someone_else_wrote_is_our_error_and_not_in_a_checkpoint(
+    channel: RedisChannel, redis_client: redis.Redis,
+) -> None:
+    channel.set("fine", 1)
+    redis_client.hset(channel._key("planted"), "x", "y")  # neither a value nor a list
+    with pytest.raises(WireError, match="holds neither a value nor a list"):
+        channel.get("planted")
+    assert set(read_channel(redis_client, channel.keys_of)) == {"fine"}
+    with pytest.raises(PayloadTooLargeError, match="key 'big'.*external storage"):
+        RedisChannel(channel.name, redis_client, max_value_bytes=100).set("big", b"x" * 200)

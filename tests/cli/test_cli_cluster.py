@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -110,7 +112,7 @@ def squares_run(up_cluster: UpProcess) -> tuple[str, subprocess.CompletedProcess
 def test_up_prints_its_url_and_runs_a_coordinator_and_two_workers(
     up_cluster: UpProcess, processes: Any,
 ) -> None:
-    assert up_cluster.url.startswith("redis://127.0.0.1:")
+    assert urlsplit(up_cluster.url).hostname == "127.0.0.1"
     assert f"export GRAFLOW_DIST_REDIS_URL={up_cluster.url}" in up_cluster.stdout()
     with redis.Redis.from_url(up_cluster.url) as client:
         keyspace = Keyspace.from_env()
@@ -125,6 +127,26 @@ def test_up_prints_its_url_and_runs_a_coordinator_and_two_workers(
     console = line.split("web console: ")[1].strip()
     assert console.startswith("http://127.0.0.1:")
     assert httpx.get(console + "api/workers", timeout=30).json()["workers"]
+
+
+def test_up_gives_its_redis_a_random_password_kept_out_of_argv_and_logs(
+    up_cluster: UpProcess, processes: Any,
+) -> None:
+    parts = urlsplit(up_cluster.url)
+    password = parts.password or ""
+    assert len(password) >= 32
+    with redis.Redis(host="127.0.0.1", port=parts.port, socket_timeout=5) as anonymous, \
+            pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    services = [up_cluster.pid, *processes.children(up_cluster.pid)]
+    for pid in services:
+        assert password.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes(), \
+            f"the password is in the argv of pid {pid}"
+    logs = Path(re.search(r"logs: (\S+)", up_cluster.stderr()).group(1))
+    written = [p for p in logs.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".log" for p in written)
+    for path in written:
+        assert password.encode() not in path.read_bytes(), f"the password is in {path}"
 
 
 def test_submit_wait_prints_the_session_and_result(

@@ -11,7 +11,7 @@ import pytest
 from graflow_dist import ExecutionContext, TaskExecutionContext, task, workflow
 from graflow_dist.wire.signing import SECRET_ENV
 
-TEST_SECRET = "core-tests-secret"
+TEST_SECRET = "core-tests-secret-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)

@@ -114,7 +114,7 @@ def test_plain_pickle_is_refused(pipeline_checkpoint) -> None:
 def test_pkl_signed_with_another_secret(
     pipeline_checkpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(SECRET_ENV, "a-different-secret")
+    monkeypatch.setenv(SECRET_ENV, "a-different-secret-0123456789abcdef")
     error = refused(pipeline_checkpoint.pkl)
     assert error.path == str(pipeline_checkpoint.pkl)
     assert "signature does not verify" in str(error) and SECRET_ENV in str(error)

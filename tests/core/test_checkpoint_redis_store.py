@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from graflow_dist.checkpoint.redis_store import RedisCheckpointStore, public_path
+from graflow_dist.checkpoint.stores import split_base, with_suffix
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.decorators import task
 from graflow_dist.core.engine import WorkflowEngine
@@ -62,3 +64,24 @@ def test_password_never_lands_in_the_checkpoint_path(tmp_path: Path,
 def test_missing_redis_checkpoint_is_a_clear_error(redis_url: str) -> None:
     with pytest.raises(CheckpointError, match="not found in the Redis store"):
         CheckpointManager.resume_from_checkpoint(redis_url + "/nothing/here.pkl")
+
+
+def test_a_rediss_store_keeps_its_query_and_shows_no_password() -> None:
+    base = ("rediss://:s3cret-pw@127.0.0.1:6390/0/ck/run-1"
+            "?ssl_ca_certs=/etc/ssl/ca.pem&password=also-secret")
+    store = RedisCheckpointStore.for_path(f"{base}.pkl")  # connects lazily: nothing sent
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert kwargs["ssl_ca_certs"] == "/etc/ssl/ca.pem"
+    shown = public_path(base)
+    assert shown == "rediss://127.0.0.1:6390/0/ck/run-1?ssl_ca_certs=%2Fetc%2Fssl%2Fca.pem"
+    assert "secret" not in shown and "pw" not in shown
+    assert split_base(with_suffix(base, ".meta.json")) == base
+    assert with_suffix(base, ".pkl").endswith("run-1.pkl?ssl_ca_certs=/etc/ssl/ca.pem"
+                                              "&password=also-secret")
+
+
+@pytest.mark.parametrize("path", ["redis://127.0.0.1:notaport/0/x", "redis:///0/x",
+                                  "redis://127.0.0.1:6379/0"])
+def test_malformed_store_paths_are_checkpoint_errors(path: str) -> None:
+    with pytest.raises(CheckpointError):
+        CheckpointManager.resume_from_checkpoint(path)

@@ -72,6 +72,8 @@ def test_services_share_the_redis_url_and_secret(compose: dict[str, Any], name: 
     assert env["GRAFLOW_DIST_SECRET"].startswith("${GRAFLOW_DIST_SECRET:?")
     unknown = {n for n in env if n.startswith("GRAFLOW_DIST_")} - product_env_names()
     assert not unknown, f"graflow-dist reads no such variables: {sorted(unknown)}"
+    # Services listen on 127.0.0.1 by default; containers are scraped from outside.
+    assert env["GRAFLOW_DIST_METRICS_HOST"] == "0.0.0.0"
 
 
 @pytest.mark.parametrize("name", ["coordinator", "worker"])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from clusters import checkpoint_dir_of
+
 from graflow_dist import (
     CheckpointManager,
     Client,
@@ -70,7 +72,7 @@ def test_checkpoint_taken_in_process_resumes_on_the_cluster(
 def test_checkpoint_written_by_the_cluster_resumes_in_process(
     client: Client, shared_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    base = tmp_path / "ck" / "cluster"
+    base = checkpoint_dir_of(shared_cluster) / tmp_path.name / "cluster"
     run = client.submit(etl_workflow("cluster-then-local", base))
     assert run.wait(timeout=RUN_TIMEOUT_S) == "loaded 42"
     assert run.info().get("last_checkpoint") == f"{base}.pkl"
@@ -93,19 +95,19 @@ def test_checkpoint_written_by_the_cluster_resumes_in_process(
 
 
 def test_cluster_checkpoint_holds_the_channel_as_of_the_checkpointing_task(
-    client: Client, tmp_path: Path
+    client: Client, shared_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     """The checkpoint records ``extract`` completed and ``transform`` pending, so its
     channel must not contain what ``transform`` wrote (as in process). A large channel
     value widens the window between the coordinator dispatching ``transform`` and
     reading the channel for the checkpoint, which must not matter."""
-    base = tmp_path / "ck" / "consistent"
+    base = checkpoint_dir_of(shared_cluster) / tmp_path.name / "consistent"
     with workflow("checkpoint-consistency") as wf:
 
         @task(inject_context=True)
         def extract(ctx: TaskExecutionContext) -> int:
             channel = ctx.get_channel()
-            channel.set("ballast", b"x" * (32 * 2**20))
+            channel.set("ballast", b"x" * (16 * 2**20))
             channel.append("log", "extract")
             ctx.checkpoint(path=str(base))
             return 1
@@ -129,11 +131,11 @@ def test_cluster_checkpoint_holds_the_channel_as_of_the_checkpointing_task(
 
 
 def test_checkpoint_with_a_pending_dynamic_task_resumes_anywhere(
-    client: Client, tmp_path: Path
+    client: Client, shared_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     """A task created on a worker is pending in a cluster checkpoint; the checkpoint
     carries its code, so it resumes in process and on the cluster."""
-    base = tmp_path / "ck" / "dynamic"
+    base = checkpoint_dir_of(shared_cluster) / tmp_path.name / "dynamic"
     with workflow("dynamic-checkpoint") as wf:
 
         @task(inject_context=True)

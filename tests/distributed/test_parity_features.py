@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clusters import checkpoint_dir_of
 
 from graflow_dist import (
     CheckpointManager,
@@ -24,6 +25,7 @@ from graflow_dist.coordination import CoordinationBackend
 from graflow_dist.core.graph import TaskGraph
 from graflow_dist.core.handler import TaskHandler, register_handler
 from graflow_dist.core.task import Task
+from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import TaskHandlerError
 
 RUN_TIMEOUT_S = 60
@@ -174,11 +176,11 @@ def test_a_chain_built_on_a_worker_runs_in_order(client: Client) -> None:
 
 
 def test_a_cluster_checkpoint_inside_a_dynamic_group_keeps_the_join(
-    client: Client, tmp_path: Path
+    client: Client, shared_cluster: LocalCluster, tmp_path: Path
 ) -> None:
     """The checkpoint holds the group's other member as pending; resumed in process
     and on the cluster, that member runs and then the join, once."""
-    base = tmp_path / "ck" / "dyn-group"
+    base = checkpoint_dir_of(shared_cluster) / tmp_path.name / "dyn-group"
     committed = Path(f"{base}.meta.json")
 
     @task(inject_context=True)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clusters import WORKER_OPTIONS
 
 from graflow_dist.embedded.cluster import LocalCluster
 
@@ -25,7 +26,8 @@ def run_example(
         k: v for k, v in os.environ.items() if k not in ("GRAFLOW_DIST_CLUSTER", SEED_ENV)
     }
     full_env.update(
-        {"GRAFLOW_DIST_SECRET": "examples-test-secret", "TMPDIR": str(tmpdir), **(env or {})}
+        {"GRAFLOW_DIST_SECRET": "examples-test-secret-0123456789abcdef",
+         "TMPDIR": str(tmpdir), **(env or {})}
     )
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
@@ -157,10 +159,15 @@ def test_idempotency_patterns(tmp_path: Path) -> None:
         "05_idempotency_patterns.py",
     ],
 )
-def test_examples_run_on_a_cluster(tmp_path: Path, name: str, cluster: LocalCluster) -> None:
-    """GRAFLOW_DIST_CLUSTER sends every run (and every resume) to the cluster."""
-    env = {"GRAFLOW_DIST_CLUSTER": cluster.url,
-           "GRAFLOW_DIST_SECRET": os.environ["GRAFLOW_DIST_SECRET"]}
-    out = run_example(name, tmp_path, env=env).stdout
+def test_examples_run_on_a_cluster(tmp_path: Path, name: str, redis_url: str) -> None:
+    """GRAFLOW_DIST_CLUSTER sends every run (and every resume) to the cluster. The
+    examples checkpoint into temporary directories under ``tmp_path``: that is the
+    coordinator's checkpoint directory (it refuses paths outside it)."""
+    with LocalCluster(2, redis_url=redis_url, data_dir=str(tmp_path / "cluster"),
+                      worker_options=WORKER_OPTIONS,
+                      coordinator_options=["--checkpoint-dir", str(tmp_path)]) as cluster:
+        env = {"GRAFLOW_DIST_CLUSTER": cluster.url,
+               "GRAFLOW_DIST_SECRET": os.environ["GRAFLOW_DIST_SECRET"]}
+        out = run_example(name, tmp_path, env=env).stdout
     assert "OK" in out
     assert "Traceback" not in out

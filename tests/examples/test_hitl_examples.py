@@ -20,7 +20,8 @@ def run_example(name: str, cwd: Path, *args: str, cluster: str | None = None) ->
     tmpdir.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if k not in ("GRAFLOW_DIST_CLUSTER", "GRAFLOW_DIST_FEEDBACK_DIR")}
-    env.update({"GRAFLOW_DIST_SECRET": "examples-test-secret", "TMPDIR": str(tmpdir)})
+    env.update({"GRAFLOW_DIST_SECRET": "examples-test-secret-of-at-least-32-characters",
+                "TMPDIR": str(tmpdir)})
     if cluster is not None:  # the cluster's services sign with the test session's secret
         env.update({"GRAFLOW_DIST_CLUSTER": cluster,
                     "GRAFLOW_DIST_SECRET": os.environ["GRAFLOW_DIST_SECRET"]})

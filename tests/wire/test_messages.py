@@ -9,10 +9,12 @@ import zlib
 import msgpack
 import pytest
 
-from graflow_dist.errors import WireError
+from graflow_dist.errors import SignatureError, WireError
 from graflow_dist.scheduler.events import NextTask, TaskOutcome
 from graflow_dist.scheduler.specs import NodeShape, TaskSpec
 from graflow_dist.wire.messages import DONE, JOB_FUNC, Batch, Event, MsgpackSerializer
+from graflow_dist.wire.signing import MAC_LEN, seal
+from graflow_dist.wire.signing import MESSAGE_MAGIC as MAGIC
 from graflow_dist.worker.plain_rq import run_batch
 
 
@@ -100,23 +102,23 @@ def test_event_round_trip_keeps_every_field() -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (b"\xc1", "not valid msgpack"),
-        (msgpack.packb([1, 2]), "expected a map"),
-        (msgpack.packb({"v": 1, "k": "explode", "s": "x"}), "unknown event kind"),
-        (msgpack.packb({"v": 1, "k": "done"}), "missing field"),
-        (msgpack.packb({"v": 1, "k": "done", "s": "x", "o": [1]}), "expected a map"),
-        (msgpack.packb({"v": 1, "k": "done", "s": "x", "o": {"next_tasks": "x"}}),
+        (seal(b"\xc1"), "not valid msgpack"),
+        (seal(msgpack.packb([1, 2])), "expected a map"),
+        (seal(msgpack.packb({"v": 1, "k": "explode", "s": "x"})), "unknown event kind"),
+        (seal(msgpack.packb({"v": 1, "k": "done"})), "missing field"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "o": [1]})), "expected a map"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "o": {"next_tasks": "x"}})),
          "next_tasks must be a list"),
-        (msgpack.packb({"v": 1, "k": "done", "s": "x",
-                        "o": {"next_tasks": [{"task_id": "g", "nodes": "m"}]}}),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x",
+                             "o": {"next_tasks": [{"task_id": "g", "nodes": "m"}]}})),
          "next_task nodes must be a list"),
-        (msgpack.packb({"v": 1, "k": "done", "s": "x",
-                        "o": {"next_tasks": [{"task_id": "g", "nodes": [{"x": 1}]}]}}),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x",
+                             "o": {"next_tasks": [{"task_id": "g", "nodes": [{"x": 1}]}]}})),
          "node_id"),
-        (msgpack.packb({"v": 1, "k": "done", "s": "x", "dyn": {"t": "not bytes"}}),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "dyn": {"t": "not bytes"}})),
          "signed blobs"),
-        (msgpack.packb({"v": 1, "k": "done", "s": "x", "r": 5}), "must be bytes"),
-        (msgpack.packb({"v": 1, "k": "done", "s": "x", "fatal": "yes"}), "true or false"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "r": 5})), "must be bytes"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "fatal": "yes"})), "true or false"),
     ],
 )
 def test_malformed_events_are_refused(raw: bytes, message: str) -> None:
@@ -132,7 +134,8 @@ def test_reports_carry_times_traceback_and_preview_and_old_payloads_still_decode
     back = Event.decode(event.encode())
     assert (back.queued_at, back.started_at, back.finished_at, back.duration_s,
             back.traceback, back.preview) == (1.0, 2.0, 2.5, 0.5, "Traceback ...", "[1, 2]")
-    old = Event.decode(packb({"v": 1, "k": DONE, "s": "s", "t": "t", "task": "a", "at": 3.0}))
+    old = Event.decode(seal(packb({"v": 1, "k": DONE, "s": "s", "t": "t", "task": "a",
+                                   "at": 3.0})))
     assert (old.started_at, old.traceback, old.preview) == (0.0, "", "")
 
 
@@ -160,3 +163,31 @@ def test_task_records_and_worker_stats_round_trip_and_reject_bad_fields() -> Non
     assert WorkerStats.decode("w", stats.encode()) == stats
     assert len(preview(list(range(100_000)))) <= MAX_PREVIEW_CHARS
     assert len(preview("x" * 10_000)) <= MAX_PREVIEW_CHARS
+
+
+def test_events_are_sealed_and_unsigned_or_forged_ones_refused() -> None:
+    event = Event(DONE, "sess", token="e.3", task_id="t", result=b"m\x01")
+    raw = event.encode()
+    body = raw[len(MAGIC) + MAC_LEN:]
+    with pytest.raises(SignatureError, match="unsigned message"):
+        Event.decode(body)  # the msgpack body alone: what a writer without the secret has
+    forged = bytearray(raw)
+    forged[-1] ^= 0x01  # the result changed
+    with pytest.raises(SignatureError, match="does not verify"):
+        Event.decode(bytes(forged))
+    with pytest.raises(SignatureError, match="does not verify"):
+        Event.decode(seal(body, secret=b"x" * 32))  # sealed with another secret
+    assert Event.decode(raw) == event
+
+
+def test_an_event_over_the_message_limit_is_refused_unread() -> None:
+    raw = Event(DONE, "sess", token="e.3", result=b"x" * 1000).encode()
+    with pytest.raises(WireError, match="over the 500-byte message limit"):
+        Event.decode(raw, max_bytes=500)
+
+
+@pytest.mark.parametrize("session_id", ["*", "../../..", "a:b", "", "x" * 200, "é"])
+def test_events_for_invalid_session_ids_are_refused(session_id: str) -> None:
+    raw = seal(msgpack.packb({"v": 1, "k": "cancel", "s": session_id}))
+    with pytest.raises(WireError, match="invalid session id"):
+        Event.decode(raw)

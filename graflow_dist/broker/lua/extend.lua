@@ -1,11 +1,13 @@
 -- A worker renews the leases it still owns. Returns the job ids whose lease it lost
--- (reaped, or never its own).
+-- (reaped, or never its own), or {WRONG_TYPE, ...}.
 local leases_key = KEYS[1]
 local owners_key = KEYS[2]
 local lease_s = tonumber(ARGV[1])
 local worker = ARGV[2]
 -- ARGV[3..]: job ids
 
+local wrong = wrong_types({leases_key, 'zset', owners_key, 'hash'})
+if wrong then return wrong end
 local deadline = now() + lease_s
 local lost = {}
 for i = 3, #ARGV do

@@ -3,17 +3,51 @@
 -- differing from the caller's count means Redis lost acknowledged writes (a crash
 -- between fsyncs, a failover to a lagging replica): the caller's in-memory frontier
 -- is ahead of Redis and must reload.
+--
+-- Lua does not roll back: everything that could fail half-way is checked before the
+-- first write (command length, key types, and the ACL where Redis can tell), so a
+-- commit is applied whole or not at all. Returns the number of commands that failed
+-- anyway, or NOT_LEADER, STATE_BEHIND, COMMAND_TOO_LONG, {WRONG_TYPE, key, type, ...}
+-- or {PERMISSION_DENIED, command, key}.
 local leader_key = KEYS[1]
 local commits_key = KEYS[2]
 local leader_id = ARGV[1]
 local commands = cmsgpack.unpack(ARGV[2])
 local expected_commits = ARGV[3]
 
+-- The type each write command needs its key (second word) to hold.
+local NEEDS = {HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SADD = 'set',
+               SREM = 'set', ZADD = 'zset', ZREM = 'zset', RPUSH = 'list', LPUSH = 'list',
+               LTRIM = 'list', XADD = 'stream', XTRIM = 'stream'}
+
+local wrong = wrong_types({leader_key, 'string', commits_key, 'string'})
+if wrong then return wrong end
 if redis.call('GET', leader_key) ~= leader_id then return NOT_LEADER end
 if (redis.call('GET', commits_key) or '0') ~= expected_commits then return STATE_BEHIND end
+local checks = {}
+local seen = {}
 for i = 1, #commands do
+  local cmd = commands[i]
   -- unpack() would fail half-way through the commit: write nothing instead
-  if #commands[i] > MAX_COMMAND_ARGS then return COMMAND_TOO_LONG end
+  if #cmd > MAX_COMMAND_ARGS then return COMMAND_TOO_LONG end
+  local needs = NEEDS[string.upper(cmd[1])]
+  if needs and cmd[2] and not seen[cmd[2]] then
+    seen[cmd[2]] = true
+    checks[#checks + 1] = cmd[2]
+    checks[#checks + 1] = needs
+  end
+end
+wrong = wrong_types(checks)
+if wrong then return wrong end
+if redis.acl_check_cmd then  -- Redis 7+: the ACL, before anything is written
+  if not redis.acl_check_cmd('INCR', commits_key) then
+    return {PERMISSION_DENIED, 'INCR', commits_key}
+  end
+  for i = 1, #commands do
+    if not redis.acl_check_cmd(unpack(commands[i])) then
+      return {PERMISSION_DENIED, commands[i][1], commands[i][2] or ''}
+    end
+  end
 end
 redis.call('INCR', commits_key)
 local failed = 0

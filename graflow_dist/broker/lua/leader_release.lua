@@ -2,7 +2,7 @@
 local leader_key = KEYS[1]
 local holder = ARGV[1]
 
-if redis.call('GET', leader_key) == holder then
+if key_type(leader_key) == 'string' and redis.call('GET', leader_key) == holder then
   redis.call('DEL', leader_key)
   return RELEASED
 end

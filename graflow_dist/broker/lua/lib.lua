@@ -6,18 +6,92 @@ local function now()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
+-- The type of `key` as TYPE names it ('none' when there is no such key).
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- Whether `key` is absent or holds a `t`.
+local function is_a(key, t)
+  local actual = key_type(key)
+  return actual == 'none' or actual == t
+end
+
+-- Someone else may have written any key: a script checks the types of the keys it
+-- writes before it writes anything (Lua does not roll back). `checks` is
+-- {key, type, key, type, ...}; returns nil, or {WRONG_TYPE, key, actual type, ...}.
+local function wrong_types(checks)
+  local out = nil
+  for i = 1, #checks, 2 do
+    local actual = key_type(checks[i])
+    if actual ~= 'none' and actual ~= checks[i + 1] then
+      out = out or {WRONG_TYPE}
+      out[#out + 1] = checks[i]
+      out[#out + 1] = actual
+    end
+  end
+  return out
+end
+
+-- HINCRBY that cannot fail the script: a counter someone overwrote with text is reset.
+local function add_to_counter(key, field, amount)
+  local reply = redis.pcall('HINCRBY', key, field, amount)
+  if type(reply) == 'table' and reply.err then
+    redis.call('HSET', key, field, amount)
+  end
+end
+
+-- The task count recorded in a job hash (0 if it is not a sane count).
+local function tasks_of(job_key)
+  local n = tonumber(redis.call('HGET', job_key, F_JOB_TASKS) or '0')
+  if not n or n ~= n or n < 0 or n > MAX_JOB_TASKS then return 0 end
+  return math.floor(n)
+end
+
 -- A claimed job stops counting: its tasks leave the run's `running` count (unless the
 -- run expired: never recreate its meta) and RQ's started registry forgets it.
 local function release_running(job_id, owner)
   local job_key = RQ_JOB .. job_id
+  if key_type(job_key) ~= 'hash' then return end
   local session = redis.call('HGET', job_key, F_JOB_SESSION)
   if session then
     local meta = RUN_KEY_HEAD .. session .. RUN_META_TAIL
-    if redis.call('EXISTS', meta) == 1 then
-      local tasks = tonumber(redis.call('HGET', job_key, F_JOB_TASKS) or '0') or 0
-      redis.call('HINCRBY', meta, F_RUN_RUNNING, -tasks)
+    if key_type(meta) == 'hash' then
+      add_to_counter(meta, F_RUN_RUNNING, -tasks_of(job_key))
     end
   end
-  local origin = redis.call('HGET', job_key, F_JOB_ORIGIN) or ''
-  redis.call('ZREM', RQ_WIP .. origin, job_id .. ':' .. owner)
+  local wip = RQ_WIP .. (redis.call('HGET', job_key, F_JOB_ORIGIN) or '')
+  if is_a(wip, 'zset') then redis.call('ZREM', wip, job_id .. ':' .. owner) end
+end
+
+-- A worker releases a job it finished: RELEASED, or LEASE_LOST if the lease was no
+-- longer its own (then nothing changes: the job runs elsewhere).
+local function finish_job(leases_key, owners_key, jobmap_key, worker_key, job_id, worker)
+  if redis.call('HGET', owners_key, job_id) ~= worker then return LEASE_LOST end
+  release_running(job_id, worker)
+  redis.call('ZREM', leases_key, job_id)
+  redis.call('HDEL', owners_key, job_id)
+  redis.call('HDEL', jobmap_key, job_id)
+  redis.call('DEL', RQ_JOB .. job_id)
+  add_to_counter(worker_key, F_WORKER_SUCCESSFUL_JOBS, 1)
+  return RELEASED
+end
+
+-- A worker gives up a job it cannot even read: to RQ's failed registry (kept for
+-- inspection, with the reason), lease released. RELEASED, or LEASE_LOST (no change).
+local function fail_job(leases_key, owners_key, jobmap_key, worker_key, failed_key, job_id,
+                        worker, reason, ended_at)
+  if redis.call('HGET', owners_key, job_id) ~= worker then return LEASE_LOST end
+  release_running(job_id, worker)
+  local job_key = RQ_JOB .. job_id
+  if is_a(job_key, 'hash') then
+    redis.call('HSET', job_key, F_JOB_STATUS, 'failed', F_JOB_EXC_INFO, reason,
+               F_JOB_ENDED_AT, ended_at)
+  end
+  redis.call('ZADD', failed_key, now() + RQ_FAILED_TTL_S, job_id)
+  redis.call('ZREM', leases_key, job_id)
+  redis.call('HDEL', owners_key, job_id)
+  redis.call('HDEL', jobmap_key, job_id)
+  add_to_counter(worker_key, F_WORKER_FAILED_JOBS, 1)
+  return RELEASED
 end
