@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -12,9 +12,10 @@ from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.loading import load_workflow
 from graflow_dist.cli.progress import watch as watch_run
-from graflow_dist.client import SUCCEEDED, Client, WorkflowRun
+from graflow_dist.client import FINISHED, SUCCEEDED, Client, WorkflowRun
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.errors import GraflowError
+from graflow_dist.observability.probes import coordinator_present
 
 
 def client_from(ctx: click.Context) -> Client:
@@ -22,16 +23,66 @@ def client_from(ctx: click.Context) -> Client:
 
 
 def finish(run: WorkflowRun, show_progress: bool, timeout: float | None) -> None:
-    """Wait for ``run``, print its result or error, exit 0 on success, 1 otherwise."""
-    if show_progress:
-        watch_run(run)
+    """Wait for ``run``, print its result or error, exit 0 on success, 1 otherwise.
+    Ctrl-C stops waiting, not the run: it says so and how to re-attach (exit 130)."""
+    warn_without_coordinator(run)
     try:
+        if show_progress:
+            watch_run(run)
         result = run.wait(timeout)
+    except KeyboardInterrupt:
+        detach(run.session_id, "waiting")
     except GraflowError as exc:
         click.echo(f"run {run.session_id} {run.status()}: {exc}", err=True)
         sys.exit(1)
     click.echo(f"run {run.session_id} {run.status()}")
     click.echo(f"result: {result!r}")
+
+
+def warn_without_coordinator(run: WorkflowRun) -> None:
+    """Waiting on a cluster without a coordinator would wait silently forever."""
+    client = run.client
+    if not coordinator_present(client.redis, client.keyspace) and run.status() not in FINISHED:
+        click.echo(f"warning: no coordinator is running for prefix {client.keyspace.prefix!r} "
+                   "on this Redis: the run waits until one starts "
+                   "(graflow-dist coordinator, or graflow-dist up)", err=True)
+
+
+def detach(session_id: str, doing: str) -> NoReturn:
+    """After Ctrl-C: the run is not stopped, say how to get back to it; exit 130."""
+    click.echo(f"\nstopped {doing}; run {session_id} goes on on the cluster. "
+               f"Re-attach with: graflow-dist watch {session_id}  "
+               f"(or stop it: graflow-dist cancel {session_id})", err=True)
+    sys.exit(130)
+
+
+# Run record fields that are numbers or flags (Redis keeps every field as a string).
+INT_FIELDS = frozenset({"total", "done", "running", "pending", "failed", "steps",
+                        "max_steps", "default_max_cycles", "default_max_retries",
+                        "crash_limit"})
+BOOL_FIELDS = frozenset({"resume"})
+JSON_FIELDS = frozenset({"error_data"})
+
+
+def typed_record(info: dict[str, str]) -> dict[str, Any]:
+    """A run record with numbers as numbers (``*_at``: Unix time in seconds), flags as
+    booleans and embedded JSON decoded; anything unparsable stays a string."""
+    typed: dict[str, Any] = {}
+    for key, value in info.items():
+        try:
+            if key in INT_FIELDS:
+                typed[key] = int(value)
+            elif key.endswith("_at"):
+                typed[key] = float(value)
+            elif key in BOOL_FIELDS:
+                typed[key] = value == "1"
+            elif key in JSON_FIELDS:
+                typed[key] = json.loads(value) if value else None
+            else:
+                typed[key] = value
+        except ValueError:
+            typed[key] = value
+    return typed
 
 
 @cli.command()
@@ -49,8 +100,9 @@ def finish(run: WorkflowRun, show_progress: bool, timeout: float | None) -> None
 def submit(ctx: click.Context, target: str, wait: bool, timeout: float | None,
            start_node: str | None, max_steps: int | None, by_value: bool,
            progress: bool | None) -> None:
-    """Submit a workflow: MODULE:ATTR, where MODULE is a dotted module or a .py file and
-    ATTR a workflow(...) or a function returning one."""
+    """Submit a workflow: MODULE:ATTR, where MODULE is a dotted module (found in the
+    current directory too) or a .py file, and ATTR a workflow(...) or a function that
+    builds one without arguments. Example: graflow-dist submit graflow_dist.demo:wf"""
     wf = load_workflow(target, by_value)
     client = client_from(ctx)
     run = client.submit(wf, start_node=start_node, max_steps=max_steps)
@@ -68,7 +120,7 @@ def status(ctx: click.Context, session: str, as_json: bool) -> None:
     run = client_from(ctx).attach(session)
     info = run.info()
     if as_json:
-        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        click.echo(json.dumps(typed_record(info), indent=2, sort_keys=True))
         return
     p = run.progress()
     click.echo(f"session:  {session}")
@@ -89,7 +141,11 @@ def status(ctx: click.Context, session: str, as_json: bool) -> None:
 def watch(ctx: click.Context, session: str) -> None:
     """Live progress of a run until it ends (exit 1 if it does not succeed)."""
     run = client_from(ctx).attach(session)
-    final = watch_run(run)
+    warn_without_coordinator(run)
+    try:
+        final = watch_run(run)
+    except KeyboardInterrupt:
+        detach(session, "watching")
     click.echo(f"run {session} {final.status}")
     if final.status not in SUCCEEDED:
         info = run.info()
@@ -124,7 +180,8 @@ def resume(ctx: click.Context, checkpoint: str, wait: bool, timeout: float | Non
 
 
 @cli.command()
-@click.option("--limit", type=int, default=20)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many runs to list (at least 1).")
 @click.pass_context
 def runs(ctx: click.Context, limit: int) -> None:
     """Recent runs, newest first."""
