@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
@@ -24,15 +25,13 @@ def clock(seconds: float) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
-def run_elapsed_s(info: dict[str, str]) -> float:
+def run_elapsed_s(info: dict[str, Any]) -> float:
     """Time since the run was submitted (until it finished, if it did), so `watch`
     started late shows the run's age, not the watcher's."""
-    try:
-        start = float(info["submitted_at"])
-    except (KeyError, ValueError):
+    start = info.get("submitted_at")
+    if not start:
         return 0.0
-    end = info.get("finished_at")
-    return (float(end) if end else time.time()) - start
+    return (info.get("finished_at") or time.time()) - start
 
 
 def watch(run: WorkflowRun, console: Console | None = None,

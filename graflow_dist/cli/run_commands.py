@@ -15,7 +15,6 @@ from graflow_dist.cli.progress import watch as watch_run
 from graflow_dist.client import FINISHED, SUCCEEDED, Client, WorkflowRun
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.errors import GraflowError
-from graflow_dist.observability.probes import coordinator_present
 
 
 def client_from(ctx: click.Context) -> Client:
@@ -42,7 +41,7 @@ def finish(run: WorkflowRun, show_progress: bool, timeout: float | None) -> None
 def warn_without_coordinator(run: WorkflowRun) -> None:
     """Waiting on a cluster without a coordinator would wait silently forever."""
     client = run.client
-    if not coordinator_present(client.redis, client.keyspace) and run.status() not in FINISHED:
+    if client.broker.leader.holder() is None and run.status() not in FINISHED:
         click.echo(f"warning: no coordinator is running for prefix {client.keyspace.prefix!r} "
                    "on this Redis: the run waits until one starts "
                    "(graflow-dist coordinator, or graflow-dist up)", err=True)
@@ -54,35 +53,6 @@ def detach(session_id: str, doing: str) -> NoReturn:
                f"Re-attach with: graflow-dist watch {session_id}  "
                f"(or stop it: graflow-dist cancel {session_id})", err=True)
     sys.exit(130)
-
-
-# Run record fields that are numbers or flags (Redis keeps every field as a string).
-INT_FIELDS = frozenset({"total", "done", "running", "pending", "failed", "steps",
-                        "max_steps", "default_max_cycles", "default_max_retries",
-                        "crash_limit"})
-BOOL_FIELDS = frozenset({"resume"})
-JSON_FIELDS = frozenset({"error_data"})
-
-
-def typed_record(info: dict[str, str]) -> dict[str, Any]:
-    """A run record with numbers as numbers (``*_at``: Unix time in seconds), flags as
-    booleans and embedded JSON decoded; anything unparsable stays a string."""
-    typed: dict[str, Any] = {}
-    for key, value in info.items():
-        try:
-            if key in INT_FIELDS:
-                typed[key] = int(value)
-            elif key.endswith("_at"):
-                typed[key] = float(value)
-            elif key in BOOL_FIELDS:
-                typed[key] = value == "1"
-            elif key in JSON_FIELDS:
-                typed[key] = json.loads(value) if value else None
-            else:
-                typed[key] = value
-        except ValueError:
-            typed[key] = value
-    return typed
 
 
 @cli.command()
@@ -120,7 +90,7 @@ def status(ctx: click.Context, session: str, as_json: bool) -> None:
     run = client_from(ctx).attach(session)
     info = run.info()
     if as_json:
-        click.echo(json.dumps(typed_record(info), indent=2, sort_keys=True))
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
     p = run.progress()
     click.echo(f"session:  {session}")

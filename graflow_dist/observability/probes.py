@@ -1,7 +1,7 @@
-"""The checks that health endpoints and the CLI make about a cluster.
+"""The Redis check of the readiness endpoints.
 
-A readiness probe pings Redis on a connection of its own: it must not queue behind (or
-retry like) a service's long blocking commands. Everything else goes through the broker.
+It pings Redis on a connection of its own: a probe must not queue behind (or retry
+like) a service's long blocking commands.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from graflow_dist.broker.connection import TRANSIENT_ERRORS
-from graflow_dist.broker.keys import Keyspace
-from graflow_dist.broker.leader import LeaderLease
 
 DEFAULT_PROBE_TIMEOUT_S = 1.0
 # Kubernetes probes every few seconds; answers this fresh are reused.
@@ -46,7 +44,3 @@ class RedisProbe:
             self._checked_at = time.monotonic()
         return self._answer
 
-
-def coordinator_present(client: redis.Redis, keyspace: Keyspace) -> bool:
-    """Whether some coordinator holds the leader lease (runs make progress)."""
-    return LeaderLease(client, keyspace).holder() is not None
