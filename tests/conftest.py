@@ -22,14 +22,6 @@ from graflow_dist.embedded.cluster import LocalCluster  # noqa: E402
 SLOW_PACKAGES = ("reliability", "chaos")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Fault-injection suites are slow by nature: mark them so `-m "not slow"` is the
-    fast layer."""
-    for item in items:
-        if Path(str(item.fspath)).parent.name in SLOW_PACKAGES:
-            item.add_marker(pytest.mark.slow)
-
-
 CONTAINERS_OPTION = "--containers"
 
 
@@ -40,8 +32,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Container tests take minutes and need podman: deselected (not skipped) unless
-    asked for, so the plain `python -m pytest` stays fast."""
+    """Fault-injection suites are slow by nature: mark them so `-m "not slow"` is the
+    fast layer. Container tests take minutes and need podman: deselected (not skipped)
+    unless asked for, so the plain `python -m pytest` stays fast."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name in SLOW_PACKAGES:
+            item.add_marker(pytest.mark.slow)
     if config.getoption(CONTAINERS_OPTION):
         return
     deselected = [item for item in items if item.get_closest_marker("containers")]
