@@ -12,7 +12,6 @@ import pytest
 
 from deploy.rendering import (
     KUBERNETES_VERSION,
-    PRODUCTION_WITH_REDIS_CHECKPOINTS,
     SECRET_KEYS,
     SECRET_NAME,
     Rendered,
@@ -395,26 +394,3 @@ def test_overlays_live_in_their_own_namespace(overlay: Rendered) -> None:
     assert all(d["metadata"].get("namespace") == name
                for d in overlay.docs if d["kind"] != "Namespace")
 
-
-# --- checkpoints: a shared volume or Redis ---------------------------------------------
-
-
-@pytest.mark.parametrize("kustomization", ["overlays/production",
-                                           PRODUCTION_WITH_REDIS_CHECKPOINTS])
-def test_production_renders_with_checkpoints_on_a_volume_or_in_redis(
-        kustomization: str) -> None:
-    rendered = Rendered(render(kustomization))
-    directory = rendered.settings()["GRAFLOW_DIST_CHECKPOINT_DIR"]
-    volumes = rendered.get("Deployment", "graflow-coordinator")["spec"]["template"]["spec"][
-        "volumes"]
-    checkpoints = next(v for v in volumes if v["name"] == "checkpoints")
-    if kustomization == PRODUCTION_WITH_REDIS_CHECKPOINTS:
-        assert directory.startswith("redis://graflow-redis:6379/")
-        assert not rendered.has("PersistentVolumeClaim", "graflow-checkpoints")
-        assert "persistentVolumeClaim" not in checkpoints and "emptyDir" in checkpoints
-    else:
-        assert directory.startswith("/")
-        claim = rendered.get("PersistentVolumeClaim", "graflow-checkpoints")
-        assert claim["spec"]["resources"]["requests"]["storage"] == "50Gi"
-        assert "ReadWriteMany" in claim["spec"]["accessModes"]
-        assert checkpoints["persistentVolumeClaim"]["claimName"] == "graflow-checkpoints"
