@@ -21,11 +21,16 @@ def client_from(ctx: click.Context) -> Client:
     return Client(ctx.obj["redis_url"], prefix=ctx.obj["prefix"])
 
 
-def finish(run: WorkflowRun, show_progress: bool, timeout: float | None) -> None:
-    """Wait for ``run``, print its result or error, exit 0 on success, 1 otherwise.
-    Ctrl-C stops waiting, not the run: it says so and how to re-attach (exit 130)."""
-    warn_without_coordinator(run)
+def announce(run: WorkflowRun, wait: bool, show_progress: bool, timeout: float | None
+             ) -> None:
+    """Print the run's session id; with ``wait``, wait for it and print its result or
+    error (exit 0 on success, 1 otherwise). Ctrl-C from the moment the run exists stops
+    waiting, not the run: it says so and how to re-attach (exit 130)."""
     try:
+        click.echo(run.session_id)
+        if not wait:
+            return
+        warn_without_coordinator(run)
         if show_progress:
             watch_run(run)
         result = run.wait(timeout)
@@ -76,9 +81,7 @@ def submit(ctx: click.Context, target: str, wait: bool, timeout: float | None,
     wf = load_workflow(target, by_value)
     client = client_from(ctx)
     run = client.submit(wf, start_node=start_node, max_steps=max_steps)
-    click.echo(run.session_id)
-    if wait:
-        finish(run, sys.stderr.isatty() if progress is None else progress, timeout)
+    announce(run, wait, sys.stderr.isatty() if progress is None else progress, timeout)
 
 
 @cli.command()
@@ -144,9 +147,7 @@ def resume(ctx: click.Context, checkpoint: str, wait: bool, timeout: float | Non
            progress: bool | None) -> None:
     """Continue a checkpoint (taken in-process or on a cluster) on the cluster."""
     run = client_from(ctx).resume(checkpoint)
-    click.echo(run.session_id)
-    if wait:
-        finish(run, sys.stderr.isatty() if progress is None else progress, timeout)
+    announce(run, wait, sys.stderr.isatty() if progress is None else progress, timeout)
 
 
 @cli.command()

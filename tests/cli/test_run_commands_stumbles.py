@@ -96,12 +96,13 @@ def test_ctrl_c_on_submit_wait_says_the_run_goes_on(
     proc = subprocess.Popen([str(GRAFLOW_DIST), "--redis-url", redis_url, "submit",
                              "flows.py:slow", "--wait"], cwd=tmp_path, env=env_with(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    session = proc.stdout.readline().strip()  # what the user sees before pressing Ctrl-C
     wait_for(tmp_path / "started")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
-    session = out.split()[0]
-    assert proc.returncode == 130
-    assert "Aborted!" not in err and "Traceback" not in err
+    assert proc.returncode == 130, err
+    assert out == "" and "Aborted!" not in err and "Traceback" not in err
     assert (f"stopped waiting; run {session} goes on on the cluster. Re-attach with: "
             f"graflow-dist watch {session}") in err
     watched = graflow_dist("--redis-url", redis_url, "watch", session)
