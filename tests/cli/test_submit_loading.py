@@ -15,7 +15,10 @@ from graflow_dist.cli.loading import EXAMPLE_REF
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((REPO / "examples").rglob("*.py"))
+CHECKPOINT_EXAMPLES = sorted((REPO / "examples" / "checkpoints").glob("*.py"))
+# Every workflow file of examples/hitl (reviewer.py is the helper they share).
+HITL_EXAMPLES = sorted(p for p in (REPO / "examples" / "hitl").glob("*.py")
+                       if p.name != "reviewer.py")
 
 FLOWS = textwrap.dedent("""
     from pathlib import Path
@@ -146,8 +149,8 @@ def test_the_hint_names_a_reference_that_works(
     assert "refined estimate" in proc.stdout
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_every_repository_example_can_be_submitted(
+@pytest.mark.parametrize("example", CHECKPOINT_EXAMPLES, ids=[p.stem for p in CHECKPOINT_EXAMPLES])
+def test_every_checkpoint_example_can_be_submitted_and_completes(
         example: Path, tmp_path: Path, cluster: object, redis_url: str,
         graflow_dist: CLI) -> None:
     proc = graflow_dist("--redis-url", redis_url, "submit",
@@ -155,3 +158,16 @@ def test_every_repository_example_can_be_submitted(
                         cwd=REPO, timeout_s=120)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     assert proc.stdout.splitlines()[1].endswith(" completed"), proc.stdout
+
+
+@pytest.mark.parametrize("example", HITL_EXAMPLES, ids=[p.stem for p in HITL_EXAMPLES])
+def test_every_feedback_example_can_be_submitted(
+        example: Path, cluster: object, redis_url: str, graflow_dist: CLI) -> None:
+    """They wait for a person's answer: submitted, then cancelled."""
+    proc = graflow_dist("--redis-url", redis_url, "submit",
+                        f"{example.relative_to(REPO)}:build_workflow", cwd=REPO)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    session = proc.stdout.strip()
+    status = graflow_dist("--redis-url", redis_url, "status", session)
+    assert status.returncode == 0 and f"session:  {session}" in status.stdout
+    assert graflow_dist("--redis-url", redis_url, "cancel", session).returncode == 0
