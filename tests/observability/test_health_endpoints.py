@@ -4,6 +4,7 @@ process_* metrics, and `graflow-dist health` probes them for container health ch
 
 from __future__ import annotations
 
+import http.client
 import subprocess
 import sys
 import time
@@ -38,7 +39,9 @@ def eventually(port: int, path: str, expected: tuple[int, str]) -> None:
             last = get(port, path)
             if (last[0], last[1].strip()) == expected:
                 return
-        except OSError as exc:  # not listening yet
+        # Not listening yet (polling a loopback port of the ephemeral range can even
+        # connect the socket to itself: an HTTPException).
+        except (OSError, http.client.HTTPException) as exc:
             last = str(exc)
         time.sleep(0.1)
     raise AssertionError(f"{path} on {port}: wanted {expected}, last saw {last}")
