@@ -160,9 +160,17 @@ def test_every_checkpoint_example_can_be_submitted_and_completes(
     assert proc.stdout.splitlines()[1].endswith(" completed"), proc.stdout
 
 
+@pytest.fixture
+def feedback_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the workers started after it keep feedback requests (not the repository)."""
+    monkeypatch.setenv("GRAFLOW_DIST_FEEDBACK_DIR", str(tmp_path / "feedback"))
+    return tmp_path / "feedback"
+
+
 @pytest.mark.parametrize("example", HITL_EXAMPLES, ids=[p.stem for p in HITL_EXAMPLES])
 def test_every_feedback_example_can_be_submitted(
-        example: Path, cluster: object, redis_url: str, graflow_dist: CLI) -> None:
+        example: Path, feedback_dir: Path, cluster: object, redis_url: str,
+        graflow_dist: CLI) -> None:
     """They wait for a person's answer: submitted, then cancelled."""
     proc = graflow_dist("--redis-url", redis_url, "submit",
                         f"{example.relative_to(REPO)}:build_workflow", cwd=REPO)
