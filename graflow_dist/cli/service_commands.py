@@ -14,6 +14,7 @@ import structlog
 
 from graflow_dist.broker.connection import connect, wait_for_connection
 from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.probe import RedisProbe
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.local_cluster import run_up
 from graflow_dist.coordinator.service import (
@@ -25,7 +26,6 @@ from graflow_dist.coordinator.service import (
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.errors import GraflowError
 from graflow_dist.observability.metrics import COORDINATOR, POOL, WORKER, Metrics, serve_health
-from graflow_dist.observability.probes import RedisProbe
 from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES, tracer_from_name
 from graflow_dist.web.settings import DEFAULT_PORT as DEFAULT_UI_PORT
 from graflow_dist.worker.service import (

@@ -1,4 +1,4 @@
-"""The Redis check of the readiness endpoints.
+"""The Redis check of the services' readiness endpoints (``/readyz``).
 
 It pings Redis on a connection of its own: a probe must not queue behind (or retry
 like) a service's long blocking commands.
