@@ -177,6 +177,11 @@ class ConnectionConfigError(GraflowError):
     unreachable = False
 
 
+class RedisServerError(GraflowError, RuntimeError):
+    """The embedded redis-server (of `graflow-dist up` and the tests) could not be found,
+    started or stopped."""
+
+
 class UnknownSessionError(GraflowError):
     """No run with this session id is known to the cluster (or its data expired)."""
 

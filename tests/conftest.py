@@ -22,12 +22,28 @@ from graflow_dist.embedded.cluster import LocalCluster  # noqa: E402
 SLOW_PACKAGES = ("reliability", "chaos")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+CONTAINERS_OPTION = "--containers"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(CONTAINERS_OPTION, action="store_true",
+                     help="also run the tests marked `containers` (they build the worker "
+                          "image and run containers with podman; .ci/run gives this)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Fault-injection suites are slow by nature: mark them so `-m "not slow"` is the
-    fast layer."""
+    fast layer. Container tests take minutes and need podman: deselected (not skipped)
+    unless asked for, so the plain `python -m pytest` stays fast."""
     for item in items:
         if Path(str(item.fspath)).parent.name in SLOW_PACKAGES:
             item.add_marker(pytest.mark.slow)
+    if config.getoption(CONTAINERS_OPTION):
+        return
+    deselected = [item for item in items if item.get_closest_marker("containers")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("containers")]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -109,5 +109,10 @@ def main() -> None:
         print("OK: the resumed run executed only step_3")
 
 
+# For `graflow-dist submit examples/checkpoints/01_basic_checkpoint.py:wf --wait`.
+# Checkpoint paths are relative: a coordinator writes them under its --checkpoint-dir.
+wf = build_workflow("basic_checkpoint/after_step_2")
+
+
 if __name__ == "__main__":
     main()

@@ -33,6 +33,7 @@ from graflow_dist.core.workflow import WorkflowContext, workflow
 
 STATES = ["NEW", "VALIDATED", "PAID", "SHIPPED"]
 TRANSITIONS = dict(pairwise(STATES))  # NEW -> VALIDATED, VALIDATED -> PAID, ...
+SAMPLE_ORDER = {"id": "A-1001", "amount": 42.0}  # when the channel brings none
 
 
 def build_workflow(checkpoint_dir: str) -> WorkflowContext:
@@ -42,7 +43,7 @@ def build_workflow(checkpoint_dir: str) -> WorkflowContext:
         @task(inject_context=True, max_cycles=len(STATES))
         def process_order(task_ctx: TaskExecutionContext) -> str:
             channel = task_ctx.get_channel()
-            order = channel.get("order")
+            order = channel.get("order", SAMPLE_ORDER)
             state = channel.get("state", "NEW")
             if state == "SHIPPED":  # nothing left to do (e.g. re-run after the end)
                 return state
@@ -70,7 +71,7 @@ def build_workflow(checkpoint_dir: str) -> WorkflowContext:
         @task(inject_context=True)
         def send_confirmation(task_ctx: TaskExecutionContext) -> str:
             channel = task_ctx.get_channel()
-            message = f"order {channel.get('order')['id']} is {channel.get('state')}"
+            message = f"order {channel.get('order', SAMPLE_ORDER)['id']} is {channel.get('state')}"
             channel.append("confirmations", message)
             print(f"  send_confirmation: {message}")
             return message
@@ -96,7 +97,7 @@ def main() -> None:
 
         print("== first run")
         ctx = ExecutionContext.create(wf.graph)
-        ctx.channel.set("order", {"id": "A-1001", "amount": 42.0})
+        ctx.channel.set("order", SAMPLE_ORDER)
         first = run(ctx)
         assert first.channel.get("state") == "SHIPPED"
         assert first.channel.get("transitions") == [
@@ -127,6 +128,11 @@ def main() -> None:
         total = len(CheckpointManager.list_checkpoints(directory))
         print(f"checkpoints on disk now: {total} (resumed runs checkpoint too)")
         print(f"OK: all {len(checkpoints)} resumed runs reached SHIPPED")
+
+
+# For `graflow-dist submit examples/checkpoints/02_state_machine_checkpoint.py:wf --wait`.
+# Checkpoint paths are relative: a coordinator writes them under its --checkpoint-dir.
+wf = build_workflow("order_state_machine")
 
 
 if __name__ == "__main__":

@@ -133,5 +133,10 @@ def main() -> None:
               f"checkpointed epoch {last_saved_epoch}, and finished all {EPOCHS} epochs")
 
 
+# For `graflow-dist submit examples/checkpoints/03_periodic_checkpoint.py:wf --wait`.
+# Checkpoint paths are relative: a coordinator writes them under its --checkpoint-dir.
+wf = build_workflow("periodic_checkpoint", crash_at_epoch=None)
+
+
 if __name__ == "__main__":
     main()

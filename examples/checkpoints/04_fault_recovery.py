@@ -175,5 +175,13 @@ def main() -> None:
         print("OK: the cheap steps ran once; only the expensive step was retried")
 
 
+# For `graflow-dist submit examples/checkpoints/04_fault_recovery.py:wf --wait`.
+# Checkpoint paths are relative: a coordinator writes them under its --checkpoint-dir.
+# The ledger is a file on the worker; no simulated failures.
+wf = build_workflow("fault_recovery/features_ready",
+                    RunLedger(os.path.join(tempfile.gettempdir(), "graflow-example-ledger.json")),
+                    DEFAULT_SEED, failure_rate=0.0)
+
+
 if __name__ == "__main__":
     main()

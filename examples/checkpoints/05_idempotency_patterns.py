@@ -64,12 +64,15 @@ class SimulatedCrash(RuntimeError):
 
 
 class CrashOnce:
-    """Raises `SimulatedCrash` the first time a point is reached (marker files)."""
+    """Raises `SimulatedCrash` the first time a point is reached (marker files);
+    with no directory it never crashes."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str | None) -> None:
         self.directory = directory
 
     def at(self, point: str) -> None:
+        if self.directory is None:
+            return
         marker = Path(self.directory, f"crashed_{point}")
         if not marker.exists():
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +302,14 @@ def main() -> None:
         pattern_state_machine(directory)
         pattern_idempotency_key(directory)
         print("OK: all three idempotency patterns held")
+
+
+# For `graflow-dist submit examples/checkpoints/05_idempotency_patterns.py:wf --wait`.
+# Checkpoint paths are relative: a coordinator writes them under its --checkpoint-dir.
+# Pattern 3 without the simulated crash; the fake payment API's file is on the worker.
+wf = build_idempotency_key_workflow(
+    FakePaymentAPI(os.path.join(tempfile.gettempdir(), "graflow-example-payments.json")),
+    CrashOnce(None), "idempotency_key/payment_intent")
 
 
 if __name__ == "__main__":

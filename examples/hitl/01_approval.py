@@ -39,8 +39,12 @@ from graflow_dist.core.workflow import WorkflowContext, workflow
 from graflow_dist.hitl.manager import FEEDBACK_DIR_ENV
 from graflow_dist.scheduler.events import RunStatus
 
+# `graflow-dist submit examples/hitl/01_approval.py:build_workflow` waits this long for
+# an answer before the run checkpoints and parks.
+DEFAULT_TIMEOUT_S = 600.0
 
-def build_workflow(timeout_s: float) -> WorkflowContext:
+
+def build_workflow(timeout_s: float = DEFAULT_TIMEOUT_S) -> WorkflowContext:
     with workflow("approval") as wf:
 
         @task(inject_context=True)

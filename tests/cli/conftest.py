@@ -84,13 +84,13 @@ def processes() -> ProcessTable:
 class UpProcess:
     """A ``graflow-dist up`` subprocess with its output in files under ``cwd``."""
 
-    def __init__(self, cwd: Path, *options: str) -> None:
+    def __init__(self, cwd: Path, *options: str, env: dict[str, str] | None = None) -> None:
         self.cwd = cwd
         self.stdout_path = cwd / "up.stdout"
         self.stderr_path = cwd / "up.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen([str(GRAFLOW_DIST), "up", *options], cwd=cwd,
-                                         env=cli_env(), stdout=out, stderr=err,
+                                         env=env or cli_env(), stdout=out, stderr=err,
                                          start_new_session=True)
         self.url = self._wait_for_url()
 
@@ -122,6 +122,12 @@ class UpProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout=timeout_s)
+
+    def wait_for_stderr(self, text: str, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in self.stderr():
+            assert time.monotonic() < deadline, f"{text!r} not on stderr:\n{self.stderr()}"
+            time.sleep(0.05)
 
     def kill(self) -> None:
         """Last resort after a failed test: SIGKILL ``up`` and the processes it started
@@ -157,12 +163,12 @@ def up_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
 
 @pytest.fixture
 def start_up() -> Iterator[Callable[..., UpProcess]]:
-    """``start_up(directory, *options)``: a ``graflow-dist up`` of the test's own, shut
-    down (or killed) at the end of the test if the test did not stop it."""
+    """``start_up(directory, *options, env=None)``: a ``graflow-dist up`` of the test's
+    own, shut down (or killed) at the end of the test if the test did not stop it."""
     started: list[UpProcess] = []
 
-    def start(cwd: Path, *options: str) -> UpProcess:
-        started.append(UpProcess(cwd, *options))
+    def start(cwd: Path, *options: str, env: dict[str, str] | None = None) -> UpProcess:
+        started.append(UpProcess(cwd, *options, env=env))
         return started[-1]
 
     yield start

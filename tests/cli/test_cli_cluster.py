@@ -266,6 +266,9 @@ def test_up_demo_runs_the_demo_and_exits(tmp_path: Path, graflow_dist: CLI) -> N
     output = proc.stdout + proc.stderr
     assert "result: sum of squares = 1240, refined estimate = 156.75" in output
     assert "run completed" in output
+    # The progress line and the summary count the same things (tasks, not the group).
+    assert " 20 done 0 running 0 pending 0 failed" in output
+    assert "completed tasks: 20 of 20;" in output
     assert list((tmp_path / "checkpoints").iterdir()), "the demo's loop checkpoints"
 
 

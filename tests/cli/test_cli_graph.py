@@ -81,7 +81,7 @@ def test_bad_references_fail_with_one_clear_line(graflow_dist, tmp_path) -> None
     flow = write_workflow(tmp_path)
     missing = graflow_dist("graph", f"{flow}:nope")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == f"error: {flow} has no attribute 'nope'"
+    assert missing.stderr.strip() == f"error: {flow} has no attribute 'nope'; workflows in it: wf"
     assert "Traceback" not in missing.stderr
     no_file = graflow_dist("graph", f"{tmp_path}/absent.py:wf")
     assert no_file.returncode == 1 and "no such workflow file" in no_file.stderr

@@ -3,6 +3,7 @@ SIGTERM, children's logs visible."""
 
 from __future__ import annotations
 
+import http.client
 import signal
 import subprocess
 import sys
@@ -16,7 +17,9 @@ def _get(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status
-    except OSError:
+    # HTTPException: polling a loopback port in the ephemeral range before anything
+    # listens on it can connect the socket to itself (it reads back its own request).
+    except (OSError, http.client.HTTPException):
         return 0
 
 

@@ -10,6 +10,7 @@ import importlib
 import re
 import shutil
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -20,8 +21,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-KUSTOMIZATIONS = ["base", "overlays/dev", "overlays/production"]
-OVERLAYS = ["overlays/dev", "overlays/production"]
+# "+checkpoints-in-redis": the production overlay with its commented-out component
+# enabled, as its comment and deploy/README.md tell operators without RWX storage to do.
+PRODUCTION_WITH_REDIS_CHECKPOINTS = "overlays/production+checkpoints-in-redis"
+KUSTOMIZATIONS = ["base", "overlays/dev", "overlays/production",
+                  PRODUCTION_WITH_REDIS_CHECKPOINTS]
+OVERLAYS = ["overlays/dev", "overlays/production", PRODUCTION_WITH_REDIS_CHECKPOINTS]
+COMMENTED_COMPONENT = "# components:\n#   - ../../components/checkpoints-in-redis\n"
+ENABLED_COMPONENT = "components:\n  - ../../components/checkpoints-in-redis\n"
 KUBERNETES_VERSION = "1.30.0"
 
 # The Secret every manifest reads (created by hand or by secret tooling in production).
@@ -47,12 +54,26 @@ def require_executable(name: str, how: str) -> str:
 @cache
 def render(kustomization: str) -> tuple[dict[str, Any], ...]:
     """``kubectl kustomize deploy/<kustomization>``, parsed."""
+    if kustomization == PRODUCTION_WITH_REDIS_CHECKPOINTS:
+        with tempfile.TemporaryDirectory(prefix="graflow-deploy-") as tmp:
+            copy = Path(tmp) / "deploy"
+            shutil.copytree(DEPLOY, copy)
+            overlay = copy / "overlays" / "production" / "kustomization.yaml"
+            text = overlay.read_text()
+            assert COMMENTED_COMPONENT in text, "the production overlay no longer offers " \
+                "the checkpoints-in-redis component as a commented-out line"
+            overlay.write_text(text.replace(COMMENTED_COMPONENT, ENABLED_COMPONENT))
+            return _kustomize(overlay.parent, kustomization)
+    return _kustomize(DEPLOY / kustomization, kustomization)
+
+
+def _kustomize(directory: Path, name: str) -> tuple[dict[str, Any], ...]:
     kubectl = require_executable(
         "kubectl", "it renders the Kustomize overlays offline (kubectl >= 1.27)")
-    proc = subprocess.run([kubectl, "kustomize", str(DEPLOY / kustomization)],
+    proc = subprocess.run([kubectl, "kustomize", str(directory)],
                           capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
-        pytest.fail(f"kubectl kustomize deploy/{kustomization} failed:\n{proc.stderr}",
+        pytest.fail(f"kubectl kustomize deploy/{name} failed:\n{proc.stderr}",
                     pytrace=False)
     return tuple(doc for doc in yaml.safe_load_all(proc.stdout) if doc)
 

