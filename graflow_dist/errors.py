@@ -207,6 +207,19 @@ class RetryLimitExceededError(TaskExecutionError):
     """A task with a retry policy failed on every allowed attempt."""
 
 
+class TaskTimeoutError(TaskExecutionError):
+    """A task ran past its timeout (``@task(timeout=...)`` or the worker's
+    ``--task-timeout-s``) on its last allowed attempt. On a worker its process was
+    killed; in process it was interrupted (see `graflow_dist.core.time_limit`)."""
+
+    def __init__(self, task_id: str, timeout_s: float, attempts: int = 1,
+                 session_id: str | None = None) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(task_id, f"timed out after {timeout_s:g} s (raise @task(timeout=...) "
+                         "or the worker's --task-timeout-s if it needs longer)", attempts,
+                         session_id)
+
+
 # --- human in the loop, handlers, coordination ------------------------------------------
 
 
