@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,8 +45,18 @@ class Metrics:
         self.tasks.labels(outcome=kind).inc()
         self.task_seconds.observe(duration_s)
 
+    def lease_lost(self) -> None:
+        self.leases_lost.inc()
 
-def serve_health(port: int, metrics: Metrics, ready: Callable[[], bool],
+
+class HasRegistry(Protocol):
+    """What `serve_health` serves: anything holding a registry (`Metrics`, a worker
+    supervisor's metrics)."""
+
+    registry: CollectorRegistry
+
+
+def serve_health(port: int, metrics: HasRegistry, ready: Callable[[], bool],
                  host: str = "0.0.0.0") -> ThreadingHTTPServer:
     """Serve the endpoints from a daemon thread; returns the server (``.shutdown()``)."""
 

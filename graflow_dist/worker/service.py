@@ -6,6 +6,11 @@ heartbeat thread renews its leases while tasks run. On SIGTERM it stops taking w
 lets the running task finish within the grace period and hands the rest back; when the
 grace period runs out it hands back the running task too, so it is re-dispatched at
 once instead of after its lease.
+
+``graflow-dist worker`` runs it in an executor process under a supervisor
+(`graflow_dist.worker.supervisor`): the worker publishes the job it holds and the task
+it runs, with that task's deadline, in its `ExecutorSlot`, and the supervisor kills
+and replaces the process when a task runs past its timeout or its run was cancelled.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from graflow_dist.trace.base import Tracer
 from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Batch, Event
 from graflow_dist.wire.task_records import WorkerStats
 from graflow_dist.worker.executor import Report, TaskExecutor
+from graflow_dist.worker.slot import ExecutorSlot
 
 DEFAULT_GRACE_PERIOD_S = 30.0
 # Reports of finished tasks are sent together, at most this many or this old, so fast
@@ -74,6 +80,11 @@ class Worker:
     tracer:
         Gets each task's hooks, continuing the trace of the run's submission
         (default: `NoopTracer`).
+    task_timeout_s:
+        Timeout of tasks without one of their own (0: none). Enforced by the
+        supervisor that reads ``slot``; without a slot nothing enforces it.
+    slot:
+        Where this worker publishes its job, task and deadline for its supervisor.
     """
 
     def __init__(
@@ -88,6 +99,8 @@ class Worker:
         grace_period_s: float = DEFAULT_GRACE_PERIOD_S,
         metrics: Any = None,
         tracer: Tracer | None = None,
+        task_timeout_s: float = 0.0,
+        slot: ExecutorSlot | None = None,
     ) -> None:
         if heartbeat_s >= lease_s:
             raise ValueError(f"heartbeat ({heartbeat_s} s) must be shorter than the lease "
@@ -98,6 +111,8 @@ class Worker:
         self.lease_s = lease_s
         self.heartbeat_s = heartbeat_s
         self.grace_period_s = grace_period_s
+        self.task_timeout_s = task_timeout_s
+        self.slot = slot
         self.metrics = metrics
         self.registration = self.broker.registration(self.name, self.queue,
                                                      int(max(lease_s * 3, 30)))
@@ -125,6 +140,8 @@ class Worker:
         beat.start()
         threading.Thread(target=self._flusher_loop, name="gf-flusher", daemon=True).start()
         self.ready.set()
+        if self.slot is not None:
+            self.slot.mark_ready()
         self.log.info("worker started", lease_s=self.lease_s, heartbeat_s=self.heartbeat_s)
         try:
             while not (stop.is_set() or self.stopping.is_set()):
@@ -212,7 +229,7 @@ class Worker:
         job.lost = True
         self.log.warning("lease lost: the job was re-dispatched elsewhere", job=job.job_id)
         if self.metrics is not None:
-            self.metrics.leases_lost.inc()
+            self.metrics.lease_lost()
 
     # --- work -----------------------------------------------------------------------
 
@@ -232,6 +249,8 @@ class Worker:
         job = CurrentJob(claimed.job_id, claimed.batch,
                          [s.token for s in claimed.batch.specs])
         self.current = job
+        if self.slot is not None:
+            self.slot.holding(job.job_id, job.batch.session_id)
         try:
             if claimed.run_status is None or not claimed.run_status.active:
                 self.log.info("skipping job of an inactive run", job=job.job_id,
@@ -242,6 +261,8 @@ class Worker:
                 self._run_batch(job)
         finally:
             self.current = None
+            if self.slot is not None:
+                self.slot.idle()
 
     def _reject(self, job_id: str, reason: str) -> None:
         """A malformed job: log it, keep it in rq's failed registry, re-dispatch its
@@ -267,10 +288,17 @@ class Worker:
             self._fail_all(job, exc)
             return
         ctx = self.executor.context(batch, graph)
+        slot = self.slot
         for spec in batch.specs:
             if self.stopping.is_set() or job.lost:
                 break
+            if slot is not None:
+                timeout = batch.timeouts.get(spec.task_id) or self.task_timeout_s
+                slot.running(spec.token, spec.task_id,
+                             time.monotonic() + timeout if timeout else 0.0, timeout)
             report = self.executor.run(ctx, spec, batch.enqueued_at)
+            if slot is not None:
+                slot.between_tasks()
             self._observe(spec, report)
             with job.lock:
                 if spec.token not in job.unfinished:
