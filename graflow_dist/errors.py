@@ -190,6 +190,15 @@ class ConsoleRequestError(GraflowError):
     """A web console request with a bad parameter (answered with status 400)."""
 
 
+class RunEndedError(GraflowError):
+    """An operation needs an active run (e.g. cancel) but the run already ended."""
+
+    def __init__(self, session_id: str, status: str) -> None:
+        self.session_id = session_id
+        self.status = status
+        super().__init__(f"run {session_id} is already {status}: nothing to cancel")
+
+
 class NotLeaderError(GraflowError):
     """The coordinator lost its leader lease; its in-memory state is discarded."""
 
