@@ -3,7 +3,9 @@
 ``python -m graflow_dist.worker.child --slot-fd N --name NAME ...`` is what
 `graflow_dist.worker.supervisor.Supervisor` runs for each executor; the Redis URL and
 the prefix come from the environment (never argv: ``ps`` would show a password).
-Not meant to be started by hand: ``graflow-dist worker`` does it.
+Not meant to be started by hand: ``graflow-dist worker`` does it. (Without
+``--slot-fd`` it runs a worker that nothing supervises: no timeouts, no stopping of
+cancelled tasks; bench/profile_services.py profiles it so.)
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class ExecutorSettings:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="graflow_dist.worker.child")
-    ap.add_argument("--slot-fd", type=int, required=True)
-    ap.add_argument("--name", required=True)
+    ap.add_argument("--slot-fd", type=int, default=None)
+    ap.add_argument("--name", default=None)
     ap.add_argument("--queue", default=None)
     ap.add_argument("--lease-s", type=float, default=DEFAULT_LEASE_S)
     ap.add_argument("--heartbeat-s", type=float, default=DEFAULT_HEARTBEAT_S)
@@ -85,10 +87,11 @@ def main(argv: list[str] | None = None) -> None:
         client = connect()
         wait_for_connection(client, None, args.startup_timeout_s,
                             lambda exc: log.warning("waiting for redis", error=str(exc)))
-        slot = ExecutorSlot.attach(args.slot_fd)
+        slot = None if args.slot_fd is None else ExecutorSlot.attach(args.slot_fd)
         worker = Worker(client, keyspace=Keyspace.from_env(), queue=args.queue, name=args.name,
                         lease_s=args.lease_s, heartbeat_s=args.heartbeat_s,
-                        grace_period_s=args.grace_period_s, metrics=SlotMetrics(slot),
+                        grace_period_s=args.grace_period_s,
+                        metrics=None if slot is None else SlotMetrics(slot),
                         tracer=tracer_from_name(args.tracer),
                         task_timeout_s=args.task_timeout_s, slot=slot)
     except GraflowError as exc:
@@ -96,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
-    threading.Thread(target=_watch_parent, args=(worker,), name="gf-parent",
-                     daemon=True).start()
+    if slot is not None:
+        threading.Thread(target=_watch_parent, args=(worker,), name="gf-parent",
+                         daemon=True).start()
     worker.run()
 
 

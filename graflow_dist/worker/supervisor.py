@@ -130,7 +130,8 @@ class Supervisor:
         self._stop = threading.Event()
         self._stop_deadline: float | None = None
         self._run_check_at = 0.0
-        self._outage = OutageLog(log, "worker supervisor")
+        # Quiet: its executors already log an outage once for this worker.
+        self._outage = OutageLog(log, "worker supervisor", level="debug")
         self.log = log.bind(supervisor=os.getpid(), queue=self.queue)
 
     # --- lifecycle ------------------------------------------------------------------
