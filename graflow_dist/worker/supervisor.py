@@ -221,12 +221,12 @@ class Supervisor:
             return
         code = executor.proc.poll()
         if code is not None:
-            clean = self._stop.is_set() and code == 0  # it unregistered itself
-            if not clean:
+            if not (self._stop.is_set() and code == 0):
                 self.log.warning("executor exited", executor=executor.name,
                                  pid=executor.proc.pid, status=code)
-            self._abandon(executor, SHUTDOWN if self._stop.is_set() else CRASHED,
-                          unregister=not clean)
+            # Unregistered again even after a clean exit: one that ran out of grace
+            # period exits without doing so.
+            self._abandon(executor, SHUTDOWN if self._stop.is_set() else CRASHED)
             self._replace(executor, CRASHED)
             return
         state = executor.slot.read()
@@ -261,13 +261,13 @@ class Supervisor:
         self._abandon(executor, reason, final)
         self._replace(executor, reason)
 
-    def _abandon(self, executor: Executor, reason: str, state: SlotState | None = None, *,
-                 unregister: bool = True) -> None:
+    def _abandon(self, executor: Executor, reason: str, state: SlotState | None = None
+                 ) -> None:
         """Queue the reports and releases for the job ``executor`` held (if any). Its
         registration goes too, unless a replacement reuses its name (given by the
         user), which then replaces it."""
         state = state or executor.slot.read()
-        unregister = unregister and self.base_name is None
+        unregister = self.base_name is None
         if state is None or state.state not in (HOLDING, RUNNING) or state.job_id is None:
             # Nothing we can name precisely: its lease expires and the reaper takes over.
             if unregister:

@@ -67,7 +67,9 @@ def test_a_while_true_task_times_out_is_retried_and_the_worker_keeps_serving(
     assert len(starts) == 2
     assert len({e.pid for e in starts}) == 2, "each attempt ran in a fresh executor"
     assert {e.worker_pid for e in starts} == {service.pid}
-    assert starts[1].ts - starts[0].ts < TIMEOUT_S + REPLACE_BOUND_S
+    retry_s = starts[1].ts - starts[0].ts - TIMEOUT_S
+    print(f"timeout to the retry running in a fresh executor: {retry_s:.2f} s")
+    assert retry_s < REPLACE_BOUND_S
     progress = run.progress()
     assert progress.running == 0 and progress.failed == 2
     assert cluster.client.zcard(cluster.keyspace.leases) == 0
@@ -100,7 +102,9 @@ def test_a_gil_holding_c_call_is_stopped_and_the_retry_completes(
     assert wait_run(run, timeout_s=60) == 42
     first, second = ledger.entries("start", "crunch")
     assert first.pid != second.pid and first.worker_pid == second.worker_pid
-    assert second.ts - first.ts < TIMEOUT_S + REPLACE_BOUND_S
+    retry_s = second.ts - first.ts - TIMEOUT_S
+    print(f"GIL-holding task: timeout to the retry running: {retry_s:.2f} s")
+    assert retry_s < REPLACE_BOUND_S
     assert run.context().frontier.crash_workers == {}  # a timeout, not a crash
 
 
@@ -206,6 +210,8 @@ def test_an_executor_that_dies_is_reported_at_once_not_after_its_lease(
     run = Client(cluster.url).submit(wf)
     assert wait_run(run, timeout_s=30) == "survived"
     first, second = ledger.entries("start", "fragile")
+    print(f"executor crash to the task running again: {second.ts - first.ts:.2f} s "
+          "(lease 20 s)")
     assert second.ts - first.ts < REPLACE_BOUND_S  # far within the 20 s lease
     workers = run.context().frontier.crash_workers["fragile"]
     assert len(workers) == 1 and f"-{first.worker_pid}-" in workers[0]
@@ -241,6 +247,8 @@ def test_sigterm_while_a_task_holds_the_gil_hands_it_back_after_the_grace_period
     assert wait_run(run, timeout_s=30) == "second attempt"
     second = ledger.entries("start", "crunch")[1]
     assert second.worker_pid != first.worker_pid
+    print(f"SIGTERM during a GIL-holding task to its restart elsewhere: "
+          f"{second.ts - terminated_at:.2f} s (grace 0.5 s, lease 20 s)")
     assert second.ts - terminated_at < REPLACE_BOUND_S  # handed back, not left to its lease
     assert run.context().frontier.crash_workers == {}
 
