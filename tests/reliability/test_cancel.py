@@ -91,7 +91,7 @@ def test_cancel_stops_a_running_task_within_the_bound(make_cluster: Any,
         assert run.session_id in str(exc) and "cancelled" in str(exc)
     again = cli(cluster.url, "cancel", run.session_id)
     assert again.returncode == 1
-    assert f"run {run.session_id} already ended (cancelled)" in again.stderr
+    assert f"run {run.session_id} is already cancelled: nothing to cancel" in again.stderr
     assert "Traceback" not in again.stderr
 
     # The worker keeps serving with its fresh executor.
@@ -116,7 +116,7 @@ def test_cancelling_a_completed_run_from_the_cli_exits_1(make_cluster: Any) -> N
     assert run.wait(timeout=30) == 1
     proc = cli(cluster.url, "cancel", run.session_id)
     assert proc.returncode == 1
-    assert f"run {run.session_id} already ended (completed): nothing to cancel" in proc.stderr
+    assert f"run {run.session_id} is already completed: nothing to cancel" in proc.stderr
     assert run.status() == "completed"
 
 
