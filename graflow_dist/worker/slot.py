@@ -11,6 +11,7 @@ detect a torn read and retry.
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import os
 import struct
@@ -25,11 +26,16 @@ IDLE, HOLDING, RUNNING = 0, 1, 2  # states: no job; a job, between tasks; a task
 DURATION_BUCKETS: tuple[float, ...] = tuple(Histogram.DEFAULT_BUCKETS)  # +Inf last
 OUTCOMES = ("done", "fail")  # report kinds counted per task
 
-_SEQ = struct.Struct("<Q")
+_SEQ = _U64 = struct.Struct("<Q")
+_F64 = struct.Struct("<d")
 _STATE = struct.Struct("<B3xIddII")  # state, pid, deadline, timeout_s, job len, task len
 _READY = struct.Struct("<B")
 _COUNTS = struct.Struct(f"<{len(OUTCOMES)}QQd{len(DURATION_BUCKETS)}Q")
 _SEQ_AT, _STATE_AT, _READY_AT, _COUNTS_AT = 0, 8, 40, 48
+# Where each counter lives: outcomes, leases lost, duration sum, buckets.
+_LOST_AT = _COUNTS_AT + 8 * len(OUTCOMES)
+_SUM_AT = _LOST_AT + 8
+_BUCKETS_AT = _SUM_AT + 8
 _PAYLOAD_MAX = 16 * 1024
 _JOB_AT = 256
 _TASK_AT = _JOB_AT + _PAYLOAD_MAX
@@ -77,6 +83,11 @@ class ExecutorSlot:
         self.fd = fd
         self._seq = 0
         self._counts_lock = threading.Lock()
+        # The executor's own copy of its counters: it writes only the ones that change.
+        self._outcomes = [0] * len(OUTCOMES)
+        self._leases_lost = 0
+        self._duration_sum = 0.0
+        self._buckets = [0] * len(DURATION_BUCKETS)
 
     @classmethod
     def create(cls) -> ExecutorSlot:
@@ -148,22 +159,21 @@ class ExecutorSlot:
     def count_task(self, outcome: str, duration_s: float) -> None:
         if outcome not in OUTCOMES:
             return
+        i = OUTCOMES.index(outcome)
+        bucket = bisect.bisect_left(DURATION_BUCKETS, duration_s)  # le: upper bounds
+        memory = self.memory
         with self._counts_lock:
-            values = list(_COUNTS.unpack_from(self.memory, _COUNTS_AT))
-            values[OUTCOMES.index(outcome)] += 1
-            values[len(OUTCOMES) + 1] += duration_s
-            first_bucket = len(OUTCOMES) + 2
-            for i, bound in enumerate(DURATION_BUCKETS):
-                if duration_s <= bound:
-                    values[first_bucket + i] += 1
-                    break
-            _COUNTS.pack_into(self.memory, _COUNTS_AT, *values)
+            self._outcomes[i] += 1
+            self._duration_sum += duration_s
+            self._buckets[bucket] += 1
+            _U64.pack_into(memory, _COUNTS_AT + 8 * i, self._outcomes[i])
+            _F64.pack_into(memory, _SUM_AT, self._duration_sum)
+            _U64.pack_into(memory, _BUCKETS_AT + 8 * bucket, self._buckets[bucket])
 
     def count_lease_lost(self) -> None:
         with self._counts_lock:
-            values = list(_COUNTS.unpack_from(self.memory, _COUNTS_AT))
-            values[len(OUTCOMES)] += 1
-            _COUNTS.pack_into(self.memory, _COUNTS_AT, *values)
+            self._leases_lost += 1
+            _U64.pack_into(self.memory, _LOST_AT, self._leases_lost)
 
     # --- the supervisor reads ------------------------------------------------------
 

@@ -42,12 +42,14 @@ from graflow_dist.errors import TaskTimeoutError, error_attributes
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Event
 from graflow_dist.worker.child import ExecutorSettings
-from graflow_dist.worker.slot import HOLDING, RUNNING, ExecutorSlot, SlotState
+from graflow_dist.worker.slot import HOLDING, IDLE, RUNNING, ExecutorSlot, SlotState
 from graflow_dist.worker.supervisor_metrics import SupervisorMetrics
 
-# How often the slots are read (the resolution of timeouts) and how often the runs of
-# held jobs are looked up (the delay of a cancellation), in seconds.
+# How often the slots are read while an executor holds a job (the resolution of
+# timeouts) and while all are idle, and how often the runs of held jobs are looked up
+# (the delay of a cancellation), in seconds.
 DEFAULT_POLL_S = 0.05
+DEFAULT_IDLE_POLL_S = 0.25
 DEFAULT_RUN_CHECK_S = 0.5
 # On SIGTERM an executor gets its grace period plus this to hand back and exit.
 _SHUTDOWN_MARGIN_S = 1.0
@@ -72,6 +74,7 @@ class Executor:
     started_at: float = 0.0
     quick_exits: int = 0
     start_after: float = 0.0
+    busy: bool = False  # held a job at the last look
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -161,7 +164,9 @@ class Supervisor:
                 if time.monotonic() >= self._run_check_at and not self._stop.is_set():
                     self._check_runs()
                 self._release_abandoned()
-                time.sleep(self.poll_s)  # not _stop.wait: a stop must not spin the loop
+                # not _stop.wait: a stop must not spin the loop
+                time.sleep(self.poll_s if self._busy or self._stop.is_set()
+                           else DEFAULT_IDLE_POLL_S)
             self._release_abandoned(until=time.monotonic() + self.settings.lease_s)
         finally:
             for executor in self.executors:
@@ -213,8 +218,13 @@ class Supervisor:
             executor.quick_exits = 0
             self._start(executor)
 
+    @property
+    def _busy(self) -> bool:
+        return any(e.busy for e in self.executors)
+
     def _check(self, executor: Executor) -> None:
         now = time.monotonic()
+        executor.busy = False
         if executor.proc is None:
             if not self._stop.is_set() and now >= executor.start_after:
                 self._start(executor)
@@ -232,6 +242,7 @@ class Supervisor:
         state = executor.slot.read()
         if state is None:
             return
+        executor.busy = state.state != IDLE
         if state.state == RUNNING and state.deadline and now >= state.deadline:
             self._kill(executor, TIMEOUT, state)
         elif self._stop_deadline is not None and now >= self._stop_deadline:
