@@ -89,6 +89,9 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
     """Run a worker: a supervisor and N executor processes that claim task batches from
     the queue and execute them; the supervisor kills and replaces an executor whose task
     ran past its timeout or whose run was cancelled."""
+    if heartbeat_s >= lease_s:
+        raise click.BadParameter(f"{heartbeat_s} s must be shorter than the lease "
+                                 f"(--lease-s {lease_s})", param_hint="--heartbeat-s")
     # Checked before starting executors: ones that cannot connect would be replaced
     # forever instead of reporting the error.
     client = _connected(ctx, startup_timeout_s)
