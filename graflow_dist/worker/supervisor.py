@@ -37,7 +37,6 @@ import structlog
 from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import REDIS_URL_ENV, TRANSIENT_ERRORS
 from graflow_dist.broker.keys import PREFIX_ENV, Keyspace
-from graflow_dist.embedded.processes import kill_process, send_signal
 from graflow_dist.errors import TaskTimeoutError, error_attributes
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Event
@@ -171,7 +170,7 @@ class Supervisor:
         finally:
             for executor in self.executors:
                 if executor.proc is not None:
-                    kill_process(executor.proc)
+                    _kill(executor.proc)
                 executor.slot.close()
             self.log.info("worker supervisor stopped")
 
@@ -180,7 +179,7 @@ class Supervisor:
                                + _SHUTDOWN_MARGIN_S)
         for executor in self.executors:
             if executor.proc is not None:
-                send_signal(executor.proc, signal.SIGTERM)
+                executor.proc.send_signal(signal.SIGTERM)  # a no-op once it was reaped
 
     # --- executors --------------------------------------------------------------------
 
@@ -256,7 +255,7 @@ class Supervisor:
         if reason != SHUTDOWN and (now is None or now.job_id != seen.job_id
                                    or now.token != seen.token):
             return  # it moved on meanwhile: look again at the next poll
-        kill_process(executor.proc)
+        _kill(executor.proc)
         final = executor.slot.read() or seen
         if reason == TIMEOUT:
             self.metrics.timeouts.inc()
@@ -359,3 +358,10 @@ class Supervisor:
                 events.append(Event(HANDBACK, session_id, token=token, worker=item.worker,
                                     error=f"handed back by worker {item.worker} ({item.reason})"))
         return events
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL an executor and reap it (Popen never signals a process it already reaped,
+    whose PID may be another's by now)."""
+    proc.kill()
+    proc.wait()
