@@ -98,6 +98,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def children_of(pid: int) -> list[int]:
+    """The child processes of ``pid`` (Linux /proc): a ``graflow-dist worker`` is a
+    supervisor whose executor processes run the tasks."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(child) for child in fh.read().split()]
+    except OSError:
+        return []
+
+
 def tail(path: Path, n: int = 2000) -> str:
     try:
         return path.read_bytes()[-n:].decode(errors="replace")

@@ -47,21 +47,22 @@ from benchlib import (  # noqa: E402
 )
 
 from graflow_dist import Client  # noqa: E402
+from graflow_dist.broker.connection import REDIS_URL_ENV  # noqa: E402
 from graflow_dist.broker.keys import Keyspace  # noqa: E402
 from graflow_dist.embedded import RedisServer  # noqa: E402
 
 cloudpickle.register_pickle_by_value(benchlib)
 
 
-# Runs `graflow_dist.cli.main` under cProfile with the chosen clock; the profile is
-# written when the service exits (SIGTERM makes it stop gracefully).
+# Runs a module under cProfile with the chosen clock; the profile is written when the
+# service exits (SIGTERM makes it stop gracefully).
 _WRAPPER = """
 import cProfile, runpy, sys, time
-out, clock = sys.argv[1], sys.argv[2]
-sys.argv = ["graflow-dist", *sys.argv[3:]]
+out, clock, module = sys.argv[1], sys.argv[2], sys.argv[3]
+sys.argv = [module, *sys.argv[4:]]
 prof = cProfile.Profile(time.process_time if clock == "cpu" else time.perf_counter)
 try:
-    prof.runcall(runpy.run_module, "graflow_dist.cli.main", run_name="__main__")
+    prof.runcall(runpy.run_module, module, run_name="__main__")
 except SystemExit:
     pass
 finally:
@@ -70,7 +71,14 @@ finally:
 
 
 def service(kind: str, url: str, out: Path, extra: list[str], clock: str) -> list[str]:
-    return [sys.executable, "-c", _WRAPPER, str(out), clock, "--redis-url", url, kind, *extra]
+    """A coordinator (``graflow-dist coordinator``), or a worker's executor process run
+    on its own: where a worker's task code and reports run (its supervisor only polls
+    and is left out)."""
+    if kind == "worker":
+        return [sys.executable, "-c", _WRAPPER, str(out), clock, "graflow_dist.worker.child",
+                "--name", out.stem, *extra]
+    return [sys.executable, "-c", _WRAPPER, str(out), clock, "graflow_dist.cli.main",
+            "--redis-url", url, kind, *extra]
 
 
 CLOCK = ["cpu"]
@@ -117,7 +125,8 @@ def main() -> int:
                 Path(tmpdir) / "coordinator.log")
             workers = [children.spawn(service("worker", url, tmp / f"worker-{i}.prof", [],
                                               args.clock),
-                                      Path(tmpdir) / f"worker-{i}.log")
+                                      Path(tmpdir) / f"worker-{i}.log",
+                                      env={**os.environ, REDIS_URL_ENV: url})
                        for i in range(args.workers)]
             client_r = redis.Redis.from_url(url)
             ks = Keyspace.from_env()

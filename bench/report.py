@@ -46,6 +46,7 @@ DERIVED: list[tuple[str, str, str, Callable[[Entry], float | None]]] = [
     ("CPU ms/task, fan-out (all)", "ms", "fanout",
      lambda e: sum(e["cpu_ms_per_task"].values())),
     ("peak RSS per worker", "MB", "scale", lambda e: _rss(e, "workers")),
+    ("peak RSS worker supervisor", "MB", "scale", lambda e: _rss(e, "worker supervisors")),
     ("peak RSS coordinator", "MB", "scale", lambda e: _rss(e, "coordinator")),
     ("peak RSS client", "MB", "scale", lambda e: _rss(e, "client")),
 ]

@@ -30,6 +30,7 @@ from graflow_dist.core.workflow import WorkflowContext
 from graflow_dist.errors import (
     FeedbackError,
     RunActiveError,
+    RunEndedError,
     RunTimeoutError,
     TaskStateError,
     UnknownFeedbackError,
@@ -343,6 +344,12 @@ class WorkflowRun:
         return self.channel().get(f"{task_id}.__result__", default)
 
     def cancel(self, reason: str = "cancelled by client") -> None:
+        """End the run as cancelled. Workers stop its running tasks (their processes
+        are killed and replaced) within about a second of the coordinator's decision,
+        and release their leases. Raises `RunEndedError` if the run already ended."""
+        record = self.record()
+        if record.status.finished:
+            raise RunEndedError(self.session_id, record.status.value)
         self.client.broker.events.publish(Event(CANCEL, self.session_id, error=reason))
 
     def context(self) -> ExecutionContext:

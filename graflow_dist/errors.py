@@ -221,6 +221,15 @@ class ConsoleRequestError(GraflowError):
     """A web console request with a bad parameter (answered with status 400)."""
 
 
+class RunEndedError(GraflowError):
+    """An operation needs an active run (e.g. cancel) but the run already ended."""
+
+    def __init__(self, session_id: str, status: str) -> None:
+        self.session_id = session_id
+        self.status = status
+        super().__init__(f"run {session_id} is already {status}: nothing to cancel")
+
+
 class NotLeaderError(GraflowError):
     """The coordinator lost its leader lease; its in-memory state is discarded."""
 
@@ -240,6 +249,19 @@ class PermissionDeniedError(GraflowError):
 
 class RetryLimitExceededError(TaskExecutionError):
     """A task with a retry policy failed on every allowed attempt."""
+
+
+class TaskTimeoutError(TaskExecutionError):
+    """A task ran past its timeout (``@task(timeout=...)`` or the worker's
+    ``--task-timeout-s``) on its last allowed attempt. On a worker its process was
+    killed; in process it was interrupted (see `graflow_dist.core.time_limit`)."""
+
+    def __init__(self, task_id: str, timeout_s: float, attempts: int = 1,
+                 session_id: str | None = None) -> None:
+        self.timeout_s = timeout_s
+        super().__init__(task_id, f"timed out after {timeout_s:g} s (raise @task(timeout=...) "
+                         "or the worker's --task-timeout-s if it needs longer)", attempts,
+                         session_id)
 
 
 # --- human in the loop, handlers, coordination ------------------------------------------

@@ -21,7 +21,12 @@ os.environ.setdefault("GRAFLOW_DIST_SECRET", "bench-" + secrets.token_hex(16))
 
 import benchlib  # noqa: E402
 import cloudpickle  # noqa: E402
-from benchlib import CountingRedis, chain_workflow, fanout_workflow  # noqa: E402
+from benchlib import (  # noqa: E402
+    CountingRedis,
+    chain_workflow,
+    children_of,
+    fanout_workflow,
+)
 
 from graflow_dist import Client  # noqa: E402
 from graflow_dist.embedded.cluster import LocalCluster  # noqa: E402
@@ -63,8 +68,10 @@ class GraflowDistAdapter(Adapter):
 
     def pids(self) -> dict[str, list[int]]:
         assert self.cluster.coordinator is not None
+        # A worker is a supervisor and its executor process (which runs the tasks).
         return {"coordinator": [self.cluster.coordinator.pid],
-                "workers": [w.pid for w in self.cluster.workers]}
+                "workers": [c for w in self.cluster.workers for c in children_of(w.pid)],
+                "worker supervisors": [w.pid for w in self.cluster.workers]}
 
     def versions(self) -> dict[str, str]:
         return versions("graflow-dist", "rq", "redis", "cloudpickle", "msgpack")

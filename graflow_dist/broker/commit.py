@@ -104,10 +104,10 @@ class Commit:
         self.commands.append(["HSET", keys.meta, RunField.LAST_TASK, task_id])
 
     def jobs(self, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-             live_workers: int) -> None:
+             live_workers: int, timeouts: dict[str, float] | None = None) -> None:
         if specs:
             self.commands += job_commands(self.keyspace, record, specs, max_batch,
-                                          live_workers)
+                                          live_workers, timeouts)
 
     def run_ended(self, keys: RunKeys, end: RunEnd) -> None:
         fields: list[Any] = [RunField.STATUS, end.status.value,

@@ -61,8 +61,11 @@ def job_id_prefix(session_id: str) -> str:
 
 
 def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-                 live_workers: int) -> list[list[Any]]:
-    """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token."""
+                 live_workers: int, timeouts: dict[str, float] | None = None
+                 ) -> list[list[Any]]:
+    """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token;
+    ``timeouts`` (task id -> seconds) go with the batches of those tasks."""
+    timeouts = timeouts or {}
     queue = record.queue
     stamp = rq_timestamp(time.time())
     size = batch_size(len(specs), max_batch, live_workers)
@@ -71,7 +74,9 @@ def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], m
     for start in range(0, len(specs), size):
         chunk = specs[start:start + size]
         batch = Batch(record.session_id, record.graph_hash, chunk, record.trace_id,
-                      record.default_max_cycles, traceparent=record.traceparent)
+                      record.default_max_cycles, traceparent=record.traceparent,
+                      timeouts={s.task_id: timeouts[s.task_id] for s in chunk
+                                if s.task_id in timeouts})
         job_id = job_id_prefix(record.session_id) + chunk[0].token
         names = ",".join(s.task_id for s in chunk)
         cmds.append([

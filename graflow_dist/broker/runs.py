@@ -175,6 +175,15 @@ class RunStore:
                 raise
             raise self.repair.wrong_type_error(what, expected) from None
 
+    def statuses(self, session_ids: list[str]) -> dict[str, RunStatus | None]:
+        """The status of each run, in one round trip; None for a run that does not
+        exist (expired, wiped) or whose status is unreadable."""
+        pipe = self.client.pipeline(transaction=False)
+        for sid in session_ids:
+            pipe.hget(self.keyspace.run(sid).meta, RunField.STATUS)
+        return {sid: RunStatus.parse((raw or b"").decode(errors="replace"))
+                for sid, raw in zip(session_ids, pipe.execute(), strict=True)}
+
     def recent(self, limit: int = 50, offset: int = 0) -> list[RunRecord]:
         """Runs newest first (damaged records are left out)."""
         if limit <= 0:

@@ -132,7 +132,8 @@ def watch(ctx: click.Context, session: str) -> None:
 @click.option("--reason", default="cancelled from the command line")
 @click.pass_context
 def cancel(ctx: click.Context, session: str, reason: str) -> None:
-    """Cancel a run."""
+    """Cancel a run: it ends as cancelled and its running tasks are stopped. A run that
+    already ended is left as it is (exit status 1)."""
     client_from(ctx).attach(session).cancel(reason)
     click.echo(f"cancellation of {session} requested")
 

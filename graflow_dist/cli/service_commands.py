@@ -27,8 +27,7 @@ from graflow_dist.coordinator.service import (
     DEFAULT_RUN_TTL_S,
     Coordinator,
 )
-from graflow_dist.embedded.processes import ServiceProcess
-from graflow_dist.errors import ConfigurationError, ConnectionConfigError, GraflowError
+from graflow_dist.errors import ConnectionConfigError, GraflowError
 from graflow_dist.limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -38,28 +37,29 @@ from graflow_dist.limits import (
     MAX_VALUE_BYTES_ENV,
     Limits,
 )
+from graflow_dist.observability.logging import LOG_FORMAT_ENV, LOG_LEVEL_ENV
 from graflow_dist.observability.metrics import (
     COORDINATOR,
     DEFAULT_METRICS_HOST,
     METRICS_HOST_ENV,
-    POOL,
-    WORKER,
     Metrics,
     serve_health,
 )
-from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES, tracer_from_name
+from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES
 from graflow_dist.web.settings import DEFAULT_PORT as DEFAULT_UI_PORT
 from graflow_dist.wire.signing import load_secret
+from graflow_dist.worker.child import ExecutorSettings
 from graflow_dist.worker.service import (
     DEFAULT_GRACE_PERIOD_S,
     DEFAULT_HEARTBEAT_S,
     DEFAULT_LEASE_S,
-    Worker,
 )
+from graflow_dist.worker.supervisor import Supervisor
 
 log = structlog.get_logger("graflow_dist.cli")
 STARTUP_TIMEOUT_ENV = "GRAFLOW_DIST_STARTUP_TIMEOUT_S"
 METRICS_PORT_ENV = "GRAFLOW_DIST_METRICS_PORT"
+TASK_TIMEOUT_ENV = "GRAFLOW_DIST_TASK_TIMEOUT_S"
 
 startup_timeout_option = click.option(
     "--startup-timeout-s", type=SECONDS_OR_ZERO, envvar=STARTUP_TIMEOUT_ENV, default=0.0,
@@ -105,7 +105,7 @@ def _on_sigterm(handler: Any) -> None:
 @cli.command()
 @click.option("--queue", type=NAME, default=None, help="RQ queue name (default: the prefix).")
 @click.option("--concurrency", type=count(1), default=1, show_default=True,
-              help="Worker processes to run (each claims and runs tasks on its own).")
+              help="Executor processes to run (each claims and runs tasks on its own).")
 @click.option("--name", type=NAME, default=None,
               help="Worker name (default: host-pid-random).")
 @click.option("--lease-s", type=SECONDS, envvar="GRAFLOW_DIST_LEASE_S",
@@ -129,82 +129,49 @@ def _on_sigterm(handler: Any) -> None:
               default="auto", show_default=True,
               help="Task tracing: otel (spans through the process's OpenTelemetry SDK), "
                    "console, noop; auto is otel when opentelemetry-api is installed.")
+@click.option("--task-timeout-s", type=click.FloatRange(min=0), envvar=TASK_TIMEOUT_ENV,
+              default=0.0, show_default=True,
+              help="Timeout of tasks without @task(timeout=...): past it the process running "
+                   "the task is killed and replaced, and the task fails with "
+                   f"TaskTimeoutError (retried per its policy); 0: none [env {TASK_TIMEOUT_ENV}].")
 @startup_timeout_option
 @click.pass_context
 def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | None,
            lease_s: float, heartbeat_s: float, grace_period_s: float,
            metrics_port: int, metrics_host: str, max_result_bytes: int, max_value_bytes: int,
-           max_message_bytes: int, tracer_name: str, startup_timeout_s: float) -> None:
-    """Run a worker: claim task batches from the queue and execute them."""
+           max_message_bytes: int, tracer_name: str, task_timeout_s: float,
+           startup_timeout_s: float) -> None:
+    """Run a worker: a supervisor and N executor processes that claim task batches from
+    the queue and execute them; the supervisor kills and replaces an executor whose task
+    ran past its timeout or whose run was cancelled."""
     if heartbeat_s >= lease_s:
-        raise ConfigurationError(f"--heartbeat-s ({heartbeat_s}) must be shorter than "
-                                 f"--lease-s ({lease_s})")
-    limits = Limits(max_result_bytes, max_value_bytes, max_message_bytes)
-    # Checked before starting a pool too: children that cannot connect would be
-    # replaced forever instead of reporting the error.
+        raise click.BadParameter(f"{heartbeat_s} s must be shorter than the lease "
+                                 f"(--lease-s {lease_s})", param_hint="--heartbeat-s")
+    # Checked before starting executors: ones that cannot connect would be replaced
+    # forever instead of reporting the error.
     client = _connected(ctx, startup_timeout_s, WORKER_ROLE, queue, name)
-    if concurrency > 1:
-        client.close()
-        options = ["--lease-s", str(lease_s), "--heartbeat-s", str(heartbeat_s),
-                   "--grace-period-s", str(grace_period_s),
-                   "--startup-timeout-s", str(startup_timeout_s), "--tracer", tracer_name,
-                   "--metrics-host", metrics_host,
-                   "--max-result-bytes", str(max_result_bytes),
-                   "--max-value-bytes", str(max_value_bytes),
-                   "--max-message-bytes", str(max_message_bytes)]
-        if queue:
-            options += ["--queue", queue]
-        _worker_pool(ctx, concurrency, options, name, metrics_port, metrics_host)
-        return
-    metrics = Metrics(WORKER)
-    w = Worker(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]), queue=queue, name=name,
-               lease_s=lease_s, heartbeat_s=heartbeat_s, grace_period_s=grace_period_s,
-               metrics=metrics, tracer=tracer_from_name(tracer_name), limits=limits)
+    settings = ExecutorSettings(queue=queue, lease_s=lease_s, heartbeat_s=heartbeat_s,
+                                grace_period_s=grace_period_s, tracer=tracer_name,
+                                task_timeout_s=task_timeout_s,
+                                limits=Limits(max_result_bytes, max_value_bytes,
+                                              max_message_bytes))
+    logging = ctx.find_root().params  # the executors log like their supervisor
+    env = {env_name: logging[option] for option, env_name in
+           (("log_format", LOG_FORMAT_ENV), ("log_level", LOG_LEVEL_ENV)) if logging.get(option)}
+    supervisor = Supervisor(client, keyspace=Keyspace.from_env(ctx.obj["prefix"]),
+                            redis_url=ctx.obj["redis_url"], concurrency=concurrency, name=name,
+                            settings=settings, env=env)
     if metrics_port:
         redis_answers = RedisProbe(client)
 
         def ready() -> tuple[bool, str]:
-            if not w.ready.is_set():
-                return False, "starting"
+            if not supervisor.ready():
+                return False, "starting executors"
             return (True, "working") if redis_answers() else (False, "redis unreachable")
 
-        serve_health(metrics_port, metrics, ready, metrics_host)
-    _on_sigterm(w.request_stop)
-    w.run()
-
-
-def _worker_pool(ctx: click.Context, concurrency: int, options: list[str],
-                 name: str | None, metrics_port: int, metrics_host: str) -> None:
-    """N single worker processes; SIGTERM is passed on, a crashed child is replaced.
-
-    With a metrics port P the pool serves /livez and /readyz (all children alive) on P
-    and child i serves its own /metrics on P + 1 + i.
-    """
-
-    def spawn(i: int) -> ServiceProcess:
-        child_opts = [*options, "--metrics-port", str(metrics_port + 1 + i if metrics_port
-                                                      else 0)]
-        if name:
-            child_opts += ["--name", f"{name}-{i}"]
-        return ServiceProcess("worker", ctx.obj["redis_url"], child_opts,
-                              prefix=ctx.obj["prefix"]).start()
-
-    children = [spawn(i) for i in range(concurrency)]
-    if metrics_port:
-        serve_health(metrics_port, Metrics(POOL), lambda: all(c.alive() for c in children),
-                     metrics_host)
-    stopping = threading.Event()
-    _on_sigterm(stopping.set)
-    while not stopping.wait(0.5):
-        for i, child in enumerate(children):
-            if not child.alive():
-                click.echo(f"worker process {child.pid} exited; starting a replacement",
-                           err=True)
-                children[i] = spawn(i)
-    for child in children:
-        child.signal_group(signal.SIGTERM)
-    for child in children:
-        child.stop()
+        serve_health(metrics_port, supervisor.metrics, ready, metrics_host)
+    _on_sigterm(supervisor.request_stop)
+    supervisor.run()
 
 
 @cli.command()

@@ -8,7 +8,12 @@ from graflow_dist.broker import Commit
 from graflow_dist.broker.keys import RunKeys
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.channels.base import result_key
-from graflow_dist.errors import DeadLetterError, GraflowError, error_from_name
+from graflow_dist.errors import (
+    DeadLetterError,
+    GraflowError,
+    TaskTimeoutError,
+    error_from_name,
+)
 from graflow_dist.scheduler.events import CheckpointRequest, Decision, RunEnd, RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import TaskSpec
@@ -97,6 +102,9 @@ class RunState:
                     self.results[result_key(event.task_id)] = event.result
                 self.dynamic.update(event.dynamic)
                 self.last_task = event.task_id
+        elif event.kind == FAIL and event.error_type == TaskTimeoutError.__name__:
+            self.failures += 1
+            decision = self.scheduler.timed_out(event.token, _timeout_of(event), now=now)
         elif event.kind == FAIL:
             self.failures += 1
             error = (error_from_name(event.error_type, event.error, event.error_data)
@@ -118,6 +126,11 @@ class RunState:
         self.take(decision)
         return decision
 
+    def _timeouts(self, specs: list[TaskSpec]) -> dict[str, float]:
+        nodes = self.scheduler.shape.nodes
+        return {s.task_id: timeout for s in specs
+                if s.task_id in nodes and (timeout := nodes[s.task_id].timeout) is not None}
+
     def write(self, commit: Commit, max_batch: int, live_workers: int) -> None:
         """Put everything to write for this run now on ``commit``: frontier deltas,
         results, new jobs, its end."""
@@ -137,7 +150,18 @@ class RunState:
         if self.last_task is not None:
             commit.last_task(self.keys, self.last_task)
         if self.end is None:
-            commit.jobs(self.record, self.dispatch, max_batch, live_workers)
+            commit.jobs(self.record, self.dispatch, max_batch, live_workers,
+                        self._timeouts(self.dispatch))
         self.dispatch = []
         if self.end is not None:
             commit.run_ended(self.keys, self.end)
+
+
+def _timeout_of(event: Event) -> float:
+    """The limit a timed-out task ran past, as its report states it (0 if unreadable:
+    the message only shows it)."""
+    seconds = event.error_data.get("timeout_s")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+            0 < seconds < float("inf")):
+        return 0.0
+    return float(seconds)

@@ -25,6 +25,7 @@ def task(
     max_retries: int | None = None,
     retry_policy: RetryPolicy | None = None,
     handler: str | TaskHandler | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], TaskWrapper]: ...
 
 
@@ -38,13 +39,19 @@ def task(
     max_retries: int | None = None,
     retry_policy: RetryPolicy | None = None,
     handler: str | TaskHandler | None = None,
+    timeout: float | None = None,
 ) -> TaskWrapper | Callable[[Callable[..., Any]], TaskWrapper]:
     """Declare a task: ``@task``, ``@task("id")`` or ``@task(id=..., inject_context=...,
-    max_cycles=..., max_retries=..., retry_policy=..., handler=...)``.
+    max_cycles=..., max_retries=..., retry_policy=..., handler=..., timeout=...)``.
 
     The task id is the function's name unless given. Inside ``with workflow(...)`` the
     task joins that workflow's graph as soon as it is declared. ``handler`` is a
     `TaskHandler` or the name of a registered one (see `graflow_dist.core.handler`).
+    ``timeout`` (seconds) bounds each run of the task: past it the run fails with
+    `TaskTimeoutError` and is retried per the task's retry policy. A worker kills and
+    replaces the process running it (so even code that never yields stops); the
+    in-process engine interrupts it (see `graflow_dist.core.time_limit` for what it
+    cannot interrupt).
     """
 
     def decorate(func: Callable[..., Any]) -> TaskWrapper:
@@ -58,6 +65,7 @@ def task(
             max_retries=max_retries,
             retry_policy=retry_policy,
             handler=handler,
+            timeout=timeout,
         )
 
     if callable(id_or_func) and not isinstance(id_or_func, str):

@@ -14,8 +14,14 @@ from graflow_dist.core.context import ExecutionContext, use_engine
 from graflow_dist.core.dynamic import adopt
 from graflow_dist.core.handler import TaskHandler, check_handler
 from graflow_dist.core.invoke import Invocation, invoke_task
+from graflow_dist.core.time_limit import call_with_time_limit
 from graflow_dist.core.waiting import Waiting, stop_waiting
-from graflow_dist.errors import FeedbackTimeoutError, GraflowError, ParallelGroupError
+from graflow_dist.errors import (
+    FeedbackTimeoutError,
+    GraflowError,
+    ParallelGroupError,
+    TaskTimeoutError,
+)
 from graflow_dist.scheduler.events import Decision, RunEnd
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.scheduler.state import Scheduler
@@ -65,7 +71,7 @@ class WorkflowEngine:
                         ready.extend(self._wait_for_retries(scheduler))
                         continue
                     batch = self._take_batch(context, scheduler, ready)
-                    for spec, invocation in self._run_batch(context, batch):
+                    for spec, invocation in self._run_batch(context, scheduler, batch):
                         if invocation.parked is not None:  # a parking manager in process
                             request = invocation.parked
                             invocation.error = FeedbackTimeoutError(request.feedback_id,
@@ -127,14 +133,25 @@ class WorkflowEngine:
         return batch
 
     def _run_batch(
-        self, context: ExecutionContext, batch: list[TaskSpec]
+        self, context: ExecutionContext, scheduler: Scheduler, batch: list[TaskSpec]
     ) -> list[tuple[TaskSpec, Invocation]]:
         if not batch:
             return []
 
         def run(spec: TaskSpec) -> tuple[TaskSpec, Invocation]:
             task = context.graph.get_node(spec.task_id)
-            return spec, invoke_task(task, context, spec, handlers=self._handlers)
+            timeout = scheduler.shape.node(spec.task_id).timeout
+            if timeout is None:
+                return spec, invoke_task(task, context, spec, handlers=self._handlers)
+            invocation, expired = call_with_time_limit(
+                timeout, lambda: invoke_task(task, context, spec, handlers=self._handlers))
+            if not expired:
+                assert invocation is not None
+                return spec, invocation
+            error = TaskTimeoutError(spec.task_id, timeout, spec.attempt, context.session_id)
+            if invocation is None:  # interrupted before invoke_task could tell the tracer
+                context.tracer.on_task_end(task, context, None, error)
+            return spec, Invocation(error=error, error_text=error.cause, timed_out=timeout)
 
         group_id = batch[0].group
         if group_id is None:
@@ -150,6 +167,9 @@ class WorkflowEngine:
         invocation: Invocation,
         failures: dict[str, BaseException],
     ) -> Decision:
+        if invocation.timed_out is not None:
+            failures.pop(spec.task_id, None)  # the run's own TaskTimeoutError says it all
+            return scheduler.timed_out(spec.token, invocation.timed_out, now=time.time())
         if invocation.ok:
             failures.pop(spec.task_id, None)
             adopt(context.graph, invocation.new_tasks)

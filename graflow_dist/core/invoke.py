@@ -50,6 +50,7 @@ class Invocation:
     traceback: str = ""
     new_tasks: dict[str, DynamicNode] = field(default_factory=dict)
     parked: FeedbackRequest | None = None  # the task waits for this request's answer
+    timed_out: float | None = None  # the timeout it ran past (the engine's time limit)
 
     @property
     def ok(self) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -85,6 +86,17 @@ class Executable:
         return ParallelGroup([self.leftmost, other.leftmost])
 
 
+def checked_timeout(timeout: float | None, task_id: str) -> float | None:
+    """A task's timeout in seconds: None (no limit of its own) or a finite number > 0."""
+    if timeout is None:
+        return None
+    if (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout) or timeout <= 0):
+        raise ValueError(f"task {task_id!r}: timeout must be a number of seconds > 0 "
+                         f"(or None for no limit), got {timeout!r}")
+    return float(timeout)
+
+
 def _flatten(ex: Executable) -> list[Executable]:
     return list(ex.tasks) if isinstance(ex, SequentialTask) else [ex]
 
@@ -94,8 +106,11 @@ class TaskWrapper(Executable):
 
     Calling it with no arguments runs the function (outside any workflow); calling it
     with keyword arguments creates a new task instance with those arguments bound
-    (``task_id=`` names it), as in Graflow.
+    (``task_id=`` names it), as in Graflow; the instance keeps the task's settings
+    (``timeout`` included).
     """
+
+    timeout: float | None = None  # also for tasks pickled before timeouts existed
 
     def __init__(
         self,
@@ -107,11 +122,13 @@ class TaskWrapper(Executable):
         max_cycles: int | None = None,
         max_retries: int | None = None,
         retry_policy: RetryPolicy | None = None,
+        timeout: float | None = None,
         bound_kwargs: dict[str, Any] | None = None,
         register_to_context: bool = True,
         handler: str | TaskHandler | None = None,
     ) -> None:
         self._task_id = task_id
+        self.timeout = checked_timeout(timeout, task_id)
         self.func = func
         self.handler_type, self.handler = check_handler(handler, task_id)
         self.inject_context = inject_context
@@ -146,6 +163,7 @@ class TaskWrapper(Executable):
         shape.max_cycles = self.effective_max_cycles(default_max_cycles)
         shape.retry = (self.retry_policy.settings() if self.retry_policy is not None
                        else RetrySettings(max_retries=self.max_retries))
+        shape.timeout = self.timeout
         return shape
 
     def effective_max_cycles(self, default: int = DEFAULT_MAX_CYCLES) -> int:
@@ -167,6 +185,7 @@ class TaskWrapper(Executable):
                 max_cycles=self.max_cycles,
                 max_retries=self.max_retries,
                 retry_policy=self.retry_policy,
+                timeout=self.timeout,
                 bound_kwargs={**self._bound_kwargs, **kwargs},
                 handler=self.handler or self.handler_type,
             )
@@ -182,6 +201,7 @@ class TaskWrapper(Executable):
             max_cycles=self.max_cycles,
             max_retries=self.max_retries,
             retry_policy=self.retry_policy,
+            timeout=self.timeout,
             bound_kwargs=self._bound_kwargs,
             register_to_context=False,
             handler=self.handler or self.handler_type,

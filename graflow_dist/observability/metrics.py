@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -74,15 +75,25 @@ class Metrics:
         self.tasks.labels(outcome=kind).inc()
         self.task_seconds.observe(duration_s)
 
+    def lease_lost(self) -> None:
+        self.leases_lost.inc()
+
     def family_names(self) -> set[str]:
         """Names of the exported metric families (for tests and docs)."""
         return {family.name for family in self.registry.collect()}
 
 
+class HasRegistry(Protocol):
+    """What `serve_health` serves: anything holding a registry (`Metrics`, a worker
+    supervisor's metrics)."""
+
+    registry: CollectorRegistry
+
+
 Readiness = Callable[[], bool | tuple[bool, str]]
 
 
-def serve_health(port: int, metrics: Metrics, ready: Readiness,
+def serve_health(port: int, metrics: HasRegistry, ready: Readiness,
                  host: str = DEFAULT_METRICS_HOST) -> ThreadingHTTPServer:
     """Serve the endpoints from a daemon thread; returns the server (``.shutdown()``).
     Loopback only unless ``host`` says otherwise (a pod sets ``0.0.0.0``). ``ready``

@@ -11,9 +11,10 @@ DEFAULT_BACKOFF_CAP_S = 2.0
 
 
 class OutageLog:
-    def __init__(self, logger: Any, component: str) -> None:
+    def __init__(self, logger: Any, component: str, level: str = "warning") -> None:
         self.log = logger
         self.component = component
+        self._say = getattr(logger, level)
         self.since: float | None = None
         self.attempts = 0
 
@@ -21,12 +22,12 @@ class OutageLog:
         self.attempts += 1
         if self.since is None:
             self.since = time.monotonic()
-            self.log.warning("redis unavailable, reconnecting with backoff",
+            self._say("redis unavailable, reconnecting with backoff",
                              component=self.component, error=str(exc) or type(exc).__name__)
 
     def recovered(self) -> None:
         if self.since is not None:
-            self.log.warning("redis reachable again", component=self.component,
+            self._say("redis reachable again", component=self.component,
                              outage_s=round(time.monotonic() - self.since, 2),
                              attempts=self.attempts)
             self.since = None

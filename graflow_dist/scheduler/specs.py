@@ -65,6 +65,7 @@ class NodeShape:
     policy: GroupPolicySpec | None = None
     max_cycles: int = DEFAULT_MAX_CYCLES
     retry: RetrySettings = field(default_factory=RetrySettings)
+    timeout: float | None = None  # seconds a run of the task may take (None: no limit)
 
     @property
     def is_group(self) -> bool:
@@ -87,6 +88,7 @@ class NodeShape:
                       "initial_interval": retry.initial_interval,
                       "backoff_factor": retry.backoff_factor,
                       "max_interval": retry.max_interval, "jitter": retry.jitter},
+            "timeout": self.timeout,
         }
 
     @classmethod
@@ -106,6 +108,7 @@ class NodeShape:
             else None,
             max_cycles=data.get("max_cycles", DEFAULT_MAX_CYCLES),
             retry=RetrySettings(**data.get("retry", {})),
+            timeout=data.get("timeout"),
         )
 
 

@@ -17,6 +17,7 @@ from graflow_dist.errors import (
     ParallelGroupError,
     RetryLimitExceededError,
     TaskExecutionError,
+    TaskTimeoutError,
     UnknownTaskError,
     WorkflowCancelledError,
 )
@@ -282,6 +283,18 @@ class Scheduler:
             return decision
         self._finish(decision, RunStatus.FAILED, error)
         return decision
+
+    def timed_out(self, token: str, timeout_s: float, *, now: float = 0.0) -> Decision:
+        """A task ran past its timeout (its worker process was killed, or the engine
+        interrupted it): a failure like any other, retried per its policy; once the
+        retries are spent the run fails with `TaskTimeoutError`."""
+        spec = self.inflight.get(token)
+        if spec is None or self.end is not None:
+            decision = Decision()
+            decision.stale = True
+            return decision
+        error = TaskTimeoutError(spec.task_id, timeout_s, spec.attempt, self.session_id)
+        return self.fail(token, error.cause, now=now, error=error)
 
     def crash(self, token: str, cause: str, *, worker: str = "") -> Decision:
         """The worker running ``token`` was lost (lease expired). The task runs again

@@ -21,6 +21,7 @@ from graflow_dist.errors import (
     FeedbackValidationError,
     GraflowError,
     RunActiveError,
+    RunEndedError,
     TaskStateError,
     UnknownFeedbackError,
     UnknownSessionError,
@@ -40,6 +41,7 @@ AREAS: list[ModuleType] = [runs, run_page, checkpoints, feedback, workers, sessi
 # HTTP status of each error the console answers with (the first match counts).
 ERROR_STATUS: tuple[tuple[type[GraflowError], int], ...] = (
     (UnknownSessionError, 404), (UnknownTaskError, 404), (RunActiveError, 409),
+    (RunEndedError, 409),
     (TaskStateError, 409), (ConsoleRequestError, 400), (CheckpointError, 400),
     (ConsoleAccessError, 403), (UnknownFeedbackError, 404), (FeedbackValidationError, 400),
     (FeedbackError, 409),

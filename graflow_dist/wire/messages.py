@@ -7,6 +7,7 @@ report on a task (done, failed, lost, handed back). Decoders check every field.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,9 @@ class Batch:
     default_max_cycles: int = DEFAULT_MAX_CYCLES
     enqueued_at: float = field(default_factory=time.time)
     traceparent: str = ""  # W3C trace context of the submission; absent in old payloads
+    # task id -> its timeout in seconds, for the specs' tasks that have one (from their
+    # NodeShape); absent in old payloads
+    timeouts: dict[str, float] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
         body = {"v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
@@ -76,6 +80,8 @@ class Batch:
                 "specs": [encode_spec(s) for s in self.specs]}
         if self.traceparent:
             body["tp"] = self.traceparent
+        if self.timeouts:
+            body["to"] = self.timeouts
         return body
 
     @classmethod
@@ -92,6 +98,7 @@ class Batch:
             default_max_cycles=f.integer(body, "mc", what, DEFAULT_MAX_CYCLES, minimum=1),
             enqueued_at=f.number(body, "q", what, 0.0, minimum=0.0),
             traceparent=f.text(body, "tp", what, ""),
+            timeouts=_timeouts(body, what),
         )
 
     def job_data(self) -> bytes:
@@ -108,6 +115,16 @@ class Batch:
                 and isinstance(job[2], list) and len(job[2]) == 1):
             raise WireError(f"{what}: not a graflow-dist batch job")
         return cls.from_body(job[2][0], what)
+
+
+def _timeouts(body: dict[str, Any], what: str) -> dict[str, float]:
+    timeouts = f.submap(body, "to", what, {})
+    for task_id, seconds in timeouts.items():
+        if (not isinstance(task_id, str) or isinstance(seconds, bool)
+                or not isinstance(seconds, int | float) or not 0 < seconds < math.inf):
+            raise WireError(f"{what}: timeouts must map task ids to seconds > 0, got "
+                            f"{task_id!r:.40}: {seconds!r:.20}")
+    return {task_id: float(seconds) for task_id, seconds in timeouts.items()}
 
 
 class MsgpackSerializer:

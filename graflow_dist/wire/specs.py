@@ -87,7 +87,17 @@ def node_shape_from_dict(body: Any, what: str) -> NodeShape:
             max_interval=f.number(retry, "max_interval", what, 60.0, minimum=0.0),
             jitter=f.flag(retry, "jitter", what, False),
         ),
+        timeout=_timeout(body, what),
     )
+
+
+def _timeout(body: dict[str, Any], what: str) -> float | None:
+    if body.get("timeout") is None:
+        return None
+    timeout = f.number(body, "timeout", what)
+    if timeout <= 0:
+        raise WireError(f"{what}: field 'timeout' must be > 0 seconds, got {timeout}")
+    return timeout
 
 
 def _policy(body: Any, what: str) -> GroupPolicySpec:

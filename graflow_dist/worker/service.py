@@ -6,6 +6,11 @@ heartbeat thread renews its leases while tasks run. On SIGTERM it stops taking w
 lets the running task finish within the grace period and hands the rest back; when the
 grace period runs out it hands back the running task too, so it is re-dispatched at
 once instead of after its lease.
+
+``graflow-dist worker`` runs it in an executor process under a supervisor
+(`graflow_dist.worker.supervisor`): the worker publishes the job it holds and the task
+it runs, with that task's deadline, in its `ExecutorSlot`, and the supervisor kills
+and replaces the process when a task runs past its timeout or its run was cancelled.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from graflow_dist.trace.base import Tracer
 from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Batch, Event
 from graflow_dist.wire.task_records import WorkerStats
 from graflow_dist.worker.executor import Report, TaskExecutor
+from graflow_dist.worker.slot import ExecutorSlot
 
 DEFAULT_GRACE_PERIOD_S = 30.0
 # Reports of finished tasks are sent together, at most this many or this old, so fast
@@ -87,6 +93,11 @@ class Worker:
     limits:
         Size limits on results, channel values and messages (default: from the
         environment, see `graflow_dist.limits`).
+    task_timeout_s:
+        Timeout of tasks without one of their own (0: none). Enforced by the
+        supervisor that reads ``slot``; without a slot nothing enforces it.
+    slot:
+        Where this worker publishes its job, task and deadline for its supervisor.
     """
 
     def __init__(
@@ -102,6 +113,8 @@ class Worker:
         metrics: Any = None,
         tracer: Tracer | None = None,
         limits: Limits | None = None,
+        task_timeout_s: float = 0.0,
+        slot: ExecutorSlot | None = None,
     ) -> None:
         if heartbeat_s >= lease_s:
             raise ConfigurationError(f"heartbeat ({heartbeat_s} s) must be shorter than the "
@@ -112,6 +125,8 @@ class Worker:
         self.lease_s = lease_s
         self.heartbeat_s = heartbeat_s
         self.grace_period_s = grace_period_s
+        self.task_timeout_s = task_timeout_s
+        self.slot = slot
         self.metrics = metrics
         self.limits = limits or Limits.from_env()
         self.registration = self.broker.registration(self.name, self.queue,
@@ -147,6 +162,8 @@ class Worker:
         beat.start()
         threading.Thread(target=self._flusher_loop, name="gf-flusher", daemon=True).start()
         self.ready.set()
+        if self.slot is not None:
+            self.slot.mark_ready()
         self.log.info("worker started", lease_s=self.lease_s, heartbeat_s=self.heartbeat_s)
         try:
             while not (stop.is_set() or self.stopping.is_set()):
@@ -264,7 +281,7 @@ class Worker:
         job.lost = True
         self.log.warning("lease lost: the job was re-dispatched elsewhere", job=job.job_id)
         if self.metrics is not None:
-            self.metrics.leases_lost.inc()
+            self.metrics.lease_lost()
 
     # --- work -----------------------------------------------------------------------
 
@@ -291,6 +308,8 @@ class Worker:
         job = CurrentJob(claimed.job_id, claimed.batch,
                          [s.token for s in claimed.batch.specs])
         self.current = job
+        if self.slot is not None:
+            self.slot.holding(job.job_id, job.batch.session_id)
         try:
             if claimed.run_status is None and claimed.raw_status:
                 # The run's record holds a status that is none: it is damaged, and its
@@ -307,6 +326,8 @@ class Worker:
                 self._run_batch(job)
         finally:
             self.current = None
+            if self.slot is not None:
+                self.slot.idle()
 
     def _reject(self, job_id: str, reason: str) -> None:
         """A malformed job: log it, keep it in rq's failed registry, re-dispatch its
@@ -332,10 +353,17 @@ class Worker:
             self._fail_all(job, exc)
             return
         ctx = self.executor.context(batch, graph)
+        slot = self.slot
         for spec in batch.specs:
             if self.stopping.is_set() or job.lost:
                 break
+            if slot is not None:
+                timeout = batch.timeouts.get(spec.task_id) or self.task_timeout_s
+                slot.running(spec.token, spec.task_id,
+                             time.monotonic() + timeout if timeout else 0.0, timeout)
             report = self.executor.run(ctx, spec, batch.enqueued_at)
+            if slot is not None:
+                slot.between_tasks()
             self._observe(spec, report)
             with job.lock:
                 if spec.token not in job.unfinished:

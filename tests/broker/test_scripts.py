@@ -285,3 +285,29 @@ def test_lease_grace(redis_client: redis.Redis, broker: Broker) -> None:
     assert broker.reaper.grant_grace("me", 10.0) == 1  # the reaped lease is left alone
     # its own lease length (0.01 s, recorded by the claim), not the default
     assert redis_client.zscore(KS.leases, short) <= time.time() + 1
+
+
+def test_jobs_carry_the_timeouts_of_their_own_tasks(redis_client: redis.Redis,
+                                                    broker: Broker) -> None:
+    record = RunRecord("s1", graph_hash="g", queue=KS.queue_name, incarnation="i1")
+    redis_client.hset(KS.run("s1").meta, mapping=record.settings_meta())
+    specs = [TaskSpec("slow", "e.1"), TaskSpec("plain", "e.2"), TaskSpec("other", "e.3")]
+    pipe = redis_client.pipeline()
+    # 6 ready tasks for one worker: jobs of 2 (see batch_size)
+    specs += [TaskSpec(f"more{i}", f"e.{i}") for i in range(4, 7)]
+    for cmd in job_commands(KS, record, specs, 2, 1, {"slow": 4.0, "other": 1.5,
+                                                        "absent": 9.0}):
+        pipe.execute_command(*cmd)
+    pipe.execute()
+    batches = [job.batch for job in _claimer(broker).claim(5)]
+    assert [[s.task_id for s in b.specs] for b in batches if b] == [
+        ["slow", "plain"], ["other", "more4"], ["more5", "more6"]]
+    assert [b.timeouts for b in batches if b] == [{"slow": 4.0}, {"other": 1.5}, {}]
+
+
+def test_run_statuses_in_one_round_trip(redis_client: redis.Redis, broker: Broker) -> None:
+    _enqueue(redis_client, "live", ["e.1"])
+    _enqueue(redis_client, "over", ["e.2"], status=RunStatus.CANCELLED)
+    redis_client.hset(KS.run("odd").meta, RunField.STATUS, "???")
+    assert broker.runs.statuses(["live", "over", "odd", "gone"]) == {
+        "live": RunStatus.RUNNING, "over": RunStatus.CANCELLED, "odd": None, "gone": None}

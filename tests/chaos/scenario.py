@@ -181,7 +181,7 @@ def _explains(fault: Fault, attempt: Entry, end: float, lease_s: float) -> bool:
         return False
     if fault.kind == "redis_restart":
         start, stop = fault.started - 1.0, fault.ended + lease_s + slack
-    elif fault.victim != attempt.pid:
+    elif fault.victim != attempt.worker_pid:
         return False
     else:
         start, stop = fault.started - slack, (fault.ended or fault.started) + slack
@@ -218,7 +218,7 @@ def classify(entries: list[Entry], faults: list[Fault], lease_s: float) -> Verdi
             (causes if hit else innocent).append((a, hit))
         if len(innocent) > 1:
             verdict.unattributed.append(
-                f"{key}: attempts {[(a.token, a.pid, round(a.ts, 2)) for a, _ in innocent]}")
+                f"{key}: attempts {[(a.token, a.worker_pid, round(a.ts, 2)) for a, _ in innocent]}")
         verdict.rerun[key] = ",".join(sorted({f.kind for _a, hit in causes for f in hit}))
     for f in faults:
         if f.kind != "worker_kill":

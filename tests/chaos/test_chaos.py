@@ -53,11 +53,11 @@ class Injector:
         self.refused: set[int] = set()  # started while Redis was down: exited, replaced
 
     def in_flight(self) -> dict[int, list[tuple[str, int, str]]]:
-        """Attempts started and not ended, by worker pid."""
+        """Attempts started and not ended, by worker (service) pid."""
         open_: dict[str, tuple[int, str, int]] = {}
         for e in self.ledger.entries():
             if e.event == "start":
-                open_[e.token] = (e.pid, e.task, e.cycle)
+                open_[e.token] = (e.worker_pid, e.task, e.cycle)
             else:
                 open_.pop(e.token, None)
         out: dict[int, list[tuple[str, int, str]]] = {}

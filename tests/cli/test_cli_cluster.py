@@ -250,12 +250,15 @@ def test_ctrl_c_stops_up_and_everything_it_started(
     up = start_up(tmp_path, "--workers", "2")
     services = processes.children(up.pid)
     assert len(services) == 5, "redis-server, a coordinator, two workers and the console"
+    executors = {pid for service in services for pid in processes.children(service)}
+    assert len(executors) == 2, "each worker runs its tasks in an executor process"
     with redis.Redis.from_url(up.url) as client:
         assert client.ping()
     assert up.interrupt() == 0
     assert "Traceback" not in up.stderr()
     assert up.stderr().rstrip().endswith("stopped")
-    assert not [pid for pid in services if processes.running(pid)], "services left running"
+    assert not [pid for pid in services | executors if processes.running(pid)], \
+        "services left running"
     with redis.Redis.from_url(up.url, socket_connect_timeout=1) as client, \
             pytest.raises(redis.ConnectionError):
         client.ping()

@@ -135,3 +135,14 @@ def test_resume_of_a_missing_checkpoint(redis_url: str, tmp_path: Path, graflow_
     missing = tmp_path / "nowhere" / "ckpt.pkl"
     line = one_line_error(graflow_dist("--redis-url", redis_url, "resume", str(missing)))
     assert line.startswith(f"error: checkpoint {tmp_path / 'nowhere' / 'ckpt'}")
+
+
+@pytest.mark.parametrize("options", [["--lease-s", "1", "--heartbeat-s", "2"],
+                                     ["--task-timeout-s", "-1"]],
+                         ids=["heartbeat-not-shorter-than-lease", "negative-task-timeout"])
+def test_bad_worker_settings_are_usage_errors(redis_url: str, graflow_dist: CLI,
+                                              options: list[str]) -> None:
+    proc = graflow_dist("--redis-url", redis_url, "worker", *options)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Error: Invalid value for " in proc.stderr and "--" in proc.stderr

@@ -1,5 +1,5 @@
-"""`graflow-dist worker --concurrency N`: N child workers, health on one port, clean
-SIGTERM, children's logs visible."""
+"""`graflow-dist worker --concurrency N`: a supervisor over N executor processes, health
+and the executors' summed metrics on one port, clean SIGTERM, executors' logs visible."""
 
 from __future__ import annotations
 
@@ -9,18 +9,23 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from graflow_dist.embedded.redis_server import free_port
 
 
-def _get(url: str) -> int:
+def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status
+            return resp.status, resp.read().decode()
     # HTTPException: polling a loopback port in the ephemeral range before anything
     # listens on it can connect the socket to itself (it reads back its own request).
     except (OSError, http.client.HTTPException):
-        return 0
+        return 0, ""
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def test_worker_pool_serves_health_and_stops_on_sigterm(redis_url: str) -> None:
@@ -32,15 +37,19 @@ def test_worker_pool_serves_health_and_stops_on_sigterm(redis_url: str) -> None:
     )
     try:
         deadline = time.monotonic() + 20
-        urls = [f"http://127.0.0.1:{port}/livez", f"http://127.0.0.1:{port}/readyz",
-                f"http://127.0.0.1:{port + 1}/metrics", f"http://127.0.0.1:{port + 2}/metrics"]
-        while time.monotonic() < deadline and not all(_get(u) == 200 for u in urls):
+        urls = [f"http://127.0.0.1:{port}/{path}" for path in ("livez", "readyz", "metrics")]
+        while time.monotonic() < deadline and not all(_get(u)[0] == 200 for u in urls):
             time.sleep(0.1)
-        assert [_get(u) for u in urls] == [200, 200, 200, 200]
+        assert [_get(u)[0] for u in urls] == [200, 200, 200]
+        metrics = _get(urls[2])[1]
+        assert 'graflow_tasks_total{outcome="done"} 0.0' in metrics
+        assert "graflow_task_timeouts_total 0.0" in metrics
+        assert len(_children(proc.pid)) == 2
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert err.count('"event": "worker started"') == 2, err
     assert err.count('"event": "worker stopped"') == 2
+    assert '"event": "worker supervisor stopped"' in err
     assert "Traceback" not in err

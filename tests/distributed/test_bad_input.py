@@ -84,15 +84,15 @@ def test_malformed_job_is_failed_and_the_worker_keeps_working(
         def member(i: int) -> Any:
             @task(f"member_{i}")
             def run() -> int:
-                return os.getpid()
+                return os.getppid()  # the worker service whose executor runs it
 
             return run
 
         @task(inject_context=True)
-        def pids(ctx: Any) -> list[int]:
+        def workers(ctx: Any) -> list[int]:
             return sorted({ctx.get_result(f"member_{i}") for i in range(16)})
 
-        parallel(*[member(i) for i in range(16)]) >> pids
+        parallel(*[member(i) for i in range(16)]) >> workers
 
     run = client.submit(wf)
     assert set(run.wait(timeout=RUN_TIMEOUT_S)) <= {w.pid for w in shared_cluster.workers}

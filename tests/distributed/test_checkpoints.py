@@ -23,23 +23,25 @@ RUN_TIMEOUT_S = 60
 
 def etl_workflow(name: str, checkpoint_base: Path):  # noqa: ANN201 - a WorkflowContext
     """``extract >> transform >> load``; extract asks for a checkpoint at
-    ``checkpoint_base``; each task logs ``[name, pid]`` to the channel's ``log``."""
+    ``checkpoint_base``; each task logs ``[name, parent pid]`` to the channel's ``log``
+    (on a cluster the worker service, whose executor process runs the task; in process
+    the test's parent)."""
     with workflow(name) as wf:
 
         @task(inject_context=True)
         def extract(ctx: TaskExecutionContext) -> dict[str, int]:
-            ctx.get_channel().append("log", ["extract", os.getpid()])
+            ctx.get_channel().append("log", ["extract", os.getppid()])
             ctx.checkpoint(path=str(checkpoint_base), metadata={"stage": "extract"})
             return {"rows": 21}
 
         @task(inject_context=True)
         def transform(ctx: TaskExecutionContext, extract: dict[str, int]) -> int:
-            ctx.get_channel().append("log", ["transform", os.getpid()])
+            ctx.get_channel().append("log", ["transform", os.getppid()])
             return extract["rows"] * 2
 
         @task(inject_context=True)
         def load(ctx: TaskExecutionContext, transform: int) -> str:
-            ctx.get_channel().append("log", ["load", os.getpid()])
+            ctx.get_channel().append("log", ["load", os.getppid()])
             return f"loaded {transform}"
 
         extract >> transform >> load
@@ -60,7 +62,7 @@ def test_checkpoint_taken_in_process_resumes_on_the_cluster(
 
     log = run.channel().get("log")
     assert [name for name, _pid in log] == ["extract", "transform", "load"]
-    assert log[0][1] == os.getpid(), "extract is not re-run: its log entry comes from here"
+    assert log[0][1] == os.getppid(), "extract is not re-run: its log entry comes from here"
     worker_pids = {w.pid for w in shared_cluster.workers}
     assert {pid for _name, pid in log[1:]} <= worker_pids
     assert run.get_result("extract") == {"rows": 21}
@@ -91,7 +93,7 @@ def test_checkpoint_written_by_the_cluster_resumes_in_process(
     log = ctx.channel.get("log")
     worker_pids = {w.pid for w in shared_cluster.workers}
     assert log[0][0] == "extract" and log[0][1] in worker_pids
-    assert log[-2:] == [["transform", os.getpid()], ["load", os.getpid()]]
+    assert log[-2:] == [["transform", os.getppid()], ["load", os.getppid()]]
 
 
 def test_cluster_checkpoint_holds_the_channel_as_of_the_checkpointing_task(

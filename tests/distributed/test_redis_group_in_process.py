@@ -32,7 +32,8 @@ def fan_out(config: dict, policy: object = "strict", fail: bool = False):  # noq
                 if fail and i == 1:
                     raise ValueError("member 1 broke")
                 ctx.get_channel().set(f"seen_{i}", ctx.get_channel().get("base") + i)
-                return {"i": i, "pid": os.getpid()}
+                # the worker service whose executor process runs it
+                return {"i": i, "pid": os.getppid()}
 
             return run
 

@@ -32,7 +32,7 @@ def test_run_completes_when_every_worker_is_replaced_mid_run(
     def step(i: int) -> Any:
         @task(f"step_{i:02d}", inject_context=True)
         def run(ctx: TaskExecutionContext) -> int:
-            ctx.get_channel().append("trace", [i, os.getpid()])
+            ctx.get_channel().append("trace", [i, os.getppid()])  # its worker
             return i
 
         return run
@@ -42,7 +42,7 @@ def test_run_completes_when_every_worker_is_replaced_mid_run(
         @task(inject_context=True, max_cycles=100_000)
         def gate(ctx: TaskExecutionContext) -> str:
             channel = ctx.get_channel()
-            channel.append("gate_pids", os.getpid())
+            channel.append("gate_pids", os.getppid())
             if not channel.get("workers_replaced"):
                 time.sleep(0.02)  # pace the loop; each iteration is a fresh dispatch
                 ctx.next_iteration()

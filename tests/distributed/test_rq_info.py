@@ -26,6 +26,11 @@ def rq_info(url: str, *options: str) -> str:
     return proc.stdout
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of a live process (Linux /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
 def test_rq_info_lists_our_queue_jobs_and_workers(
     shared_cluster: LocalCluster, client: Client, keyspace: Keyspace,
     wait_until: Callable[..., Any],
@@ -75,7 +80,12 @@ def test_rq_info_lists_our_queue_jobs_and_workers(
     after = rq_info(shared_cluster.url)
     assert re.search(rf"^{keyspace.queue_name}\s.*\b0 executing", after, re.M), after
 
-    # Only-workers mode lists each worker with its pid.
+    # Only-workers mode lists each worker (named after its service's pid) with the pid
+    # of its executor process, a child of that service.
     workers_output = rq_info(shared_cluster.url, "--only-workers")
     for worker in shared_cluster.workers:
-        assert f" {worker.pid})" in workers_output, workers_output
+        line = next((line for line in workers_output.splitlines()
+                     if line.startswith("gf-") and f"-{worker.pid}-" in line), "")
+        shown = re.search(r"(\d+)\)", line)
+        assert shown is not None, workers_output
+        assert parent_of(int(shown.group(1))) == worker.pid, workers_output

@@ -27,7 +27,7 @@ def test_tasks_read_channel_values_written_on_other_workers(
         @task(f"writer_{i}", inject_context=True)
         def run(ctx: TaskExecutionContext) -> dict[str, Any]:
             channel = ctx.get_channel()
-            me = os.getpid()
+            me = os.getppid()  # the worker service whose executor runs this task
             channel.set(f"written_by_{i}", {"pid": me, "value": i * i})
             channel.append("writer_pids", me)
             deadline = time.monotonic() + PEER_WAIT_S
@@ -45,7 +45,7 @@ def test_tasks_read_channel_values_written_on_other_workers(
         @task(inject_context=True)
         def reader(ctx: TaskExecutionContext) -> dict[str, Any]:
             channel = ctx.get_channel()
-            return {"pid": os.getpid(),
+            return {"pid": os.getppid(),
                     "values": [channel.get(f"written_by_{i}") for i in range(n)]}
 
         parallel(*[writer(i) for i in range(n)]) >> reader

@@ -78,7 +78,7 @@ def test_fan_out_of_500_tasks_joins_once_and_keeps_every_result(
         def leaf(i: int) -> Any:
             @task(f"leaf_{i:03d}", inject_context=True)
             def run(ctx: TaskExecutionContext, source: int) -> int:
-                ctx.get_channel().append("leaf_pids", os.getpid())
+                ctx.get_channel().append("leaf_pids", os.getppid())  # its worker
                 return source * i
 
             return run
@@ -428,11 +428,11 @@ def test_workflow_execute_with_a_client_runs_on_the_cluster(
 
         @task
         def where() -> int:
-            return os.getpid()
+            return os.getppid()  # the worker service whose executor runs it
 
         @task
         def double(where: int) -> list[int]:
-            return [where, os.getpid()]
+            return [where, os.getppid()]
 
         where >> double
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -41,10 +40,12 @@ T = TypeVar("T")
 
 
 def record(ledger_dir: str, ctx: Any, event: str, **extra: Any) -> None:
-    """Append one ledger line for the running task (``ctx``: its TaskExecutionContext)."""
+    """Append one ledger line for the running task (``ctx``: its TaskExecutionContext).
+    ``p`` is the executor process running it, ``w`` its worker (the supervisor, the
+    process a test starts, signals and kills)."""
     line = json.dumps({
         "ev": event, "s": ctx.session_id, "t": ctx.task_id, "k": ctx.spec.token,
-        "c": ctx.spec.cycle, "p": os.getpid(), "ts": time.time(), **extra,
+        "c": ctx.spec.cycle, "p": os.getpid(), "w": os.getppid(), "ts": time.time(), **extra,
     })
     fd = os.open(os.path.join(ledger_dir, f"{os.getpid()}.jsonl"),
                  os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -61,7 +62,8 @@ class Entry:
     task: str
     token: str
     cycle: int
-    pid: int
+    pid: int  # the executor process that ran the task
+    worker_pid: int  # its worker service (supervisor)
     ts: float
     extra: dict[str, Any]
 
@@ -86,9 +88,9 @@ class Ledger:
                 except ValueError:
                     continue  # a line cut by a SIGKILL mid-write (never seen, but cheap)
                 if (event is None or d["ev"] == event) and (task is None or d["t"] == task):
-                    known = {"ev", "s", "t", "k", "c", "p", "ts"}
-                    out.append(Entry(d["ev"], d["s"], d["t"], d["k"], d["c"], d["p"], d["ts"],
-                                     {k: v for k, v in d.items() if k not in known}))
+                    known = {"ev", "s", "t", "k", "c", "p", "w", "ts"}
+                    out.append(Entry(d["ev"], d["s"], d["t"], d["k"], d["c"], d["p"], d["w"],
+                                     d["ts"], {k: v for k, v in d.items() if k not in known}))
         return sorted(out, key=lambda e: e.ts)
 
 
@@ -182,6 +184,7 @@ class FaultCluster(LocalCluster):
         return True
 
     def worker_by_pid(self, pid: int) -> ServiceProcess:
+        """The worker service with this pid (a ledger entry's ``worker_pid``)."""
         return next(w for w in self.workers if w.pid == pid)
 
     def logs(self, kind: str = "") -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -196,30 +199,3 @@ class FaultCluster(LocalCluster):
         return "\n".join(p.read_text(errors="replace")
                          for p in sorted(self.data_dir.glob(f"{kind}*.log")))
 
-
-class WorkerSupervisor:
-    """Replaces workers that exit (like ``graflow-dist worker --concurrency N`` does) while
-    the ``with`` block runs: for tests whose tasks kill their own worker."""
-
-    def __init__(self, cluster: FaultCluster) -> None:
-        self.cluster = cluster
-        self.replaced = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.05):
-            for worker in list(self.cluster.workers):
-                if worker.proc is not None and worker.proc.poll() is not None \
-                        and not getattr(worker, "replaced", False):
-                    worker.replaced = True  # type: ignore[attr-defined]
-                    self.cluster.add_worker()
-                    self.replaced += 1
-
-    def __enter__(self) -> WorkerSupervisor:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()

@@ -1,5 +1,7 @@
 """Crashes vs retries: lost attempts do not use the retry budget; a task whose workers
-keep dying is dead-lettered, shown by `graflow-dist status`, and resumable after a fix."""
+keep dying is dead-lettered, shown by `graflow-dist status`, and resumable after a fix.
+A task kills the executor process running it; its worker reports the crash at once and
+starts another executor (the worker services themselves never exit)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from graflow_dist import Client, task, workflow
 from graflow_dist.errors import DeadLetterError
-from reliability.harness import Ledger, WorkerSupervisor, record, wait_for, wait_run
+from reliability.harness import Ledger, record, wait_for, wait_run
 
 
 def crashing_workflow(ledger_dir: str, counter: str, marker: str):  # noqa: ANN201
@@ -34,9 +37,14 @@ def crashing_workflow(ledger_dir: str, counter: str, marker: str):  # noqa: ANN2
 
         @task(inject_context=True)
         def poison(ctx, prepare: int) -> int:  # noqa: ANN001
-            """Kills its worker while the marker exists (the bug the user will fix)."""
+            """Kills its worker while the marker exists (the bug the user will fix), once
+            flaky has completed (crashes are reported at once: without the wait, poison
+            could be dead-lettered, ending the run, before flaky's last attempt)."""
             record(ledger_dir, ctx, "start")
             if os.path.exists(marker):
+                deadline = time.monotonic() + 30
+                while ctx.get_result("flaky") is None and time.monotonic() < deadline:
+                    time.sleep(0.02)
                 os.kill(os.getpid(), signal.SIGKILL)
             return prepare + 2
 
@@ -60,14 +68,16 @@ def test_crashes_spare_the_retry_budget_then_dead_letter_then_resume(
     marker = tmp_path / "poison-is-broken"
     marker.touch()
     cluster = make_cluster(workers=3)
-    with WorkerSupervisor(cluster):
-        run = Client(cluster.url).submit(
-            crashing_workflow(ledger.path, str(tmp_path / "flaky-crashes"), str(marker)))
-        try:
-            wait_run(run, timeout_s=60)
-            raise AssertionError("the run should have failed")
-        except DeadLetterError as exc:
-            error = exc
+    services = {w.pid for w in cluster.workers}
+    run = Client(cluster.url).submit(
+        crashing_workflow(ledger.path, str(tmp_path / "flaky-crashes"), str(marker)))
+    try:
+        wait_run(run, timeout_s=60)
+        raise AssertionError("the run should have failed")
+    except DeadLetterError as exc:
+        error = exc
+    # Every crash took an executor process; the worker services replaced them.
+    assert {w.pid for w in cluster.live_workers()} == services
 
     # flaky lost two workers and still completed although it has no retries.
     flaky_pids = {e.pid for e in ledger.entries("start", "flaky")}
@@ -75,12 +85,13 @@ def test_crashes_spare_the_retry_budget_then_dead_letter_then_resume(
     assert "flaky" in run.context().completed_tasks
     assert run.get_result("flaky") == 2
 
-    # poison killed three workers: dead-lettered, named with its attempts and workers.
-    poison_pids = [e.pid for e in ledger.entries("start", "poison")]
-    assert len(poison_pids) == 3
+    # poison killed three executors: dead-lettered, named with its attempts and workers.
+    poison = ledger.entries("start", "poison")
+    assert len({e.pid for e in poison}) == 3
     assert "'poison'" in str(error) and "3 lost attempts" in str(error)
-    for pid in poison_pids:
-        assert f"-{pid}-" in str(error), f"worker pid {pid} not named in: {error}"
+    for entry in poison:
+        assert f"-{entry.worker_pid}-" in str(error), \
+            f"worker pid {entry.worker_pid} not named in: {error}"
     assert run.status() == "failed"
 
     keys = cluster.keyspace.run(run.session_id)

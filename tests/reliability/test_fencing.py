@@ -48,7 +48,7 @@ def test_a_paused_worker_s_late_completion_is_fenced(make_cluster, ledger: Ledge
     run = Client(cluster.url).submit(paused_workflow(ledger.path, str(gate)))
 
     first = wait_for(lambda: ledger.entries("start", "slow"), "slow to start")[0]
-    paused = cluster.worker_by_pid(first.pid)
+    paused = cluster.worker_by_pid(first.worker_pid)
     paused.signal_group(signal.SIGSTOP)
     try:
         # Past the lease the task is re-dispatched and completes on the other worker.
@@ -63,7 +63,7 @@ def test_a_paused_worker_s_late_completion_is_fenced(make_cluster, ledger: Ledge
     # coordinator drops the report by its fenced token.
     wait_for(lambda: metric(coordinator_port, "graflow_stale_reports_total") >= 1,
              "the coordinator to drop the late report")
-    wait_for(lambda: metric(worker_ports[first.pid], "graflow_leases_lost_total") >= 1,
+    wait_for(lambda: metric(worker_ports[first.worker_pid], "graflow_leases_lost_total") >= 1,
              "the paused worker to notice its lease is lost")
     gate.touch()
     expected = f"attempt {second.token} on pid {second.pid}"
@@ -79,4 +79,4 @@ def test_a_paused_worker_s_late_completion_is_fenced(make_cluster, ledger: Ledge
     leftovers = [k for k in cluster.client.scan_iter(match=f"*{first.token}*")
                  if not k.startswith(b"rq:")]
     assert leftovers == []
-    assert metric(worker_ports[second.pid], "graflow_leases_lost_total") == 0
+    assert metric(worker_ports[second.worker_pid], "graflow_leases_lost_total") == 0

@@ -12,7 +12,7 @@ import httpx
 from console_helpers import TASKS, ConsoleHttp, gated_workflow, open_gates, poll
 
 from graflow_dist import Client
-from graflow_dist.embedded.cluster import LocalCluster
+from graflow_dist.embedded.cluster import LocalCluster, pid_in_name
 
 RUN_TIMEOUT_S = 60
 
@@ -179,12 +179,21 @@ def test_retry_a_failed_task_and_resume_from_a_checkpoint(
     assert run.record().resume
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of a live process (Linux /proc)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
 def test_workers_queues_and_coordinators(http: ConsoleHttp,
                                          console_cluster: LocalCluster) -> None:
     data = http.get("/api/workers").json()
     assert len(data["workers"]) == 2
     assert all(w["live"] and w["queue"] == "graflow" for w in data["workers"])
-    assert {w["pid"] for w in data["workers"]} == {w.pid for w in console_cluster.workers}
+    # Each worker service runs its tasks in an executor process: the console shows the
+    # executor (named after its service's pid) with its own pid.
+    services = {w.pid for w in console_cluster.workers}
+    assert {pid_in_name(w["name"]) for w in data["workers"]} == services
+    assert {parent_of(w["pid"]) for w in data["workers"]} == services
     assert [q["name"] for q in data["queues"]] == ["graflow"]
     coordinators = data["coordinators"]
     assert coordinators["leader"] and coordinators["epoch"] >= 1

@@ -175,6 +175,7 @@ def test_cancel_retry_and_resume_from_the_run_page(page: Any, client: Client,
 
 def test_workers_page_shows_workers_queues_and_the_leader(
         page: Any, console_cluster: LocalCluster) -> None:
+    console_cluster.wait_ready()  # an earlier test's cancel may still be replacing an executor
     page.goto(console_cluster.ui_url + "workers")
     rows = page.locator("#workers-table tbody tr[data-worker]")
     rows.first.wait_for()

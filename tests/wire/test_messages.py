@@ -77,6 +77,22 @@ def test_malformed_job_payloads_raise_wire_errors_naming_the_job(data: bytes) ->
         Batch.from_job_data(data, "job-9")
 
 
+def test_batch_timeouts_round_trip_and_old_payloads_have_none() -> None:
+    batch = _batch()
+    assert "to" not in batch.to_body()  # a batch without timeouts looks as before
+    assert Batch.from_job_data(batch.job_data(), "job-1").timeouts == {}
+    batch.timeouts = {"a": 1.5, "b": 30}
+    assert Batch.from_job_data(batch.job_data(), "job-1").timeouts == {"a": 1.5, "b": 30.0}
+
+
+@pytest.mark.parametrize("timeouts", [{"a": 0}, {"a": -1}, {"a": math.inf}, {"a": math.nan},
+                                      {"a": "soon"}, {"a": True}, {1: 2.0}, [1.0]])
+def test_bad_batch_timeouts_are_refused(timeouts: object) -> None:
+    body = {**_batch().to_body(), "to": timeouts}
+    with pytest.raises(WireError, match="rq job job-9"):
+        Batch.from_job_data(_job(body), "job-9")
+
+
 def test_batch_of_an_unknown_wire_version_is_refused() -> None:
     with pytest.raises(WireError, match="unsupported wire version 99"):
         Batch.from_body({"v": 99, "s": "x", "g": "h", "specs": []})
