@@ -6,7 +6,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -59,6 +65,9 @@ class SupervisorMetrics:
 
     def __init__(self, live: Callable[[], list[SlotCounters]]) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # the supervisor's own process_*
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.executors = ExecutorCounters(live)
         self.registry.register(self.executors)
         self.timeouts = Counter("graflow_task_timeouts_total",

@@ -41,12 +41,6 @@ def test_nonsense_worker_options_are_usage_errors(redis_url: str, graflow_dist: 
     assert f"Invalid value for '{option[0]}'" in proc.stderr
 
 
-def test_a_heartbeat_not_shorter_than_the_lease(redis_url: str, graflow_dist: CLI) -> None:
-    line = one_line_error(graflow_dist("--redis-url", redis_url, "worker", "--lease-s", "2",
-                                       "--heartbeat-s", "2"))
-    assert "must be shorter than --lease-s" in line
-
-
 @pytest.mark.parametrize("service", ["worker", "coordinator"])
 @pytest.mark.parametrize(("secret", "message"), [("", "is set but empty"),
                                                  ("abc", "holds 3 characters")])

@@ -20,6 +20,7 @@ from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.permissions import acl_rules
 from graflow_dist.embedded import RedisServer
 from graflow_dist.embedded.cluster import LocalCluster
+from graflow_dist.errors import RunEndedError
 
 RUN_TIMEOUT_S = 60
 
@@ -71,7 +72,8 @@ def test_a_run_completes_under_the_documented_acl(
                  "the checkpoint of the last task")
             assert run.info()["checkpoint_error"] is None
             assert client.runs(5)[0]["status"] == "completed"
-            run.cancel("after the end: nothing happens")
+            with pytest.raises(RunEndedError):  # after the end: refused, nothing changes
+                run.cancel("after the end")
             assert all(s.alive() for s in [*cluster.coordinators, *cluster.workers])
             logs = "".join(p.read_text(errors="replace")
                            for p in (tmp_path / "svc").glob("*.log"))
