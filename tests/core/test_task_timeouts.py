@@ -264,8 +264,12 @@ def test_no_interrupt_leaks_out_of_calls_ending_around_their_deadline(thread: st
     def calls() -> None:
         try:
             for i in range(300):
+                # Every 60th call runs far past its deadline, so that some are surely
+                # interrupted even when the timer thread waits for the GIL (a switch
+                # interval is 5 ms) on a loaded machine; the others end around theirs.
+                work = 0.2 if i % 60 == 0 else (i % 7) * 0.0004
                 result, expired = call_with_time_limit(0.0005 + (i % 5) * 0.0005,
-                                                       lambda i=i: busy((i % 7) * 0.0004))
+                                                       lambda work=work: busy(work))
                 outcomes.add((result, expired))
                 for _ in range(200):  # where a leaked interrupt would land
                     pass
