@@ -32,6 +32,7 @@ from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
 from graflow_dist.broker.jobs import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S, ClaimedJob
 from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.workers import WorkerRegistration
 from graflow_dist.errors import (
     ConfigurationError,
     GraflowError,
@@ -70,6 +71,23 @@ class CurrentJob:
     lost: bool = False  # the lease was reaped (we were paused): the batch runs elsewhere
     reports: list[Report] = field(default_factory=list)  # finished, not yet sent
     reports_since: float = 0.0
+
+
+
+def repair_worker_keys(broker: Broker, log: Any, exc: WrongTypeError, queue: str,
+                       registration: WorkerRegistration) -> bool:
+    """Quarantine the keys of the wrong type that ``exc`` names, else every key a
+    worker of ``queue`` registered as ``registration`` uses; whether any moved."""
+    log.error("keys of the wrong type found", error=str(exc))
+    expected = {**broker.keyspace.key_types(queue), **registration.keys()}
+    try:
+        moved = broker.repair.repair(exc, expected)
+    except TRANSIENT_ERRORS:
+        return False  # the caller waits the outage out, then finds them again
+    for q in moved:
+        log.error("key of the wrong type quarantined", key=q.key, held=q.held,
+                  moved_to=q.moved_to)
+    return bool(moved)
 
 
 class Worker:
@@ -187,22 +205,15 @@ class Worker:
             try:
                 self.registration.unregister()
             except TRANSIENT_ERRORS:
-                pass
+                pass  # its registration expires
+            except ResponseError as exc:  # keys someone overwrote: others repair them
+                self.log.error("could not unregister", error=str(exc))
             self.log.info("worker stopped", tasks_done=self.tasks_done)
 
     def _repair(self, exc: WrongTypeError) -> None:
-        """Quarantine the keys of the wrong type (those named, else every key this
-        worker uses) so that work goes on; nothing of what failed was written."""
-        self.log.error("keys of the wrong type found", error=str(exc))
-        expected = {**self.broker.keyspace.key_types(self.queue), **self.registration.keys()}
-        try:
-            moved = self.broker.repair.repair(exc, expected)
-        except TRANSIENT_ERRORS:
-            return  # the main loop waits the outage out, then finds them again
-        for q in moved:
-            self.log.error("key of the wrong type quarantined", key=q.key, held=q.held,
-                           moved_to=q.moved_to)
-        if not moved:
+        """Quarantine the keys of the wrong type so that work goes on; nothing of what
+        failed was written."""
+        if not repair_worker_keys(self.broker, self.log, exc, self.queue, self.registration):
             time.sleep(_REFUSED_BACKOFF_S)  # nothing to repair here: do not spin
 
     def request_stop(self) -> None:

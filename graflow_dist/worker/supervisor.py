@@ -33,14 +33,16 @@ from dataclasses import dataclass
 
 import redis
 import structlog
+from redis.exceptions import ResponseError
 
 from graflow_dist.broker import Broker
-from graflow_dist.broker.connection import REDIS_URL_ENV, TRANSIENT_ERRORS
+from graflow_dist.broker.connection import REDIS_URL_ENV, TRANSIENT_ERRORS, is_wrong_type
 from graflow_dist.broker.keys import PREFIX_ENV, Keyspace
-from graflow_dist.errors import TaskTimeoutError, error_attributes
+from graflow_dist.errors import GraflowError, TaskTimeoutError, WrongTypeError, error_attributes
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Event
 from graflow_dist.worker.child import ExecutorSettings
+from graflow_dist.worker.service import repair_worker_keys
 from graflow_dist.worker.slot import HOLDING, IDLE, RUNNING, ExecutorSlot, SlotState
 from graflow_dist.worker.supervisor_metrics import SupervisorMetrics
 
@@ -88,6 +90,7 @@ class Abandoned:
     reason: str
     state: SlotState
     unregister: bool
+    repaired: bool = False  # keys of the wrong type were moved aside once
 
 
 class Supervisor:
@@ -302,6 +305,10 @@ class Supervisor:
         except TRANSIENT_ERRORS as exc:
             self._outage.failed(exc)
             return
+        except (ResponseError, GraflowError) as exc:
+            # A damaged run record: the coordinator fails that run; look again later.
+            self.log.error("could not read the runs of held jobs", error=str(exc))
+            return
         for executor, state in held:
             status = statuses.get(state.session_id or "")
             if status is not None and status.finished:
@@ -323,7 +330,26 @@ class Supervisor:
                     return
                 time.sleep(self._outage.backoff_s())
                 continue
+            except (ResponseError, GraflowError) as exc:
+                # Data, not an outage (keys overwritten with another type, a damaged
+                # lease entry): wrong keys are moved aside and the release tried once
+                # more; otherwise the job's lease expires and the reaper re-dispatches.
+                if not item.repaired and self._repair(exc, item):
+                    item.repaired = True
+                    continue
+                self.log.error("could not release a gone executor's job; its lease will "
+                               "expire", executor=item.worker, job=item.job_id, error=str(exc))
             self.abandoned.pop(0)
+
+    def _repair(self, exc: Exception, item: Abandoned) -> bool:
+        if not (isinstance(exc, WrongTypeError) or is_wrong_type(exc)):
+            return False
+        error = exc if isinstance(exc, WrongTypeError) else WrongTypeError(str(exc), {})
+        registration = self.broker.registration(item.worker, self.queue, 60)
+        try:
+            return repair_worker_keys(self.broker, self.log, error, self.queue, registration)
+        except ResponseError:
+            return False
 
     def _release(self, item: Abandoned) -> None:
         registration = self.broker.registration(item.worker, self.queue, 60)
