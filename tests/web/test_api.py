@@ -186,6 +186,8 @@ def parent_of(pid: int) -> int:
 
 def test_workers_queues_and_coordinators(http: ConsoleHttp,
                                          console_cluster: LocalCluster) -> None:
+    # A cancel in an earlier test may have replaced an executor: wait for its successor.
+    console_cluster.wait_ready()
     data = http.get("/api/workers").json()
     assert len(data["workers"]) == 2
     assert all(w["live"] and w["queue"] == "graflow" for w in data["workers"])
