@@ -8,6 +8,7 @@ positional list of `encode_spec`. Checkpoints keep the readable dict of
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from graflow_dist.errors import WireError
@@ -36,11 +37,19 @@ def decode_spec(item: Any, what: str) -> TaskSpec:
     """A spec from its positional encoding."""
     if not isinstance(item, list | tuple) or len(item) != len(_SPEC_FIELDS):
         raise WireError(f"{what}: malformed task spec {f.shown(item)}")
-    return spec_from_dict(dict(zip(_SPEC_FIELDS, item, strict=True)), what)
+    spec = _plain_spec(*item)
+    return spec if spec is not None else spec_from_dict(
+        dict(zip(_SPEC_FIELDS, item, strict=True)), what)
 
 
 def spec_from_dict(body: Any, what: str) -> TaskSpec:
     """A spec from its dict form (``.state.json``), every field checked."""
+    if type(body) is dict:
+        get = body.get
+        spec = _plain_spec(get("task_id"), get("token"), get("cycle", 0), get("attempt", 1),
+                           get("crashes", 0), get("group"), get("not_before", 0.0))
+        if spec is not None:
+            return spec
     body = f.mapping(body, what)
     task_id = f.text(body, "task_id", what)
     token = f.text(body, "token", what)
@@ -63,6 +72,20 @@ def _task_ids(body: dict[str, Any], key: str, what: str, default: Any = None) ->
     if bad:
         raise WireError(f"{what}: {key} holds {f.shown(bad[0])}, not a task id")
     return ids
+
+
+def _plain_spec(task_id: Any, token: Any, cycle: Any, attempt: Any, crashes: Any,
+                group: Any, not_before: Any) -> TaskSpec | None:
+    """The spec if every field is well-formed, else None (then the field-by-field
+    decoder names what is wrong): checkpoints and frontiers hold thousands of specs."""
+    if (type(task_id) is str and type(token) is str and is_task_id(task_id)
+            and is_token(token)
+            and type(cycle) is int and cycle >= 0 and type(attempt) is int and attempt >= 1
+            and type(crashes) is int and crashes >= 0
+            and (group is None or type(group) is str)
+            and type(not_before) in (int, float) and 0 <= not_before < math.inf):
+        return TaskSpec(task_id, token, cycle, attempt, crashes, group, float(not_before))
+    return None
 
 
 def node_shape_from_dict(body: Any, what: str) -> NodeShape:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from graflow_dist import CheckpointManager, TaskExecutionContext, task, workflow
+from graflow_dist import CheckpointManager, TaskExecutionContext, parallel, task, workflow
 from graflow_dist.errors import CheckpointError, TaskExecutionError
 from graflow_dist.scheduler import TaskSpec
 
@@ -46,6 +46,29 @@ def test_state_document_fields(pipeline_checkpoint) -> None:
     assert set(pending) == TASKSPEC_FIELDS  # a full TaskSpec, not just an id
     assert pending["task_id"] == "s2" and pending["attempt"] == 1 and pending["cycle"] == 0
     assert TaskSpec.from_dict(pending).token == pending["token"]
+
+
+def test_state_document_lists_one_pending_task_per_line(tmp_path: Path) -> None:
+    @task
+    def work(x: int) -> int:
+        return x
+
+    with workflow("wide") as wf:
+
+        @task(inject_context=True)
+        def head(ctx: TaskExecutionContext) -> None:
+            ctx.checkpoint(path=str(tmp_path / "wide"))
+
+        head >> parallel(*[work(task_id=f"w{i}", x=i) for i in range(50)])
+    wf.execute(start_node="head")
+    text = (tmp_path / "wide.state.json").read_text()
+    state = json.loads(text)
+    assert len(state["pending_tasks"]) == 50
+    lines = text.splitlines()
+    for spec in state["pending_tasks"]:  # readable: each spec whole on a line of its own
+        assert f"    {json.dumps(spec, ensure_ascii=False)}," in lines or \
+            f"    {json.dumps(spec, ensure_ascii=False)}" in lines
+    assert '  "session_id": ' in text
 
 
 def test_meta_document_fields(pipeline_checkpoint) -> None:

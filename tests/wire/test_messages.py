@@ -15,6 +15,7 @@ from graflow_dist.scheduler.specs import NodeShape, TaskSpec
 from graflow_dist.wire.messages import DONE, JOB_FUNC, Batch, Event, MsgpackSerializer
 from graflow_dist.wire.signing import MAC_LEN, seal
 from graflow_dist.wire.signing import MESSAGE_MAGIC as MAGIC
+from graflow_dist.wire.specs import decode_spec, encode_spec, spec_from_dict
 from graflow_dist.worker.plain_rq import run_batch
 
 
@@ -101,6 +102,29 @@ def test_batch_of_an_unknown_wire_version_is_refused() -> None:
 def test_malformed_spec_is_refused() -> None:
     with pytest.raises(WireError, match="malformed task spec"):
         Batch.from_body({"v": 1, "s": "x", "g": "h", "specs": [["only", "two"]]})
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("cycle", True, "'cycle' must be an integer"),
+    ("attempt", 0, "'attempt' must be >= 1"),
+    ("crashes", -1, "'crashes' must be >= 0"),
+    ("not_before", float("nan"), "'not_before' must be a finite number"),
+    ("not_before", float("inf"), "'not_before' must be a finite number"),
+    ("group", 3, "'group' must be a string or null"),
+    ("token", "", "valid task id and token"),
+    ("token", "a:b", "valid task id and token"),
+    ("task_id", "bad\nid", "valid task id and token"),
+])
+def test_every_spec_field_is_checked_in_both_encodings(field: str, value: object,
+                                                       message: str) -> None:
+    good = TaskSpec("t", "e.1", cycle=2, attempt=3, crashes=1, group="g", not_before=5.0)
+    assert spec_from_dict(good.to_dict(), "x") == good
+    assert decode_spec(encode_spec(good), "x") == good
+    bad = {**good.to_dict(), field: value}
+    with pytest.raises(WireError, match=message):
+        spec_from_dict(bad, "state document")
+    with pytest.raises(WireError, match=message):
+        decode_spec([bad[name] for name in good.to_dict()], "rq job j")
 
 
 def test_event_round_trip_keeps_every_field() -> None:
