@@ -26,6 +26,8 @@ from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.engine import WorkflowEngine
+from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.graph_code import GraphCodeCache, graph_from_code, split_graph
 from graflow_dist.core.workflow import WorkflowContext
 from graflow_dist.errors import (
     FeedbackError,
@@ -45,10 +47,10 @@ from graflow_dist.names import check_prefix, check_session_id, check_task_id, ch
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import FINISHED_STATUSES, SUCCEEDED_STATUSES, RunStatus
 from graflow_dist.scheduler.requeue import requeue_task
+from graflow_dist.scheduler.specs import GraphShape
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
 from graflow_dist.trace.otel import submit_traceparent
 from graflow_dist.wire.messages import CANCEL, Event
-from graflow_dist.wire.signing import content_hash, dumps_signed, loads_signed, verify
 from graflow_dist.wire.values import encode_value
 
 log = structlog.get_logger("graflow_dist.client")
@@ -98,6 +100,7 @@ class Client:
         self.keyspace = Keyspace.from_env(prefix)
         self.broker = Broker(self.redis, self.keyspace)
         self.queue = check_prefix(queue, "queue name") if queue else self.keyspace.queue_name
+        self._code_cache = GraphCodeCache()
 
     # --- submitting -------------------------------------------------------------------
 
@@ -141,9 +144,9 @@ class Client:
             check_task_id(node_id)
         if ctx.start_node is not None:
             check_task_id(ctx.start_node)
-        blob = dumps_signed(ctx.graph)
+        graph_hash, manifest = self._store_code(ctx.graph, shape)
         record = RunRecord(
-            session_id=ctx.session_id, graph_hash=content_hash(verify(blob, "graph")),
+            session_id=ctx.session_id, graph_hash=graph_hash,
             trace_id=ctx.trace_id, workflow=workflow_name, start_node=ctx.start_node,
             max_steps=ctx.max_steps, default_max_cycles=ctx.default_max_cycles,
             default_max_retries=ctx.default_max_retries, crash_limit=crash_limit,
@@ -159,9 +162,30 @@ class Client:
             if len(value) > limit:
                 raise limits.too_large(f"channel key {key!r} of run {ctx.session_id}",
                                        len(value), limit, limits.MAX_VALUE_BYTES_ENV)
-        self.broker.runs.submit(record, blob, shape, ctx.frontier, values,
+        self.broker.runs.submit(record, manifest, shape, ctx.frontier, values,
                                 replace_channel=not in_redis)
         return WorkflowRun(self, ctx.session_id, graph=ctx.graph)
+
+    def _store_code(self, graph: TaskGraph, shape: GraphShape) -> tuple[str, bytes | None]:
+        """Store ``graph``'s code blobs unless Redis holds them from an earlier
+        submission, and name each node's blob in ``shape``. Returns the graph's hash and
+        its manifest, to store with the run (None: Redis has it)."""
+        store = self.broker.runs.code
+        key = self._code_cache.key(graph, shape)
+        code = self._code_cache.get(graph, key)
+        manifest: bytes | None = None
+        if code is None or not store.refresh(code.graph_hash, code.manifest.blobs):
+            with store.upload() as upload:
+                if code is not None and code.blobs is not None:
+                    upload.add_all(code.blobs)
+                else:  # pickled, signed and sent blob by blob
+                    code = split_graph(graph, store=upload.add,
+                                       keep=self._code_cache.keeps(graph))
+                    self._code_cache.put(graph, key, code)
+            manifest = code.manifest_bytes
+        for node_id, blob in code.code_of.items():
+            shape.nodes[node_id].code = blob
+        return code.graph_hash, manifest
 
     def resume(self, checkpoint_path: str | os.PathLike[str]) -> WorkflowRun:
         """Continue a checkpoint (taken in-process or on a cluster) on this cluster."""
@@ -188,15 +212,14 @@ class Client:
         if state not in RETRYABLE_STATES:
             raise TaskStateError(session_id, task_id, state,
                                  "only failed or dead-lettered tasks can be retried")
-        blob = runs.graph_blob(record.graph_hash)
-        if blob is None:
+        if not runs.code.refresh(record.graph_hash, shape.code_blobs()):
             raise WireError(f"the graph of run {session_id} is no longer in Redis "
                             "(expired): resume it from a checkpoint instead")
         again = dataclasses.replace(
             record, status=RunStatus.SUBMITTED, resume=True, incarnation=uuid.uuid4().hex,
             submitted_at=time.time(), started_at=None, finished_at=None, error=None,
             error_type=None, error_data={})
-        runs.submit(again, blob, shape, requeue_task(frontier, shape, task_id), {},
+        runs.submit(again, None, shape, requeue_task(frontier, shape, task_id), {},
                     replace_channel=False, dynamic=runs.dynamic_blobs(session_id),
                     keep_channel=True)
         log.info("task retried", session=session_id, task=task_id, was=state)
@@ -358,8 +381,9 @@ class WorkflowRun:
         record, _shape, frontier = runs.load(self.session_id)
         graph = self._graph
         if graph is None:
-            blob = runs.graph_blob(record.graph_hash)
-            graph = loads_signed(blob, f"graph {record.graph_hash}") if blob else None
+            stored = runs.code.graph(record.graph_hash)
+            graph = None if stored is None else graph_from_code(
+                *stored, f"graph {record.graph_hash} of run {self.session_id}")
         ctx = ExecutionContext(graph, record.start_node, record.max_steps,
                                session_id=self.session_id, channel=self.channel(),
                                default_max_cycles=record.default_max_cycles)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from graflow_dist.errors import WireError
 from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 from graflow_dist.names import is_session_id, is_token
 from graflow_dist.scheduler.events import RunStatus
-from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 from graflow_dist.wire.fields import shown
 from graflow_dist.wire.messages import Batch, Event, packb, unpackb
 
@@ -61,40 +62,55 @@ def job_id_prefix(session_id: str) -> str:
 
 
 def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-                 live_workers: int, timeouts: dict[str, float] | None = None
-                 ) -> list[list[Any]]:
-    """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token;
-    ``timeouts`` (task id -> seconds) go with the batches of those tasks."""
-    timeouts = timeouts or {}
+                 live_workers: int, timeouts: dict[str, float] | None = None, *,
+                 shape: GraphShape | None = None) -> list[list[Any]]:
+    """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token.
+    Each batch names the code blobs of its tasks and their timeouts (task id ->
+    seconds), from ``shape`` (``timeouts``, if given, instead)."""
+    return list(iter_job_commands(keyspace, record, specs, max_batch, live_workers,
+                                  timeouts, shape=shape))
+
+
+def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec],
+                      max_batch: int, live_workers: int,
+                      timeouts: dict[str, float] | None = None, *,
+                      shape: GraphShape | None = None) -> Iterator[list[Any]]:
+    """`job_commands`, made one job at a time."""
+    nodes = shape.nodes if shape is not None else {}
+    if timeouts is None:
+        timeouts = {s.task_id: timeout for s in specs
+                    if (node := nodes.get(s.task_id)) is not None
+                    and (timeout := node.timeout) is not None}
     queue = record.queue
     stamp = rq_timestamp(time.time())
     size = batch_size(len(specs), max_batch, live_workers)
-    cmds: list[list[Any]] = [["SADD", RQ_QUEUES, keyspace.rq_queue(queue)]]
+    yield ["SADD", RQ_QUEUES, keyspace.rq_queue(queue)]
     job_ids: list[str] = []
     for start in range(0, len(specs), size):
         chunk = specs[start:start + size]
+        code = {s.task_id: node.code for s in chunk
+                if (node := nodes.get(s.task_id)) is not None and node.code}
         batch = Batch(record.session_id, record.graph_hash, chunk, record.trace_id,
                       record.default_max_cycles, traceparent=record.traceparent,
                       timeouts={s.task_id: timeouts[s.task_id] for s in chunk
-                                if s.task_id in timeouts})
+                                if s.task_id in timeouts}, code=code)
         job_id = job_id_prefix(record.session_id) + chunk[0].token
         names = ",".join(s.task_id for s in chunk)
-        cmds.append([
+        yield [
             "HSET", keyspace.rq_job(job_id), JobField.STATUS, "queued",
             JobField.CREATED_AT, stamp, JobField.ENQUEUED_AT, stamp,
             JobField.DATA, batch.job_data(), JobField.ORIGIN, queue,
             JobField.DESCRIPTION, f"graflow {record.session_id[:12]} {names[:120]}",
             JobField.TIMEOUT, "-1", JobField.SESSION, record.session_id,
             JobField.TASKS, len(chunk), JobField.INCARNATION, record.incarnation,
-        ])
-        cmds.append(["HSET", keyspace.jobmap, job_id,
-                     packb([record.session_id, [s.token for s in chunk]])])
+        ]
+        yield ["HSET", keyspace.jobmap, job_id, packb([record.session_id,
+                                                      [s.token for s in chunk]])]
         job_ids.append(job_id)
     for start in range(0, len(job_ids), _PUSH_CHUNK):
-        cmds.append(["RPUSH", keyspace.rq_queue(queue), *job_ids[start:start + _PUSH_CHUNK]])
-    cmds.append(["LPUSH", keyspace.wake(queue), 1])
-    cmds.append(["LTRIM", keyspace.wake(queue), 0, 0])
-    return cmds
+        yield ["RPUSH", keyspace.rq_queue(queue), *job_ids[start:start + _PUSH_CHUNK]]
+    yield ["LPUSH", keyspace.wake(queue), 1]
+    yield ["LTRIM", keyspace.wake(queue), 0, 0]
 
 
 def released_job_commands(keyspace: Keyspace, job_ids: list[str]) -> list[list[Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from graflow_dist.broker.channel_data import (
     queue_channel_writes,
     read_channel,
 )
+from graflow_dist.broker.code import DEFAULT_BLOB_TTL_S, CodeStore
 from graflow_dist.broker.connection import is_wrong_type
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.feedback import FeedbackStore
@@ -25,7 +26,6 @@ from graflow_dist.broker.keys import (
     HASH,
     SET,
     STREAM,
-    STRING,
     ZSET,
     Keyspace,
     RunField,
@@ -37,12 +37,15 @@ from graflow_dist.errors import GraflowError, RunActiveError, UnknownSessionErro
 from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
-from graflow_dist.scheduler.specs import GraphShape
-from graflow_dist.wire.messages import RESUME, SUBMIT, Event
+from graflow_dist.scheduler.specs import GraphShape, NodeShape
+from graflow_dist.wire.messages import RESUME, SUBMIT, Event, unpackb
+from graflow_dist.wire.specs import node_shape_from_dict
 
-# A graph blob stays this long after its submission unless a run keeps it alive.
-DEFAULT_BLOB_TTL_S = 7 * 24 * 3600
 _SUBMIT_ATTEMPTS = 5
+# Graphs with more nodes have their shape written ahead of the submission, in chunks.
+STAGED_SHAPE_NODES = 5_000
+_SHAPE_CHUNK_NODES = 500
+_STAGED_SHAPE_TTL_S = 3600
 
 
 class RunStore:
@@ -62,14 +65,16 @@ class RunStore:
         self.events = EventLog(client, keyspace)
         self.feedback = FeedbackStore(client, keyspace)
         self.repair = KeyRepair(client, keyspace)
+        self.code = CodeStore(client, keyspace)
 
     # --- submitting -------------------------------------------------------------------
 
-    def submit(self, record: RunRecord, graph_blob: bytes, shape: GraphShape,
+    def submit(self, record: RunRecord, manifest: bytes | None, shape: GraphShape,
                frontier: FrontierSnapshot | None, channel_values: dict[str, bytes],
                *, replace_channel: bool, dynamic: dict[str, bytes] | None = None,
                keep_channel: bool = False) -> None:
-        """Store a new incarnation of ``record``'s session with its graph, shape,
+        """Store a new incarnation of ``record``'s session with its graph's manifest
+        (None: already stored; its code blobs must be, see `CodeStore`), shape,
         frontier (a resume) and channel data, and announce it, in one transaction.
         ``dynamic`` are tasks added by an earlier incarnation (signed blobs);
         ``keep_channel`` lifts the TTL an earlier incarnation's end gave the channel.
@@ -84,29 +89,56 @@ class RunStore:
         ks = self.keyspace
         expected = {ks.active_runs: SET, ks.all_runs: ZSET, ks.events: STREAM}
         self.repair.quarantine_typed(expected)
-        # Optimistic: a concurrent change of the run's record (another client's
-        # submission, the coordinator expiring the previous incarnation) means: look
-        # again. Two clients submitting one session: one of them gets through.
-        for _attempt in range(_SUBMIT_ATTEMPTS):
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    self._submit_watched(pipe, keys, record, graph_blob, shape, frontier,
-                                         channel_values, replace_channel, dynamic or {},
-                                         keep_channel)
-                    return
-                except WatchError:
-                    continue
-                except ResponseError as exc:
-                    if not is_wrong_type(exc):
-                        raise
-                    self.repair.quarantine_typed({**expected, **keys.key_types()})
-        raise RunActiveError(f"run {record.session_id} kept changing while it was submitted; "
-                             "is another client submitting it? attach to it instead")
+        staged = None
+        if len(shape.nodes) > STAGED_SHAPE_NODES:
+            staged = keys.staged_shape(record.incarnation)
+            self._stage_shape(staged, shape)
+        try:
+            # Optimistic: a concurrent change of the run's record (another client's
+            # submission, the coordinator expiring the previous incarnation) means: look
+            # again. Two clients submitting one session: one of them gets through.
+            for _attempt in range(_SUBMIT_ATTEMPTS):
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        self._submit_watched(pipe, keys, record, manifest, shape, frontier,
+                                             channel_values, replace_channel, dynamic or {},
+                                             keep_channel, staged)
+                        staged = None  # renamed into place
+                        return
+                    except WatchError:
+                        continue
+                    except ResponseError as exc:
+                        if not is_wrong_type(exc):
+                            raise
+                        self.repair.quarantine_typed({**expected, **keys.key_types()})
+            raise RunActiveError(f"run {record.session_id} kept changing while it was "
+                                 "submitted; is another client submitting it? attach to it "
+                                 "instead")
+        finally:
+            if staged is not None:
+                self.client.delete(staged)
 
-    def _submit_watched(self, pipe: Any, keys: RunKeys, record: RunRecord, graph_blob: bytes,
+    def _stage_shape(self, staged: str, shape: GraphShape) -> None:
+        """Write a large graph's shape ahead of its submission, a chunk per round trip,
+        under a key of its own (renamed into place by the submission): the client never
+        holds the whole shape encoded at once."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(staged)
+        queued = 0
+        for cmd in shape_commands(staged, shape, chunk=_SHAPE_CHUNK_NODES):
+            pipe.execute_command(*cmd)
+            queued += 1
+            if queued % 8 == 0:
+                pipe.execute()
+        pipe.expire(staged, _STAGED_SHAPE_TTL_S)  # gone if the submission never happens
+        pipe.execute()
+
+    def _submit_watched(self, pipe: Any, keys: RunKeys, record: RunRecord,
+                        manifest: bytes | None,
                         shape: GraphShape, frontier: FrontierSnapshot | None,
                         channel_values: dict[str, bytes], replace_channel: bool,
-                        dynamic: dict[str, bytes], keep_channel: bool) -> None:
+                        dynamic: dict[str, bytes], keep_channel: bool,
+                        staged: str | None) -> None:
         session_id = record.session_id
         pipe.watch(keys.meta)
         try:
@@ -127,7 +159,8 @@ class RunStore:
             clear_channel(self.client, keys)
         kept = list(channel_key_names(self.client, keys)) if keep_channel else []
         pipe.multi()
-        pipe.set(self.keyspace.blob(record.graph_hash), graph_blob, ex=DEFAULT_BLOB_TTL_S)
+        if manifest is not None:
+            pipe.set(self.keyspace.blob(record.graph_hash), manifest, ex=DEFAULT_BLOB_TTL_S)
         pipe.delete(*keys.frontier_keys())
         if frontier is None:  # a new run: no task history (a resume keeps it)
             pipe.delete(keys.tasks)
@@ -138,8 +171,12 @@ class RunStore:
         for key in kept:
             pipe.persist(key)
         pipe.hset(keys.meta, mapping=record.settings_meta())
-        for cmd in shape_commands(keys, shape):
-            pipe.execute_command(*cmd)
+        if staged is not None:
+            pipe.rename(staged, keys.shape)
+            pipe.persist(keys.shape)
+        else:
+            for cmd in shape_commands(keys.shape, shape):
+                pipe.execute_command(*cmd)
         if frontier is not None:
             for cmd in frontier_commands(keys, frontier):
                 pipe.execute_command(*cmd)
@@ -231,11 +268,24 @@ class RunStore:
         if members:
             self.client.srem(self.keyspace.active_runs, *members)
 
-    def graph_blob(self, graph_hash: str) -> bytes | None:
-        """The signed, cloudpickled graph stored under ``graph_hash``."""
-        key = self.keyspace.blob(graph_hash)
-        with self._typed(f"graph {graph_hash}", {key: STRING}):
-            return self.client.get(key)
+    def node_shapes(self, session_id: str, node_ids: list[str]) -> dict[str, NodeShape]:
+        """The shapes of the run's nodes ``node_ids`` that exist (its graph's and those
+        added while it ran)."""
+        if not node_ids:
+            return {}
+        key = self.keyspace.run(session_id).shape
+        with self._typed(f"run {session_id!r} shape", {key: HASH}):
+            raw = self.client.hmget(key, node_ids)
+        what = f"run {session_id!r} shape"
+        return {n: node_shape_from_dict(unpackb(v, what), what)
+                for n, v in zip(node_ids, raw, strict=True) if v is not None}
+
+    def dynamic_ids(self, session_id: str) -> list[str]:
+        """The tasks added while the run ran (``next_task``), sorted."""
+        key = self.keyspace.run(session_id).dynamic
+        with self._typed(f"run {session_id!r} dynamic tasks", {key: HASH}):
+            raw = self.client.hkeys(key)
+        return sorted(k.decode(errors="replace") for k in raw)
 
     def dynamic_blobs(self, session_id: str) -> dict[str, bytes]:
         """Tasks added while the run ran (``next_task``), signed and cloudpickled."""
@@ -304,9 +354,10 @@ class RunStore:
             except WatchError:
                 return  # replaced meanwhile by a new submission: not its checkpoint
 
-    def expire(self, record: RunRecord, ttl_s: int) -> bool:
-        """Give a finished run's data a TTL; False (nothing changes) if the session was
-        submitted again meanwhile, so its data is live."""
+    def expire(self, record: RunRecord, ttl_s: int, code: Iterable[str] = ()) -> bool:
+        """Give a finished run's data and its graph (manifest and the code blobs
+        ``code``) a TTL; False (nothing changes) if the session was submitted again
+        meanwhile, so its data is live."""
         keys = self.keyspace.run(record.session_id)
         channel_keys = list(channel_key_names(self.client, keys))
         with self.client.pipeline(transaction=True) as pipe:
@@ -319,7 +370,7 @@ class RunStore:
                     return False
                 pipe.multi()
                 for key in [*keys.frontier_keys(), keys.tasks, *channel_keys,
-                            self.keyspace.blob(record.graph_hash)]:
+                            *self.code.keys(record.graph_hash, code)]:
                     pipe.expire(key, ttl_s)
                 pipe.execute()
             except WatchError:

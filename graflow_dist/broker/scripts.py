@@ -51,6 +51,7 @@ class ApplyResult(IntEnum):
     NOT_LEADER = -1
     STATE_BEHIND = -2
     COMMAND_TOO_LONG = -3
+    STAGED_INCOMPLETE = -4  # a staged payload is not as long as the leader wrote it
 
 
 class LeaderResult(IntEnum):

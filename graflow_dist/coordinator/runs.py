@@ -126,16 +126,11 @@ class RunState:
         self.take(decision)
         return decision
 
-    def _timeouts(self, specs: list[TaskSpec]) -> dict[str, float]:
-        nodes = self.scheduler.shape.nodes
-        return {s.task_id: timeout for s in specs
-                if s.task_id in nodes and (timeout := nodes[s.task_id].timeout) is not None}
-
     def write(self, commit: Commit, max_batch: int, live_workers: int) -> None:
         """Put everything to write for this run now on ``commit``: frontier deltas,
         results, new jobs, its end."""
         if self.started:
-            commit.run_started(self.record)
+            commit.run_started(self.record, self.scheduler.shape.code_blobs())
             self.started = False
         if self.end is None and self.scheduler.waiting != self.waiting:
             self.waiting = self.scheduler.waiting
@@ -151,7 +146,7 @@ class RunState:
             commit.last_task(self.keys, self.last_task)
         if self.end is None:
             commit.jobs(self.record, self.dispatch, max_batch, live_workers,
-                        self._timeouts(self.dispatch))
+                        self.scheduler.shape)
         self.dispatch = []
         if self.end is not None:
             commit.run_ended(self.keys, self.end)

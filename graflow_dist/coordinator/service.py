@@ -210,8 +210,12 @@ class Coordinator:
         self.runs.clear()
         state = self.recovery.committed_state(self.id)
         self.cursor, self.commit_seq = state.cursor, state.commits
-        for session_id in self.recovery.active_sessions():
+        sessions = self.recovery.active_sessions()
+        statuses = self.broker.runs.statuses(sessions)
+        for session_id in sessions:
             damage = self.recovery.damage_of(session_id)
+            if damage is None and statuses.get(session_id) is RunStatus.SUBMITTED:
+                continue  # its submission event is after the cursor: it loads then
             try:
                 if damage is not None:
                     raise damage
@@ -257,6 +261,8 @@ class Coordinator:
                 self._dead.append(event)
             else:
                 touched |= self._apply_event(entry_id, event, now)
+                if event.kind in (SUBMIT, RESUME):
+                    self._keep_lease()  # loading a large run takes a while
         if time.monotonic() >= self._reap_at:
             touched |= self._reap(now)
             self._reap_at = time.monotonic() + self.reap_interval_s
@@ -272,7 +278,17 @@ class Coordinator:
                     touched.add(run.session_id)
         self.auto_checkpoints.request(self.runs, touched)
         if touched or entries:
+            self._keep_lease()
             self._commit(touched)
+
+    def _keep_lease(self) -> None:
+        """Renew the leader lease if due, mid-step: time spent on a large run is no
+        reason to lose it. A lease that lapsed meanwhile is not this step's to commit on."""
+        if time.monotonic() < self._renew_at:
+            return
+        if self.broker.leader.acquire(self.id, self.leader_lease_s) != self.epoch:
+            raise NotLeaderError("the leader lease lapsed during a step")
+        self._renew_at = time.monotonic() + self.leader_lease_s / 3
 
     def _block_ms(self) -> int:
         waits = [_MAX_BLOCK_MS / 1000, max(0.0, self._renew_at - time.monotonic()),
@@ -423,7 +439,8 @@ class Coordinator:
     def _expire_run(self, run: RunState) -> None:
         """Finished runs keep their data for ``run_ttl_s``, then Redis drops it."""
         try:
-            self.broker.runs.expire(run.record, self.run_ttl_s)
+            self.broker.runs.expire(run.record, self.run_ttl_s,
+                                    run.scheduler.shape.code_blobs())
         except (*TRANSIENT_ERRORS, ResponseError) as exc:  # only the clean-up is missed
             self.log.warning("could not set the TTL of a finished run", session=run.session_id,
                              error=str(exc))

@@ -19,7 +19,7 @@ from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
 from graflow_dist.wire import fields as f
-from graflow_dist.wire.signing import seal, unseal
+from graflow_dist.wire.signing import is_content_hash, seal, unseal
 from graflow_dist.wire.specs import decode_spec, encode_spec, outcome_from_dict
 
 WIRE_VERSION = 1
@@ -63,6 +63,9 @@ def _versioned(body: Any, what: str) -> dict[str, Any]:
 
 @dataclass
 class Batch:
+    """Ready specs of one session; ``code`` maps their task ids to the code blobs that
+    hold them (tasks added while the run ran have none: their code is the run's)."""
+
     session_id: str
     graph_hash: str
     specs: list[TaskSpec]
@@ -73,6 +76,8 @@ class Batch:
     # task id -> its timeout in seconds, for the specs' tasks that have one (from their
     # NodeShape); absent in old payloads
     timeouts: dict[str, float] = field(default_factory=dict)
+    # task id -> the code blob that holds it (tasks added while the run ran have none)
+    code: dict[str, str] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
         body = {"v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
@@ -82,6 +87,11 @@ class Batch:
             body["tp"] = self.traceparent
         if self.timeouts:
             body["to"] = self.timeouts
+        if self.code:  # each blob hash once, and an index per spec (-1: none)
+            blobs = list(dict.fromkeys(self.code.values()))
+            index = {h: i for i, h in enumerate(blobs)}
+            body["cb"] = blobs
+            body["ci"] = [index.get(self.code.get(s.task_id, ""), -1) for s in self.specs]
         return body
 
     @classmethod
@@ -90,15 +100,24 @@ class Batch:
         specs = body.get("specs")
         if not isinstance(specs, list):
             raise WireError(f"{what}: specs must be a list")
+        decoded = [decode_spec(s, what) for s in specs]
+        blobs = f.text_list(body, "cb", what, [])
+        if not all(is_content_hash(h) for h in blobs):
+            raise WireError(f"{what}: a code blob hash is malformed")
+        index = body.get("ci", [-1] * len(decoded))
+        if not (isinstance(index, list) and len(index) == len(decoded) and all(
+                type(i) is int and -1 <= i < len(blobs) for i in index)):
+            raise WireError(f"{what}: malformed code index")
         return cls(
             session_id=_session(body, "s", what),
             graph_hash=f.text(body, "g", what),
-            specs=[decode_spec(s, what) for s in specs],
+            specs=decoded,
             trace_id=f.text(body, "tr", what, ""),
             default_max_cycles=f.integer(body, "mc", what, DEFAULT_MAX_CYCLES, minimum=1),
             enqueued_at=f.number(body, "q", what, 0.0, minimum=0.0),
             traceparent=f.text(body, "tp", what, ""),
             timeouts=_timeouts(body, what),
+            code={s.task_id: blobs[i] for s, i in zip(decoded, index, strict=True) if i >= 0},
         )
 
     def job_data(self) -> bytes:

@@ -166,3 +166,9 @@ def loads_signed(blob: bytes, what: str, secret: bytes | None = None) -> Any:
 
 def content_hash(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()[:32]
+
+
+def is_content_hash(value: object) -> bool:
+    """Whether ``value`` looks like a `content_hash` (it becomes part of a key name)."""
+    return (isinstance(value, str) and len(value) == 32
+            and all(c in "0123456789abcdef" for c in value))

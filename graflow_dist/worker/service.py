@@ -34,8 +34,6 @@ from graflow_dist.broker.jobs import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S, Claim
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.errors import (
     ConfigurationError,
-    GraflowError,
-    SignatureError,
     WireError,
     WrongTypeError,
 )
@@ -342,17 +340,9 @@ class Worker:
 
     def _run_batch(self, job: CurrentJob) -> None:
         batch = job.batch
-        try:
-            graph = self.executor.graph(batch.graph_hash)
-        except (SignatureError, WireError, GraflowError) as exc:
-            self._fail_all(job, exc)
-            return
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise  # Redis is gone, not the workflow: the job is re-dispatched after its lease
-        except Exception as exc:  # user code that does not import on this worker
-            self._fail_all(job, exc)
-            return
-        ctx = self.executor.context(batch, graph)
+        # Fetches the code of the batch's tasks; each task's code is verified and loaded
+        # when it runs (a blob that fails to load fails its tasks, not the worker).
+        ctx = self.executor.context(batch, self.executor.graph(batch))
         slot = self.slot
         for spec in batch.specs:
             if self.stopping.is_set() or job.lost:

@@ -9,7 +9,9 @@ import pytest
 import redis
 
 from graflow_dist.broker import Broker
+from graflow_dist.broker import commit as commit_module
 from graflow_dist.broker.commit import Commit
+from graflow_dist.broker.frontier import Deferred, load_run, shape_commands
 from graflow_dist.broker.jobs import job_commands
 from graflow_dist.broker.keys import REAPER, JobField, Keyspace, RunField
 from graflow_dist.broker.record import RunRecord
@@ -30,8 +32,9 @@ from graflow_dist.errors import (
     StaleStateError,
     WrongTypeError,
 )
-from graflow_dist.scheduler.events import RunStatus
-from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.scheduler.events import RunStatus, TaskOutcome
+from graflow_dist.scheduler.specs import GraphShape, NodeShape, TaskSpec
+from graflow_dist.scheduler.state import Scheduler
 
 KS = Keyspace("gfscripts")
 WORKER = "w1"
@@ -81,7 +84,7 @@ def test_every_script_compiles_and_has_its_constants(redis_client: redis.Redis) 
 
 
 def _payload(commands: list[list[object]]) -> bytes:
-    return msgpack.packb(commands, use_bin_type=False)
+    return b"".join(msgpack.packb(c, use_bin_type=False) for c in commands)
 
 
 def test_fenced_apply_return_codes(redis_client: redis.Redis, scripts: Scripts) -> None:
@@ -130,6 +133,63 @@ def test_long_variadic_commands_are_split_and_applied(redis_client: redis.Redis,
     commit.commands.append(["RPUSH", "big", *range(5 * MAX_COMMAND_ARGS)])
     assert broker.apply(commit, "me", 0) == 0
     assert redis_client.llen("big") == 5 * MAX_COMMAND_ARGS
+
+
+def test_a_large_commit_is_staged_in_pieces_and_applied_whole(
+        redis_client: redis.Redis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit_module, "STAGED_COMMIT_BYTES", 1000)
+    redis_client.set(KS.leader, "me")
+    commit = Commit(KS)
+    commit.commands.append(["RPUSH", "big", *(f"item-{i}" for i in range(3000))])
+    commit.commands.append(["SET", "small", "1"])
+    assert len(commit.payload()) > 10_000  # staged in ten pieces or more
+    assert broker.apply(commit, "me", 0) == 0
+    assert redis_client.llen("big") == 3000 and redis_client.lindex("big", 2999) == b"item-2999"
+    assert redis_client.get("small") == b"1"
+    assert not redis_client.exists(KS.staged_commit("me"))
+
+
+def test_a_staged_commit_that_arrived_incomplete_is_refused(redis_client: redis.Redis,
+                                                            scripts: Scripts) -> None:
+    redis_client.set(KS.leader, "me")
+    payload = _payload([["SET", "a", "1"]])
+    redis_client.set(KS.staged_commit("me"), payload[:-1])
+    keys = [KS.leader, KS.commits, KS.staged_commit("me")]
+    assert scripts.call("fenced_apply", keys, ["me", b"", 0, len(payload)]) \
+        == ApplyResult.STAGED_INCOMPLETE
+    assert redis_client.get("a") is None and redis_client.get(KS.commits) is None
+    redis_client.set(KS.staged_commit("me"), payload)
+    assert scripts.call("fenced_apply", keys, ["me", b"", 0, len(payload)]) == 0
+    assert redis_client.get("a") == b"1" and not redis_client.exists(KS.staged_commit("me"))
+
+
+def test_a_fan_out_s_commit_is_made_as_it_is_sent_and_reloads_whole(
+        redis_client: redis.Redis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit_module, "STAGED_COMMIT_BYTES", 50_000)
+    members = [f"m{i}" for i in range(2500)]
+    shape = GraphShape({"head": NodeShape("head", successors=["G"]),
+                        "G": NodeShape("G", predecessors=["head"], members=members),
+                        **{m: NodeShape(m) for m in members}})
+    sched = Scheduler(shape, "big", epoch="e")
+    record = RunRecord("big", status=RunStatus.RUNNING, graph_hash="g", queue=KS.queue_name)
+    keys = KS.run("big")
+    redis_client.hset(keys.meta, mapping=record.settings_meta())
+    for cmd in shape_commands(keys.shape, shape):
+        redis_client.execute_command(*cmd)
+    redis_client.set(KS.leader, "me")
+    for count, decision in enumerate([sched.start(), None]):
+        if decision is None:
+            (head,) = sched.inflight.values()
+            decision = sched.complete(head.token, TaskOutcome())
+        commit = Commit(KS)
+        commit.frontier(keys, sched, sched.drain_journal())
+        commit.jobs(record, decision.dispatch, 64, 2, shape)
+        assert broker.apply(commit, "me", count) == 0
+    assert any(isinstance(c, Deferred) for c in commit.commands)  # made while sent
+    _record, _shape, loaded = load_run(redis_client, keys)
+    assert {s.token for s in loaded.pending_tasks} == set(sched.inflight)
+    assert redis_client.llen(KS.rq_queue(KS.queue_name)) == 1 + 2500 // 64 + 1
+    assert not redis_client.exists(KS.staged_commit("me"))
 
 
 # --- leader --------------------------------------------------------------------------------

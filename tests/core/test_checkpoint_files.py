@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from graflow_dist import CheckpointManager, TaskExecutionContext, parallel, task, workflow
+from graflow_dist.checkpoint.format import SCHEMA_VERSION
 from graflow_dist.errors import CheckpointError, TaskExecutionError
 from graflow_dist.scheduler import TaskSpec
 
@@ -36,7 +37,7 @@ def test_three_files_with_a_common_base(pipeline_checkpoint) -> None:
 
 def test_state_document_fields(pipeline_checkpoint) -> None:
     state = read_json(pipeline_checkpoint.state)
-    assert state["schema_version"] == 1
+    assert state["schema_version"] == SCHEMA_VERSION == 2
     assert state["session_id"] == pipeline_checkpoint.context.session_id
     assert state["steps"] == 1
     # deferred: s1 completed before the checkpoint was written, its successor pends

@@ -110,7 +110,7 @@ class TouchOnUnpickle:
 
 
 @pytest.mark.parametrize("forgery", ["other-secret", "flipped-byte"])
-def test_forged_graph_blob_fails_the_run_without_unpickling(
+def test_forged_code_blob_fails_the_run_without_unpickling(
     shared_cluster: LocalCluster,
     client: Client,
     raw_redis: redis.Redis,
@@ -131,7 +131,9 @@ def test_forged_graph_blob_fails_the_run_without_unpickling(
     coordinator.signal_group(signal.SIGSTOP)
     try:
         run = client.submit(wf)
-        key = keyspace.blob(run.info()["graph_hash"])
+        task_id = f"victim_{forgery.replace('-', '_')}"
+        code = client.broker.runs.node_shapes(run.session_id, [task_id])[task_id].code
+        key = keyspace.code(code)
         genuine = raw_redis.get(key)
         assert genuine is not None
         if forgery == "other-secret":

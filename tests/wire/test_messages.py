@@ -11,11 +11,16 @@ import pytest
 
 from graflow_dist.errors import SignatureError, WireError
 from graflow_dist.scheduler.events import NextTask, TaskOutcome
-from graflow_dist.scheduler.specs import NodeShape, TaskSpec
+from graflow_dist.scheduler.specs import NodeShape, RetrySettings, TaskSpec
 from graflow_dist.wire.messages import DONE, JOB_FUNC, Batch, Event, MsgpackSerializer
 from graflow_dist.wire.signing import MAC_LEN, seal
 from graflow_dist.wire.signing import MESSAGE_MAGIC as MAGIC
-from graflow_dist.wire.specs import decode_spec, encode_spec, spec_from_dict
+from graflow_dist.wire.specs import (
+    decode_spec,
+    encode_spec,
+    node_shape_from_dict,
+    spec_from_dict,
+)
 from graflow_dist.worker.plain_rq import run_batch
 
 
@@ -125,6 +130,27 @@ def test_every_spec_field_is_checked_in_both_encodings(field: str, value: object
         spec_from_dict(bad, "state document")
     with pytest.raises(WireError, match=message):
         decode_spec([bad[name] for name in good.to_dict()], "rq job j")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"node_id": 5}, "'node_id' must be a string"),
+    ({"successors": ["a", 1]}, "'successors' must be a list of strings"),
+    ({"predecessors": "a"}, "'predecessors' must be a list of strings"),
+    ({"max_cycles": 0}, "'max_cycles' must be >= 1"),
+    ({"retry": {"jitter": 0}}, "'jitter' must be true or false"),
+    ({"retry": {"max_retries": False}}, "'max_retries' must be an integer"),
+    ({"code": 7}, "'code' must be a string"),
+])
+def test_every_node_shape_field_is_checked(change: dict[str, object], message: str) -> None:
+    plain = NodeShape("t", successors=["u"], predecessors=["s"], code="h1")
+    shared: dict[object, object] = {}
+    decoded = node_shape_from_dict(plain.to_dict(), "x", shared)
+    assert decoded == plain
+    assert node_shape_from_dict(plain.to_dict(), "x", shared).code is decoded.code
+    group = NodeShape("g", members=["m"], retry=RetrySettings(2, 0.5))
+    assert node_shape_from_dict(group.to_dict(), "x") == group
+    with pytest.raises(WireError, match=message):
+        node_shape_from_dict({**plain.to_dict(), **change}, "run shape")
 
 
 def test_event_round_trip_keeps_every_field() -> None:

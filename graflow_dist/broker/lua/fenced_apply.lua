@@ -8,12 +8,15 @@
 -- first write (command length, key types, and the ACL where Redis can tell), so a
 -- commit is applied whole or not at all. Returns the number of commands that failed
 -- anyway, or NOT_LEADER, STATE_BEHIND, COMMAND_TOO_LONG, {WRONG_TYPE, key, type, ...}
--- or {PERMISSION_DENIED, command, key}.
+-- or {PERMISSION_DENIED, command, key}, or STAGED_INCOMPLETE when a large commit,
+-- written ahead to `staged_key`, is not `staged_length` bytes long.
 local leader_key = KEYS[1]
 local commits_key = KEYS[2]
+local staged_key = KEYS[3]
 local leader_id = ARGV[1]
-local commands = cmsgpack.unpack(ARGV[2])
+local payload = ARGV[2]
 local expected_commits = ARGV[3]
+local staged_length = tonumber(ARGV[4] or '0')
 
 -- The type each write command needs its key (second word) to hold.
 local NEEDS = {HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SADD = 'set',
@@ -22,8 +25,24 @@ local NEEDS = {HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SADD = 'set',
 
 local wrong = wrong_types({leader_key, 'string', commits_key, 'string'})
 if wrong then return wrong end
+if staged_length > 0 then
+  wrong = wrong_types({staged_key, 'string'})
+  if wrong then return wrong end
+  payload = redis.call('GET', staged_key) or ''
+  redis.call('DEL', staged_key)
+  if #payload ~= staged_length then return STAGED_INCOMPLETE end
+end
 if redis.call('GET', leader_key) ~= leader_id then return NOT_LEADER end
 if (redis.call('GET', commits_key) or '0') ~= expected_commits then return STATE_BEHIND end
+-- The payload is msgpack commands one after another (unpacked a thousand at a time:
+-- Lua returns at most ~8,000 values from one call).
+local commands = {}
+local offset = 0
+while offset >= 0 do
+  local unpacked = {cmsgpack.unpack_limit(payload, 1000, offset)}
+  offset = unpacked[1]
+  for i = 2, #unpacked do commands[#commands + 1] = unpacked[i] end
+end
 local checks = {}
 local seen = {}
 for i = 1, #commands do
