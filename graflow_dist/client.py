@@ -21,15 +21,17 @@ from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, check_connection, connect
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.submission import Submission
 from graflow_dist.broker.task_states import DEAD_LETTERED, FAILED, task_states
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.engine import WorkflowEngine
 from graflow_dist.core.graph import TaskGraph
-from graflow_dist.core.graph_code import GraphCodeCache, graph_from_code, split_graph
+from graflow_dist.core.graph_code import graph_from_code
 from graflow_dist.core.workflow import WorkflowContext
 from graflow_dist.errors import (
+    CodeMissingError,
     FeedbackError,
     RunActiveError,
     RunEndedError,
@@ -49,6 +51,7 @@ from graflow_dist.scheduler.events import FINISHED_STATUSES, SUCCEEDED_STATUSES,
 from graflow_dist.scheduler.requeue import requeue_task
 from graflow_dist.scheduler.specs import GraphShape
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
+from graflow_dist.submitter import Submitter
 from graflow_dist.trace.otel import submit_traceparent
 from graflow_dist.wire.messages import CANCEL, Event
 from graflow_dist.wire.values import encode_value
@@ -100,7 +103,7 @@ class Client:
         self.keyspace = Keyspace.from_env(prefix)
         self.broker = Broker(self.redis, self.keyspace)
         self.queue = check_prefix(queue, "queue name") if queue else self.keyspace.queue_name
-        self._code_cache = GraphCodeCache()
+        self._submitter = Submitter(self.broker)
 
     # --- submitting -------------------------------------------------------------------
 
@@ -136,6 +139,12 @@ class Client:
 
     def _submit_context(self, ctx: ExecutionContext, workflow_name: str,
                         crash_limit: int) -> WorkflowRun:
+        graph, shape, sub = self._submission(ctx, workflow_name, crash_limit)
+        self._submitter.submit(graph, shape, sub)
+        return WorkflowRun(self, ctx.session_id, graph=ctx.graph)
+
+    def _submission(self, ctx: ExecutionContext, workflow_name: str, crash_limit: int
+                    ) -> tuple[TaskGraph, GraphShape, Submission]:
         # Names become keys, paths and log fields: checked here, where they enter.
         check_session_id(ctx.session_id)
         check_workflow_name(workflow_name)
@@ -144,11 +153,10 @@ class Client:
             check_task_id(node_id)
         if ctx.start_node is not None:
             check_task_id(ctx.start_node)
-        graph_hash, manifest = self._store_code(ctx.graph, shape)
         record = RunRecord(
-            session_id=ctx.session_id, graph_hash=graph_hash,
-            trace_id=ctx.trace_id, workflow=workflow_name, start_node=ctx.start_node,
-            max_steps=ctx.max_steps, default_max_cycles=ctx.default_max_cycles,
+            session_id=ctx.session_id, trace_id=ctx.trace_id, workflow=workflow_name,
+            start_node=ctx.start_node, max_steps=ctx.max_steps,
+            default_max_cycles=ctx.default_max_cycles,
             default_max_retries=ctx.default_max_retries, crash_limit=crash_limit,
             queue=self.queue, resume=ctx.frontier is not None, incarnation=uuid.uuid4().hex,
             total=sum(1 for node in shape.nodes.values() if not node.is_group),
@@ -162,30 +170,8 @@ class Client:
             if len(value) > limit:
                 raise limits.too_large(f"channel key {key!r} of run {ctx.session_id}",
                                        len(value), limit, limits.MAX_VALUE_BYTES_ENV)
-        self.broker.runs.submit(record, manifest, shape, ctx.frontier, values,
-                                replace_channel=not in_redis)
-        return WorkflowRun(self, ctx.session_id, graph=ctx.graph)
-
-    def _store_code(self, graph: TaskGraph, shape: GraphShape) -> tuple[str, bytes | None]:
-        """Store ``graph``'s code blobs unless Redis holds them from an earlier
-        submission, and name each node's blob in ``shape``. Returns the graph's hash and
-        its manifest, to store with the run (None: Redis has it)."""
-        store = self.broker.runs.code
-        key = self._code_cache.key(graph, shape)
-        code = self._code_cache.get(graph, key)
-        manifest: bytes | None = None
-        if code is None or not store.refresh(code.graph_hash, code.manifest.blobs):
-            with store.upload() as upload:
-                if code is not None and code.blobs is not None:
-                    upload.add_all(code.blobs)
-                else:  # pickled, signed and sent blob by blob
-                    code = split_graph(graph, store=upload.add,
-                                       keep=self._code_cache.keeps(graph))
-                    self._code_cache.put(graph, key, code)
-            manifest = code.manifest_bytes
-        for node_id, blob in code.code_of.items():
-            shape.nodes[node_id].code = blob
-        return code.graph_hash, manifest
+        return ctx.graph, shape, Submission(record, shape, None, frontier=ctx.frontier,
+                                            channel_values=values, replace_channel=not in_redis)
 
     def resume(self, checkpoint_path: str | os.PathLike[str]) -> WorkflowRun:
         """Continue a checkpoint (taken in-process or on a cluster) on this cluster."""
@@ -212,16 +198,18 @@ class Client:
         if state not in RETRYABLE_STATES:
             raise TaskStateError(session_id, task_id, state,
                                  "only failed or dead-lettered tasks can be retried")
-        if not runs.code.refresh(record.graph_hash, shape.code_blobs()):
-            raise WireError(f"the graph of run {session_id} is no longer in Redis "
-                            "(expired): resume it from a checkpoint instead")
         again = dataclasses.replace(
             record, status=RunStatus.SUBMITTED, resume=True, incarnation=uuid.uuid4().hex,
             submitted_at=time.time(), started_at=None, finished_at=None, error=None,
             error_type=None, error_data={})
-        runs.submit(again, None, shape, requeue_task(frontier, shape, task_id), {},
-                    replace_channel=False, dynamic=runs.dynamic_blobs(session_id),
-                    keep_channel=True)
+        try:
+            runs.submit(Submission(again, shape, None, code=shape.code_blobs(),
+                                   frontier=requeue_task(frontier, shape, task_id),
+                                   replace_channel=False, keep_channel=True,
+                                   dynamic=runs.dynamic_blobs(session_id)))
+        except CodeMissingError:
+            raise WireError(f"the graph of run {session_id} is no longer in Redis "
+                            "(expired): resume it from a checkpoint instead") from None
         log.info("task retried", session=session_id, task=task_id, was=state)
         return WorkflowRun(self, session_id)
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import msgpack
 import redis
 
 from graflow_dist.broker.events import DeadEvent, EventLog
@@ -24,10 +23,10 @@ from graflow_dist.broker.frontier import (
     expand,
     journal_commands,
 )
-from graflow_dist.broker.jobs import iter_job_commands, released_job_commands
+from graflow_dist.broker.jobs import iter_job_commands, released_job_commands, wake_commands
 from graflow_dist.broker.keys import ENDED_FIELD, Keyspace, RunField, RunKeys
 from graflow_dist.broker.record import RunRecord
-from graflow_dist.broker.scripts import MAX_COMMAND_ARGS, ApplyResult, Scripts, as_args
+from graflow_dist.broker.scripts import MAX_COMMAND_ARGS, ApplyResult, Scripts, pack_command
 from graflow_dist.errors import (
     CommitTooLargeError,
     NotLeaderError,
@@ -72,9 +71,10 @@ class Commit:
     def __init__(self, keyspace: Keyspace) -> None:
         self.keyspace = keyspace
         self.commands: list[Command | Deferred] = []
+        self._woken: dict[str, None] = {}  # queues that got jobs (in order)
 
     def __bool__(self) -> bool:
-        return bool(self.commands)
+        return bool(self.commands or self._woken)
 
     def run_started(self, record: RunRecord, code: list[str]) -> None:
         """The run is running; its graph (manifest and the code blobs ``code``) must
@@ -103,6 +103,8 @@ class Commit:
             self.commands.append(["HINCRBY", keys.meta, RunField.FAILED, count])
 
     def channel_values(self, keys: RunKeys, values: dict[str, bytes]) -> None:
+        if values:
+            self.commands.append(["SADD", keys.channel_index, *values])
         for key, value in values.items():
             self.commands.append(["SET", keys.channel(key), value])
 
@@ -118,13 +120,21 @@ class Commit:
         self.commands.append(["HSET", keys.meta, RunField.LAST_TASK, task_id])
 
     def jobs(self, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-             live_workers: int, shape: GraphShape | None = None) -> None:
+             live_workers: int, shape: GraphShape | None = None, ready_total: int = 0
+             ) -> None:
+        """Jobs for ``specs`` of one run, sized as if ``ready_total`` tasks (of all runs
+        in this commit; at least ``specs``) were ready."""
+        ready = max(ready_total, len(specs))
+        if specs:
+            self._woken.setdefault(record.queue, None)
         if len(specs) > DEFERRED_SPECS:
             self.commands.append(Deferred(lambda: iter_job_commands(
-                self.keyspace, record, specs, max_batch, live_workers, shape=shape)))
+                self.keyspace, record, specs, max_batch, live_workers, shape=shape,
+                ready=ready, wake=False)))
         elif specs:
             self.commands += iter_job_commands(self.keyspace, record, specs, max_batch,
-                                               live_workers, shape=shape)
+                                               live_workers, shape=shape, ready=ready,
+                                               wake=False)
 
     def run_ended(self, keys: RunKeys, end: RunEnd) -> None:
         fields: list[Any] = [RunField.STATUS, end.status.value,
@@ -150,11 +160,12 @@ class Commit:
 
     def encoded(self) -> Iterator[bytes]:
         """The commit as the script reads it (msgpack commands one after another), a
-        command at a time."""
-        # Redis's Lua msgpack has no bin type: bytes go as raw strings.
-        packer = msgpack.Packer(use_bin_type=False)
+        command at a time; queues that got jobs are announced and woken last, once."""
         for command in chunked(self.commands):
-            yield packer.pack(as_args(command))
+            yield pack_command(command)
+        for queue in self._woken:
+            for command in wake_commands(self.keyspace, queue):
+                yield pack_command(command)
 
     def payload(self) -> bytes:
         return b"".join(self.encoded())

@@ -15,7 +15,7 @@ import redis
 
 from graflow_dist.broker.keys import RunField, RunKeys
 from graflow_dist.broker.record import RunRecord
-from graflow_dist.errors import UnknownSessionError, WireError
+from graflow_dist.errors import GraflowError, UnknownSessionError, WireError
 from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
 from graflow_dist.scheduler.groups import GroupRun
 from graflow_dist.scheduler.journal import Journal
@@ -192,8 +192,34 @@ def load_run(client: redis.Redis, keys: RunKeys) -> tuple[RunRecord, GraphShape,
     graph's shape in more, a chunk at a time: only the coordinator changes it while
     the run is active); anything malformed raises `WireError` (the run fails, the
     coordinator goes on)."""
-    session_id = keys.session_id
+    loaded = load_runs(client, [keys])[keys.session_id]
+    if isinstance(loaded, GraflowError):
+        raise loaded
+    return loaded
+
+
+def load_runs(client: redis.Redis, runs: list[RunKeys]
+              ) -> dict[str, tuple[RunRecord, GraphShape, FrontierSnapshot] | GraflowError]:
+    """`load_run` for several runs, in one round trip; a run that cannot be loaded
+    maps to its error (`UnknownSessionError`, `WireError`)."""
     pipe = client.pipeline(transaction=True)
+    for keys in runs:
+        _queue_reads(pipe, keys)
+    replies = pipe.execute()
+    out: dict[str, tuple[RunRecord, GraphShape, FrontierSnapshot] | GraflowError] = {}
+    for i, keys in enumerate(runs):
+        try:
+            out[keys.session_id] = _decode_run(client, keys,
+                                               replies[i * _READS:(i + 1) * _READS])
+        except GraflowError as exc:
+            out[keys.session_id] = exc
+    return out
+
+
+_READS = 11  # commands `_queue_reads` queues per run
+
+
+def _queue_reads(pipe: Any, keys: RunKeys) -> None:
     pipe.hgetall(keys.meta)
     pipe.hscan(keys.shape, 0, count=_SHAPE_SCAN)
     pipe.zrange(keys.completed, 0, -1)
@@ -205,8 +231,13 @@ def load_run(client: redis.Redis, keys: RunKeys) -> tuple[RunRecord, GraphShape,
     pipe.smembers(keys.active)
     pipe.hgetall(keys.crashes)
     pipe.hgetall(keys.parked)
+
+
+def _decode_run(client: redis.Redis, keys: RunKeys, replies: list[Any]
+                ) -> tuple[RunRecord, GraphShape, FrontierSnapshot]:
+    session_id = keys.session_id
     (meta, shape, completed, released, pending, cycles, groups, ends, active, crashes,
-     parked) = pipe.execute()
+     parked) = replies
     if not meta:
         raise UnknownSessionError(session_id)
     record = RunRecord.from_meta(session_id, meta)

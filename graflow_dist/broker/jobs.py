@@ -38,6 +38,8 @@ from graflow_dist.wire.messages import Batch, Event, packb, unpackb
 DEFAULT_LEASE_S = 10.0
 DEFAULT_HEARTBEAT_S = 2.0
 DEFAULT_IDLE_WAIT_S = 1.0
+# Tasks per job at most (the coordinator's --max-batch).
+DEFAULT_MAX_BATCH = 64
 # Jobs a reaper pass takes back at most (the rest wait for the next pass).
 DEFAULT_REAP_LIMIT = 500
 _PER_WORKER_JOBS = 4
@@ -74,8 +76,11 @@ def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], m
 def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec],
                       max_batch: int, live_workers: int,
                       timeouts: dict[str, float] | None = None, *,
-                      shape: GraphShape | None = None) -> Iterator[list[Any]]:
-    """`job_commands`, made one job at a time."""
+                      shape: GraphShape | None = None, ready: int = 0, wake: bool = True
+                      ) -> Iterator[list[Any]]:
+    """`job_commands`, made one job at a time; jobs are sized as if ``ready`` tasks (at
+    least ``specs``) were ready at once. Without ``wake`` the queue is not announced
+    nor an idle worker woken (`wake_commands`: a commit does that once per queue)."""
     nodes = shape.nodes if shape is not None else {}
     if timeouts is None:
         timeouts = {s.task_id: timeout for s in specs
@@ -83,8 +88,7 @@ def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpe
                     and (timeout := node.timeout) is not None}
     queue = record.queue
     stamp = rq_timestamp(time.time())
-    size = batch_size(len(specs), max_batch, live_workers)
-    yield ["SADD", RQ_QUEUES, keyspace.rq_queue(queue)]
+    size = batch_size(max(ready, len(specs)), max_batch, live_workers)
     job_ids: list[str] = []
     for start in range(0, len(specs), size):
         chunk = specs[start:start + size]
@@ -109,8 +113,14 @@ def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpe
         job_ids.append(job_id)
     for start in range(0, len(job_ids), _PUSH_CHUNK):
         yield ["RPUSH", keyspace.rq_queue(queue), *job_ids[start:start + _PUSH_CHUNK]]
-    yield ["LPUSH", keyspace.wake(queue), 1]
-    yield ["LTRIM", keyspace.wake(queue), 0, 0]
+    if wake:
+        yield from wake_commands(keyspace, queue)
+
+
+def wake_commands(keyspace: Keyspace, queue: str) -> list[list[Any]]:
+    """Announce ``queue`` to RQ and wake one idle worker of it."""
+    return [["SADD", RQ_QUEUES, keyspace.rq_queue(queue)],
+            ["LPUSH", keyspace.wake(queue), 1], ["LTRIM", keyspace.wake(queue), 0, 0]]
 
 
 def released_job_commands(keyspace: Keyspace, job_ids: list[str]) -> list[list[Any]]:

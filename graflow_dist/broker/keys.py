@@ -180,6 +180,10 @@ class RunKeys:
         return self._k("tasks")
 
     @property
+    def channel_index(self) -> str:  # SET of the run's channel key names (no SCAN needed)
+        return self._k("chkeys")
+
+    @property
     def channel_prefix(self) -> str:
         return f"{self.prefix}:ch:{self.session_id}:"
 
@@ -193,9 +197,10 @@ class RunKeys:
         """The run's keys (not its channel) with the Redis type each holds."""
         return {self.meta: HASH, self.shape: HASH, self.completed: ZSET,
                 self.released: SET, self.pending: HASH, self.cycles: HASH,
-                self.groups: HASH, self.active: SET, self.crashes: HASH,
-                self.parked: HASH, self.dynamic: HASH, self.feedback: SET,
-                self.tasks: HASH, self.ended: STREAM}
+                self.groups: HASH, self.group_ends: HASH, self.active: SET,
+                self.crashes: HASH, self.parked: HASH, self.dynamic: HASH,
+                self.feedback: SET, self.tasks: HASH, self.ended: STREAM,
+                self.channel_index: SET}
 
     def frontier_keys(self) -> list[str]:
         return [self.meta, self.shape, self.completed, self.released, self.pending,

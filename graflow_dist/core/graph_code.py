@@ -12,6 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import is_
 from typing import Any
 
 from graflow_dist.core.graph import TaskGraph
@@ -130,7 +131,7 @@ def _members_first(graph: TaskGraph, groups: list[str]) -> list[str]:
 @dataclass
 class _Entry:
     fingerprint: bytes
-    identities: list[tuple[Any, tuple[Any, ...]]]
+    identities: list[Any]
     code: GraphCode
 
 
@@ -157,7 +158,8 @@ class GraphCodeCache:
         entry = None if key is None else self._entries.get(graph)
         if entry is None or entry.fingerprint != key:
             return None
-        if entry.identities != _identities(graph):  # compares by `is` first
+        now = _identities(graph)
+        if len(now) != len(entry.identities) or not all(map(is_, now, entry.identities)):
             return None
         return entry.code
 
@@ -173,25 +175,13 @@ class GraphCodeCache:
         return len(graph.nodes) <= self.kept_nodes
 
 
-def _identities(graph: TaskGraph) -> list[tuple[Any, tuple[Any, ...]]]:
-    # Holding the objects (not their ids) rules out a recycled id looking unchanged.
-    out: list[tuple[Any, tuple[Any, ...]]] = []
+def _identities(graph: TaskGraph) -> list[Any]:
+    """Each executable and the values of its attributes, in order: compared by
+    identity (holding the objects, not their ids, so a recycled id cannot look
+    unchanged)."""
+    out: list[Any] = []
     for node_id in graph.nodes:
         executable = graph.get_node(node_id)
-        out.append((_Same(executable), tuple(_Same(v) for v in vars(executable).values())))
+        out.append(executable)
+        out.extend(vars(executable).values())
     return out
-
-
-class _Same:
-    """Equal only to a wrapper of the very same object."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Same) and other.obj is self.obj
-
-    def __hash__(self) -> int:
-        return id(self.obj)

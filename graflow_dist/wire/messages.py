@@ -241,7 +241,11 @@ class Event:
                max_bytes: int | None = None) -> Event:
         """Verify the MAC (`SignatureError`), then decode every field (`WireError`)."""
         _bounded(raw, what, max_bytes)
-        body = _versioned(unpackb(unseal(raw, what, secret), what), what)
+        body = unpackb(unseal(raw, what, secret), what)
+        plain = _plain_event(body)
+        if plain is not None:
+            return plain
+        body = _versioned(body, what)
         kind = f.text(body, "k", what)
         if kind not in EVENT_KINDS:
             raise WireError(f"{what}: unknown event kind {kind!r}")
@@ -268,3 +272,47 @@ class Event:
             duration_s=f.number(body, "du", what, 0.0, minimum=0.0),
             traceback=f.text(body, "tb", what, ""), preview=f.text(body, "pv", what, ""),
         )
+
+
+# The fields of a plain report (no outcome, no dynamic tasks, no error details): most
+# events a coordinator reads. Each is checked as the strict decoder would.
+_PLAIN_TEXT = frozenset({"k", "s", "t", "task", "w", "err", "et", "wk", "tb", "pv"})
+_PLAIN_TIMES = frozenset({"qa", "sa", "fa", "du", "dl"})
+_PLAIN_FIELDS = _PLAIN_TEXT | _PLAIN_TIMES | {"v", "at", "r"}
+_PLAIN_NAMES = {"k": "kind", "s": "session_id", "t": "token", "task": "task_id",
+                "w": "worker", "err": "error", "et": "error_type", "wk": "wake_key",
+                "tb": "traceback", "pv": "preview", "qa": "queued_at", "sa": "started_at",
+                "fa": "finished_at", "du": "duration_s", "dl": "deadline", "at": "at",
+                "r": "result"}
+
+
+def _plain_event(body: Any) -> Event | None:
+    """The event if it is a plain report whose every field is well-formed, else None
+    (then the field-by-field decoder decides, and names what is wrong)."""
+    if type(body) is not dict or body.get("v") != WIRE_VERSION \
+            or not all(type(k) is str for k in body) or not _PLAIN_FIELDS.issuperset(body) \
+            or type(body.get("k")) is not str or body["k"] not in EVENT_KINDS \
+            or not is_session_id(body.get("s")):
+        return None
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        kind = type(value)
+        if key in _PLAIN_TEXT:
+            if kind is not str:
+                return None
+        elif key in _PLAIN_TIMES:
+            if not (kind is float or kind is int) or not 0 <= value < math.inf:
+                return None
+            value = float(value)
+        elif key == "at":
+            if not (kind is float or kind is int) or not -math.inf < value < math.inf:
+                return None
+            value = float(value)
+        elif key == "r":
+            if kind is not bytes:
+                return None
+        else:
+            continue  # "v"
+        fields[_PLAIN_NAMES[key]] = value
+    fields.setdefault("at", 0.0)
+    return Event(**fields)

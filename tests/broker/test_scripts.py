@@ -192,6 +192,33 @@ def test_a_fan_out_s_commit_is_made_as_it_is_sent_and_reloads_whole(
     assert not redis_client.exists(KS.staged_commit("me"))
 
 
+# --- expire_run ----------------------------------------------------------------------------
+
+
+def test_expire_run_expires_what_the_run_indexed_unless_submitted_again(
+        redis_client: redis.Redis, broker: Broker) -> None:
+    record = RunRecord("done", status=RunStatus.COMPLETED, graph_hash="gh", incarnation="i1")
+    keys = KS.run("done")
+    redis_client.hset(keys.meta, mapping=record.settings_meta())
+    redis_client.sadd(keys.channel_index, "a", "never-written")
+    redis_client.set(keys.channel("a"), "1")
+    redis_client.set(keys.channel("unindexed"), "1")  # not the run's as far as we know
+    redis_client.sadd(keys.feedback, "fb1")
+    redis_client.hset(KS.feedback("fb1"), "request", "x")
+    redis_client.zadd(KS.feedback_pending, {"fb1": 1.0})
+    redis_client.set(KS.blob("gh"), "manifest")
+    redis_client.set(KS.code("c1"), "blob")
+    again = RunRecord("done", incarnation="i2", graph_hash="gh")
+    assert broker.runs.expire_many([(again, ["c1"])], 100) == [False]  # not this one
+    assert redis_client.ttl(keys.channel("a")) == -1 and redis_client.ttl(keys.meta) == -1
+    assert broker.runs.expire(record, 100, ["c1"]) is True
+    for key in (keys.channel("a"), keys.meta, keys.channel_index, keys.feedback,
+                KS.feedback("fb1"), KS.blob("gh"), KS.code("c1")):
+        assert 0 < redis_client.ttl(key) <= 100, key
+    assert redis_client.ttl(keys.channel("unindexed")) == -1
+    assert redis_client.zscore(KS.feedback_pending, "fb1") is None
+
+
 # --- leader --------------------------------------------------------------------------------
 
 

@@ -125,10 +125,10 @@ def test_forged_code_blob_fails_the_run_without_unpickling(
         def victim() -> str:
             return "must not run"
 
-    coordinator = shared_cluster.coordinator
-    assert coordinator is not None
-    # Pause the coordinator so no job is dispatched before the blob is replaced.
-    coordinator.signal_group(signal.SIGSTOP)
+    # Pause the workers so no job runs before the blob is replaced (a fresh run's first
+    # job is queued by the client itself).
+    for worker in shared_cluster.workers:
+        worker.signal_group(signal.SIGSTOP)
     try:
         run = client.submit(wf)
         task_id = f"victim_{forgery.replace('-', '_')}"
@@ -144,7 +144,8 @@ def test_forged_code_blob_fails_the_run_without_unpickling(
             forged = bytes(flipped)
         raw_redis.set(key, forged, keepttl=True)
     finally:
-        coordinator.signal_group(signal.SIGCONT)
+        for worker in shared_cluster.workers:
+            worker.signal_group(signal.SIGCONT)
 
     with pytest.raises(GraflowError, match="signature does not verify") as raised:
         run.wait(timeout=RUN_TIMEOUT_S)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 
-import graflow_dist.client as client_module
+import graflow_dist.submitter as submitter_module
 from graflow_dist import Client, task, workflow
 from graflow_dist.broker.keys import Keyspace
 
@@ -38,13 +38,13 @@ def sets(redis_client: redis.Redis) -> int:
 def splits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How often the client pickled a graph."""
     calls: list[int] = []
-    real: Callable[..., Any] = client_module.split_graph
+    real: Callable[..., Any] = submitter_module.split_graph
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(client_module, "split_graph", counting)
+    monkeypatch.setattr(submitter_module, "split_graph", counting)
     return calls
 
 

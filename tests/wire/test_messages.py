@@ -185,6 +185,15 @@ def test_event_round_trip_keeps_every_field() -> None:
          "signed blobs"),
         (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "r": 5})), "must be bytes"),
         (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "fatal": "yes"})), "true or false"),
+        # fields a plain report has: checked on the fast path too
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "t": 5})), "'t' must be a string"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "qa": -1.0})), "'qa' must be >= 0"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "du": True})), "finite number"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "at": float("nan")})),
+         "finite number"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "r": "text"})), "must be bytes"),
+        (seal(msgpack.packb({"v": 2, "k": "done", "s": "x"})), "unsupported wire version"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "a:b"})), "invalid session id"),
     ],
 )
 def test_malformed_events_are_refused(raw: bytes, message: str) -> None:

@@ -18,11 +18,6 @@ local payload = ARGV[2]
 local expected_commits = ARGV[3]
 local staged_length = tonumber(ARGV[4] or '0')
 
--- The type each write command needs its key (second word) to hold.
-local NEEDS = {HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SADD = 'set',
-               SREM = 'set', ZADD = 'zset', ZREM = 'zset', RPUSH = 'list', LPUSH = 'list',
-               LTRIM = 'list', XADD = 'stream', XTRIM = 'stream'}
-
 local wrong = wrong_types({leader_key, 'string', commits_key, 'string'})
 if wrong then return wrong end
 if staged_length > 0 then
@@ -34,28 +29,12 @@ if staged_length > 0 then
 end
 if redis.call('GET', leader_key) ~= leader_id then return NOT_LEADER end
 if (redis.call('GET', commits_key) or '0') ~= expected_commits then return STATE_BEHIND end
--- The payload is msgpack commands one after another (unpacked a thousand at a time:
--- Lua returns at most ~8,000 values from one call).
-local commands = {}
-local offset = 0
-while offset >= 0 do
-  local unpacked = {cmsgpack.unpack_limit(payload, 1000, offset)}
-  offset = unpacked[1]
-  for i = 2, #unpacked do commands[#commands + 1] = unpacked[i] end
-end
-local checks = {}
-local seen = {}
+local commands = unpack_commands(payload)
 for i = 1, #commands do
-  local cmd = commands[i]
   -- unpack() would fail half-way through the commit: write nothing instead
-  if #cmd > MAX_COMMAND_ARGS then return COMMAND_TOO_LONG end
-  local needs = NEEDS[string.upper(cmd[1])]
-  if needs and cmd[2] and not seen[cmd[2]] then
-    seen[cmd[2]] = true
-    checks[#checks + 1] = cmd[2]
-    checks[#checks + 1] = needs
-  end
+  if #commands[i] > MAX_COMMAND_ARGS then return COMMAND_TOO_LONG end
 end
+local checks = command_checks(commands)
 wrong = wrong_types(checks)
 if wrong then return wrong end
 if redis.acl_check_cmd then  -- Redis 7+: the ACL, before anything is written

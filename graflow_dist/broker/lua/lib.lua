@@ -33,6 +33,41 @@ local function wrong_types(checks)
   return out
 end
 
+-- The type each write command needs its key (second word) to hold.
+local NEEDS = {HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SADD = 'set',
+               SREM = 'set', ZADD = 'zset', ZREM = 'zset', RPUSH = 'list', LPUSH = 'list',
+               LTRIM = 'list', XADD = 'stream', XTRIM = 'stream'}
+
+-- The {key, type, ...} checks of a list of commands (each key once).
+local function command_checks(commands)
+  local checks = {}
+  local seen = {}
+  for i = 1, #commands do
+    local cmd = commands[i]
+    local needs = NEEDS[string.upper(cmd[1])]
+    if needs and cmd[2] and not seen[cmd[2]] then
+      seen[cmd[2]] = true
+      checks[#checks + 1] = cmd[2]
+      checks[#checks + 1] = needs
+    end
+  end
+  return checks
+end
+
+-- Commands packed one after another (msgpack), as a table (unpacked a thousand at a
+-- time: Lua returns at most ~8,000 values from one call).
+local function unpack_commands(payload)
+  local commands = {}
+  if #payload == 0 then return commands end
+  local offset = 0
+  while offset >= 0 do
+    local unpacked = {cmsgpack.unpack_limit(payload, 1000, offset)}
+    offset = unpacked[1]
+    for i = 2, #unpacked do commands[#commands + 1] = unpacked[i] end
+  end
+  return commands
+end
+
 -- HINCRBY that cannot fail the script: a counter someone overwrote with text is reset.
 local function add_to_counter(key, field, amount)
   local reply = redis.pcall('HINCRBY', key, field, amount)
