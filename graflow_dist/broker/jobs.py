@@ -214,8 +214,12 @@ class JobClaimer:
              self.keyspace.lease_owner, self.keyspace.wake(self.queue), self.rq_worker_key],
             [self.lease_s, self.worker, max_jobs, rq_timestamp(time.time())],
         )
+        return self._claimed(raw, 1)
+
+    def _claimed(self, raw: list[Any], start: int) -> list[ClaimedJob]:
+        """The jobs of a claim reply (``[left, id, data, status, ...]`` from ``start``)."""
         claimed = []
-        for i in range(1, len(raw), 3):
+        for i in range(start, len(raw), 3):
             job_id = raw[i].decode(errors="replace")
             text = raw[i + 2].decode(errors="replace")
             if raw[i + 1] is None:
@@ -252,14 +256,26 @@ class JobClaimer:
         self._report("none", "", events)
         return True
 
-    def _report(self, mode: str, job_id: str, events: list[Event], reason: str = "") -> int:
+    def release_and_claim(self, events: list[Event], job_id: str, max_jobs: int = 1
+                          ) -> tuple[bool, list[ClaimedJob]]:
+        """`send` with ``release=job_id``, then `claim` up to ``max_jobs``, in one atomic
+        step (one round trip from a finished job to the next). Returns whether the
+        lease was still ours, and the jobs claimed (none: the queue was empty)."""
+        raw = self._report("claim", job_id, events, claim=max_jobs)
+        return raw[0] == LeaseResult.RELEASED, self._claimed(raw, 2)
+
+    def _report(self, mode: str, job_id: str, events: list[Event], reason: str = "",
+                claim: int = 0) -> Any:
         ks = self.keyspace
-        return int(self.scripts.call(
-            "report",
-            [ks.events, ks.leases, ks.lease_owner, ks.jobmap, self.rq_worker_key,
-             ks.rq_failed(self.queue)],
-            [mode, job_id, self.worker, reason, rq_timestamp(time.time()),
-             *(event.encode() for event in events)]))
+        keys = [ks.events, ks.leases, ks.lease_owner, ks.jobmap, self.rq_worker_key,
+                ks.rq_failed(self.queue)]
+        if claim:
+            keys += [ks.rq_queue(self.queue), ks.wake(self.queue)]
+        reply = self.scripts.call(
+            "report", keys,
+            [mode, job_id, self.worker, reason, rq_timestamp(time.time()), self.lease_s, claim,
+             *(event.encode() for event in events)])
+        return reply if claim else int(reply)
 
     def finish(self, job_id: str) -> bool:
         """Release a finished job; False if its lease was no longer ours."""

@@ -142,6 +142,8 @@ class Worker:
         self._outage = OutageLog(log, "worker")
         self._beat_stop = threading.Event()
         self._flush_due = threading.Event()  # a report was buffered: check it soon
+        # Jobs claimed together with the release of the last one (None: claim anew).
+        self._next: list[ClaimedJob] | None = None
         self.log = log.bind(worker=self.name, queue=self.queue)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -180,6 +182,7 @@ class Worker:
                         self.log.error("redis refused a command", error=str(exc))
                         time.sleep(_REFUSED_BACKOFF_S)
         finally:
+            self._return_unstarted()
             self._beat_stop.set()
             beat.join(timeout=self.heartbeat_s + 1)
             try:
@@ -284,7 +287,9 @@ class Worker:
     # --- work -----------------------------------------------------------------------
 
     def _work_once(self) -> None:
-        claimed = self.claimer.claim(1)
+        claimed, self._next = self._next, None
+        if claimed is None:
+            claimed = self.claimer.claim(1)
         if not claimed:
             if not self.claimer.wait_for_work():
                 self.registration.idle()  # idle for a while, not between two tasks
@@ -326,6 +331,20 @@ class Worker:
             self.current = None
             if self.slot is not None:
                 self.slot.idle()
+
+    def _return_unstarted(self) -> None:
+        """Stopping: hand back jobs claimed with the last release and not started."""
+        claimed, self._next = self._next or [], None
+        for job in claimed:
+            try:
+                if job.batch is None:
+                    self._process(job)  # rejected or skipped: nothing of it runs
+                else:
+                    self._hand_back(CurrentJob(job.job_id, job.batch),
+                                    [s.token for s in job.batch.specs])
+            except TRANSIENT_ERRORS:
+                self.log.warning("claimed job not handed back: it is re-dispatched after "
+                                 "its lease", job=job.job_id)
 
     def _reject(self, job_id: str, reason: str) -> None:
         """A malformed job: log it, keep it in rq's failed registry, re-dispatch its
@@ -427,11 +446,17 @@ class Worker:
 
     def _flush_reports(self, job: CurrentJob, last: bool) -> None:
         """Send the finished tasks' reports in one transaction (caller holds job.lock);
-        with the last one the job is released, else we learn whether we still hold it."""
+        with the last one the job is released and the next one claimed, else we learn
+        whether we still hold it."""
         reports = list(job.reports)
         events = [r.event for r in reports]
-        option = {"release": job.job_id} if last else {"still_held": job.job_id}
-        if not self._send(lambda: self.claimer.send(events, **option)):
+        if last and not self.stopping.is_set():
+            held, self._next = self._send(
+                lambda: self.claimer.release_and_claim(events, job.job_id))
+        else:
+            option = {"release": job.job_id} if last else {"still_held": job.job_id}
+            held = self._send(lambda: self.claimer.send(events, **option))
+        if not held:
             self._lease_lost(job)
         del job.reports[:len(reports)]  # only once they landed
 
