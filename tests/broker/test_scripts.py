@@ -35,6 +35,7 @@ from graflow_dist.errors import (
 from graflow_dist.scheduler.events import RunStatus, TaskOutcome
 from graflow_dist.scheduler.specs import GraphShape, NodeShape, TaskSpec
 from graflow_dist.scheduler.state import Scheduler
+from graflow_dist.wire.messages import DONE, Event
 
 KS = Keyspace("gfscripts")
 WORKER = "w1"
@@ -310,6 +311,29 @@ def test_finish_releases_only_an_owned_lease(redis_client: redis.Redis, broker: 
     assert claimer.scripts.call("finish", [KS.leases, KS.lease_owner, KS.jobmap,
                                            RQ_WORKER_KEY], [job_id, WORKER]) \
         == LeaseResult.LEASE_LOST
+
+
+def test_release_and_claim_reports_releases_and_claims_the_next_job_in_one_step(
+    redis_client: redis.Redis, broker: Broker
+) -> None:
+    first, second = _enqueue(redis_client, "s1", ["e.1", "e.2"])
+    claimer = _claimer(broker)
+    claimer.claim(1)
+    released, [claimed] = claimer.release_and_claim(
+        [Event(DONE, "s1", token="e.1", task_id="t")], first)
+    assert released and claimed.job_id == second and claimed.batch is not None
+    assert redis_client.zscore(KS.leases, first) is None  # released...
+    assert redis_client.hget(KS.lease_owner, second) == WORKER.encode()  # ...and held
+    assert redis_client.hget(KS.run("s1").meta, RunField.RUNNING) == b"1"
+    [entry] = broker.events.read("0-0", 10, 1)
+    assert entry.event.token == "e.1"
+    # Nothing left: the job is released, nothing claimed; a lease no longer ours is
+    # said so, and the queue is still read.
+    third, = _enqueue(redis_client, "s1", ["e.3"])
+    assert not _claimer(broker, worker="w2").release_and_claim([], second)[0]
+    assert redis_client.hget(KS.lease_owner, second) == WORKER.encode()
+    assert claimer.release_and_claim([], second) == (True, [])
+    assert redis_client.hget(KS.lease_owner, third) == b"w2"
 
 
 def test_fail_job_moves_it_to_the_failed_registry(redis_client: redis.Redis,
