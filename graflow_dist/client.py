@@ -329,14 +329,13 @@ class WorkflowRun:
                 raise RunTimeoutError(f"run {self.session_id} still {shown} after {timeout} s "
                                       f"({done} tasks done)")
             try:
-                record = self.record()
-                if record.status.finished:
-                    return self._outcome(record)
                 # The block is bounded so a Redis restart (which may drop the end
                 # entry) is noticed.
-                self.client.broker.runs.wait_ended(
+                record = self.client.broker.runs.record_when_ended(
                     self.session_id, 1.0 if left is None else max(0.001, min(left, 1.0)))
                 outage.recovered()
+                if record.status.finished:
+                    return self._outcome(record)
             except TRANSIENT_ERRORS as exc:
                 outage.failed(exc)
                 time.sleep(min(outage.backoff_s(), max(0.0, left or 1.0)))

@@ -19,7 +19,7 @@ from graflow_dist.errors import GraflowError, UnknownSessionError, WireError
 from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
 from graflow_dist.scheduler.groups import GroupRun
 from graflow_dist.scheduler.journal import Journal
-from graflow_dist.scheduler.specs import GraphShape, TaskSpec
+from graflow_dist.scheduler.specs import GraphShape, NodeShape, TaskSpec, copy_shape
 from graflow_dist.scheduler.state import Scheduler
 from graflow_dist.wire.fields import int_text
 from graflow_dist.wire.messages import packb, unpackb
@@ -245,10 +245,14 @@ def _decode_run(client: redis.Redis, keys: RunKeys, replies: list[Any]
     graph = GraphShape()
     shared: dict[Any, Any] = {}  # node ids are keys and shape fields: one string each
     cursor, chunk = shape
+    small = not cursor  # one chunk: a small graph, likely submitted many times
     while True:
         for k, v in chunk.items():
-            node_id = shared.setdefault(_text(k, what), _text(k, what))
-            graph.nodes[node_id] = node_shape_from_dict(unpackb(v, what), what, shared)
+            if small:
+                graph.nodes[_text(k, what)] = _small_node(v, what)
+            else:
+                node_id = shared.setdefault(_text(k, what), _text(k, what))
+                graph.nodes[node_id] = node_shape_from_dict(unpackb(v, what), what, shared)
         if not cursor:
             break
         cursor, chunk = client.hscan(keys.shape, cursor, count=_SHAPE_SCAN)
@@ -277,6 +281,22 @@ def _decode_run(client: redis.Redis, keys: RunKeys, replies: list[Any]
     frontier.pending_tasks.sort(key=Scheduler.seq_of)
     check_frontier(graph, frontier, what)
     return record, graph, frontier
+
+
+# Node shapes of small graphs as stored, decoded: many runs of one workflow store the
+# same bytes. Each run gets a copy of its own (a scheduler may change its nodes).
+_SMALL_NODES: dict[bytes, NodeShape] = {}
+_SMALL_NODES_MAX = 20_000
+
+
+def _small_node(raw: bytes, what: str) -> NodeShape:
+    node = _SMALL_NODES.get(raw)
+    if node is None:
+        node = node_shape_from_dict(unpackb(raw, what), what)
+        if len(_SMALL_NODES) >= _SMALL_NODES_MAX:
+            _SMALL_NODES.clear()
+        _SMALL_NODES[raw] = node
+    return copy_shape(node)
 
 
 def check_frontier(shape: GraphShape, frontier: FrontierSnapshot, what: str) -> None:

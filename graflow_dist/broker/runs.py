@@ -25,7 +25,6 @@ from graflow_dist.broker.scripts import (
     Scripts,
     SubmitResult,
     pack_command,
-    refused,
 )
 from graflow_dist.broker.submission import Submission, submission_commands
 from graflow_dist.errors import (
@@ -131,10 +130,7 @@ class RunStore:
     def _send_submissions(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         if len(calls) == 1:
             return [self.scripts.call("submit_run", *calls[0])]
-        pipe = self.client.pipeline(transaction=False)
-        for call_keys, args in calls:
-            self.scripts.call("submit_run", call_keys, args, pipe)
-        return [refused(reply, "submit_run") for reply in pipe.execute()]
+        return self.scripts.call_many("submit_run", calls)
 
     def _drop_staged(self, submissions: list[Submission]) -> None:
         staged = [sub.staged_shape for sub in submissions if sub.staged_shape is not None]
@@ -307,6 +303,26 @@ class RunStore:
                 raise
             time.sleep(block_s)  # not a stream (someone else wrote it): just wait
 
+    def record_when_ended(self, session_id: str, block_s: float) -> RunRecord:
+        """`wait_ended`, then the run's `record`, in one round trip: the record once the
+        run ended, or as it stands after ``block_s``."""
+        keys = self.keyspace.run(session_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xread({keys.ended: "0-0"}, count=1, block=max(1, int(block_s * 1000)))
+        pipe.hgetall(keys.meta)
+        ended, meta = pipe.execute(raise_on_error=False)
+        for reply in (ended, meta):
+            if isinstance(reply, Exception) and not (isinstance(reply, ResponseError)
+                                                     and is_wrong_type(reply)):
+                raise reply
+        if isinstance(meta, ResponseError):
+            raise self.repair.wrong_type_error(f"run {session_id!r} record", {keys.meta: HASH})
+        if isinstance(ended, ResponseError):
+            time.sleep(block_s)  # not a stream (someone else wrote it): just wait
+        if not meta:
+            raise UnknownSessionError(session_id)
+        return RunRecord.from_meta(session_id, meta)
+
     # --- writing (coordinator) ------------------------------------------------------------
 
     def fail(self, session_id: str, error: GraflowError, *, recreate: bool = False
@@ -359,11 +375,11 @@ class RunStore:
         the run's channel index: no SCAN)."""
         if not finished:
             return []
-        pipe = self.client.pipeline(transaction=False)
+        calls = []
         for record, code in finished:
             keys = self.keyspace.run(record.session_id)
-            self.scripts.call(
-                "expire_run", [keys.meta, keys.channel_index, keys.feedback],
-                [record.incarnation, ttl_s, keys.channel_prefix, *keys.frontier_keys(),
-                 keys.tasks, *self.code.keys(record.graph_hash, code)], pipe)
-        return [r == ExpireResult.EXPIRED for r in pipe.execute()]
+            calls.append(([keys.meta, keys.channel_index, keys.feedback],
+                          [record.incarnation, ttl_s, keys.channel_prefix,
+                           *keys.frontier_keys(), keys.tasks,
+                           *self.code.keys(record.graph_hash, code)]))
+        return [r == ExpireResult.EXPIRED for r in self.scripts.call_many("expire_run", calls)]

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 import redis
+from redis.exceptions import NoScriptError
 
 from graflow_dist.broker.keys import (
     EVENT_FIELD,
@@ -172,6 +173,29 @@ class Scripts:
         if pipe is not None:
             return pipe.eval(self._sources[name], len(keys), *keys, *args)
         return refused(self._scripts[name](keys=keys, args=args), name)
+
+    def call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run script ``name`` once per ``(keys, args)`` in one round trip (not atomic
+        as a whole; by hash, the script's text sent again only to a Redis that lost
+        it); the replies, as `call` returns them."""
+        sha = self._scripts[name].sha
+        replies = self._pipelined(sha, calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted meanwhile: those never ran
+            self.client.script_load(self._sources[name])
+            for i, reply in zip(missing, self._pipelined(sha, [calls[i] for i in missing]),
+                                strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [refused(reply, name) for reply in replies]
+
+    def _pipelined(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return pipe.execute(raise_on_error=False)
 
 
 def refused(result: Any, name: str) -> Any:

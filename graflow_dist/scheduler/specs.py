@@ -135,6 +135,12 @@ class NodeShape:
         )
 
 
+def copy_shape(node: NodeShape) -> NodeShape:
+    """A node shape of its own with the same (shared, never changed in place) parts."""
+    return NodeShape(node.node_id, node.successors, node.predecessors, node.members,
+                     node.policy, node.max_cycles, node.retry, node.timeout, node.code)
+
+
 @dataclass
 class GraphShape:
     """The structure of a workflow graph: nodes, edges, groups, limits."""

@@ -137,6 +137,22 @@ def test_a_replaced_frontier_loads_back(redis_client: redis.Redis) -> None:
     assert _normalised(loaded) == _normalised(snap)
 
 
+def test_runs_of_one_small_graph_load_equal_shapes_of_their_own(
+    redis_client: redis.Redis
+) -> None:
+    shapes = []
+    for sid in ("r1", "r2"):
+        keys = KEYSPACE.run(sid)
+        _apply(redis_client, [["HSET", keys.meta,
+                               *sum(RunRecord(sid).settings_meta().items(), ())],
+                              *shape_commands(keys.shape, _shape())])
+        shapes.append(load_run(redis_client, keys)[1])
+    first, second = shapes
+    assert first.nodes == second.nodes == _shape().nodes
+    first.nodes["loop"].max_cycles = 9  # a scheduler may change its own nodes
+    assert second.nodes["loop"].max_cycles == 4
+
+
 def test_loading_an_unknown_run_is_a_clear_error(redis_client: redis.Redis) -> None:
     with pytest.raises(UnknownSessionError, match="nope"):
         load_run(redis_client, KEYSPACE.run("nope"))

@@ -223,6 +223,19 @@ def test_expire_run_expires_what_the_run_indexed_unless_submitted_again(
 # --- leader --------------------------------------------------------------------------------
 
 
+def test_call_many_runs_a_script_per_call_in_one_round_trip_after_a_script_flush(
+    redis_client: redis.Redis, scripts: Scripts
+) -> None:
+    scripts.call("extend", [KS.leases, KS.lease_owner], [5, WORKER])  # loaded by hash
+    redis_client.script_flush()  # a Redis restart empties the script cache
+    replies = scripts.call_many("extend", [([KS.leases, KS.lease_owner], [5, WORKER, "j1"]),
+                                           ([KS.leases, KS.lease_owner], [5, WORKER])])
+    assert replies == [[b"j1"], []]  # not held: named lost
+    redis_client.set(KS.leases, "planted")
+    with pytest.raises(WrongTypeError, match="extend"):
+        scripts.call_many("extend", [([KS.leases, KS.lease_owner], [5, WORKER, "j1"])])
+
+
 def test_leader_acquire_and_release(redis_client: redis.Redis, scripts: Scripts,
                                     broker: Broker) -> None:
     keys = [KS.leader, KS.leader_epoch]
