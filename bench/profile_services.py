@@ -2,11 +2,12 @@
 """Profile graflow-dist's coordinator and workers (cProfile) over fan-out runs.
 
     .venv/bin/python bench/profile_services.py [--fanout 1000] [--runs 4] [--workers 2]
-        [--chain N] [--clock cpu|wall] [--top 25] [--keep DIR]
+        [--chain N] [--small N] [--clock cpu|wall] [--top 25] [--keep DIR]
 
 Starts a private redis-server on 127.0.0.1, runs the coordinator and the workers under
 cProfile (only their main threads; the worker's heartbeat thread is not profiled),
-submits the runs from this process (profiled around ``submit()`` only), stops the
+submits the runs from this process (profiled around ``submit()`` only; ``--small N``
+submits N small runs, head + 10 + join, all at once, then waits), stops the
 services with SIGTERM so that they write their profiles, and prints the top functions
 by own and by cumulative time, per role.
 
@@ -102,6 +103,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fanout", type=int, default=1000)
     ap.add_argument("--chain", type=int, default=0, help="profile a chain of N instead")
+    ap.add_argument("--small", type=int, default=0, help="profile N small runs (12 tasks) "
+                    "submitted at once instead")
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--top", type=int, default=25)
@@ -139,7 +142,9 @@ def main() -> int:
                 return bool(client_r.exists(ks.leader)) and \
                     client_r.zcard(ks.workers) >= args.workers
             wait_until(ready, 30, "coordinator lease and worker registration")
-            if args.chain:
+            if args.small:
+                wf, expected, per_run = fanout_workflow(10), 10, 12
+            elif args.chain:
                 wf, expected, per_run = chain_workflow(args.chain), args.chain, args.chain
             else:
                 wf, expected, per_run = fanout_workflow(args.fanout), args.fanout, \
@@ -151,7 +156,14 @@ def main() -> int:
             prof = cProfile.Profile(time.process_time if args.clock == "cpu"
                                     else time.perf_counter)
             t0 = time.perf_counter()
-            for _ in range(args.runs):
+            if args.small:
+                args.runs = args.small
+                prof.enable()
+                runs = [client.submit(wf) for _ in range(args.small)]
+                prof.disable()
+                if any(run.wait(timeout=120) != expected for run in runs):
+                    raise RuntimeError("wrong result")
+            for _ in range(0 if args.small else args.runs):
                 prof.enable()
                 run = client.submit(wf)
                 prof.disable()

@@ -21,13 +21,17 @@ from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, check_connection, connect
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.submission import Submission
 from graflow_dist.broker.task_states import DEAD_LETTERED, FAILED, task_states
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.engine import WorkflowEngine
+from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.graph_code import graph_from_code
 from graflow_dist.core.workflow import WorkflowContext
 from graflow_dist.errors import (
+    CodeMissingError,
     FeedbackError,
     RunActiveError,
     RunEndedError,
@@ -45,10 +49,11 @@ from graflow_dist.names import check_prefix, check_session_id, check_task_id, ch
 from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.events import FINISHED_STATUSES, SUCCEEDED_STATUSES, RunStatus
 from graflow_dist.scheduler.requeue import requeue_task
+from graflow_dist.scheduler.specs import GraphShape
 from graflow_dist.scheduler.state import DEFAULT_CRASH_LIMIT
+from graflow_dist.submitter import Submitter
 from graflow_dist.trace.otel import submit_traceparent
 from graflow_dist.wire.messages import CANCEL, Event
-from graflow_dist.wire.signing import content_hash, dumps_signed, loads_signed, verify
 from graflow_dist.wire.values import encode_value
 
 log = structlog.get_logger("graflow_dist.client")
@@ -98,6 +103,7 @@ class Client:
         self.keyspace = Keyspace.from_env(prefix)
         self.broker = Broker(self.redis, self.keyspace)
         self.queue = check_prefix(queue, "queue name") if queue else self.keyspace.queue_name
+        self._submitter = Submitter(self.broker)
 
     # --- submitting -------------------------------------------------------------------
 
@@ -133,6 +139,12 @@ class Client:
 
     def _submit_context(self, ctx: ExecutionContext, workflow_name: str,
                         crash_limit: int) -> WorkflowRun:
+        graph, shape, sub = self._submission(ctx, workflow_name, crash_limit)
+        self._submitter.submit(graph, shape, sub)
+        return WorkflowRun(self, ctx.session_id, graph=ctx.graph)
+
+    def _submission(self, ctx: ExecutionContext, workflow_name: str, crash_limit: int
+                    ) -> tuple[TaskGraph, GraphShape, Submission]:
         # Names become keys, paths and log fields: checked here, where they enter.
         check_session_id(ctx.session_id)
         check_workflow_name(workflow_name)
@@ -141,11 +153,10 @@ class Client:
             check_task_id(node_id)
         if ctx.start_node is not None:
             check_task_id(ctx.start_node)
-        blob = dumps_signed(ctx.graph)
         record = RunRecord(
-            session_id=ctx.session_id, graph_hash=content_hash(verify(blob, "graph")),
-            trace_id=ctx.trace_id, workflow=workflow_name, start_node=ctx.start_node,
-            max_steps=ctx.max_steps, default_max_cycles=ctx.default_max_cycles,
+            session_id=ctx.session_id, trace_id=ctx.trace_id, workflow=workflow_name,
+            start_node=ctx.start_node, max_steps=ctx.max_steps,
+            default_max_cycles=ctx.default_max_cycles,
             default_max_retries=ctx.default_max_retries, crash_limit=crash_limit,
             queue=self.queue, resume=ctx.frontier is not None, incarnation=uuid.uuid4().hex,
             total=sum(1 for node in shape.nodes.values() if not node.is_group),
@@ -159,9 +170,8 @@ class Client:
             if len(value) > limit:
                 raise limits.too_large(f"channel key {key!r} of run {ctx.session_id}",
                                        len(value), limit, limits.MAX_VALUE_BYTES_ENV)
-        self.broker.runs.submit(record, blob, shape, ctx.frontier, values,
-                                replace_channel=not in_redis)
-        return WorkflowRun(self, ctx.session_id, graph=ctx.graph)
+        return ctx.graph, shape, Submission(record, shape, None, frontier=ctx.frontier,
+                                            channel_values=values, replace_channel=not in_redis)
 
     def resume(self, checkpoint_path: str | os.PathLike[str]) -> WorkflowRun:
         """Continue a checkpoint (taken in-process or on a cluster) on this cluster."""
@@ -188,17 +198,18 @@ class Client:
         if state not in RETRYABLE_STATES:
             raise TaskStateError(session_id, task_id, state,
                                  "only failed or dead-lettered tasks can be retried")
-        blob = runs.graph_blob(record.graph_hash)
-        if blob is None:
-            raise WireError(f"the graph of run {session_id} is no longer in Redis "
-                            "(expired): resume it from a checkpoint instead")
         again = dataclasses.replace(
             record, status=RunStatus.SUBMITTED, resume=True, incarnation=uuid.uuid4().hex,
             submitted_at=time.time(), started_at=None, finished_at=None, error=None,
             error_type=None, error_data={})
-        runs.submit(again, blob, shape, requeue_task(frontier, shape, task_id), {},
-                    replace_channel=False, dynamic=runs.dynamic_blobs(session_id),
-                    keep_channel=True)
+        try:
+            runs.submit(Submission(again, shape, None, code=shape.code_blobs(),
+                                   frontier=requeue_task(frontier, shape, task_id),
+                                   replace_channel=False, keep_channel=True,
+                                   dynamic=runs.dynamic_blobs(session_id)))
+        except CodeMissingError:
+            raise WireError(f"the graph of run {session_id} is no longer in Redis "
+                            "(expired): resume it from a checkpoint instead") from None
         log.info("task retried", session=session_id, task=task_id, was=state)
         return WorkflowRun(self, session_id)
 
@@ -318,14 +329,13 @@ class WorkflowRun:
                 raise RunTimeoutError(f"run {self.session_id} still {shown} after {timeout} s "
                                       f"({done} tasks done)")
             try:
-                record = self.record()
-                if record.status.finished:
-                    return self._outcome(record)
                 # The block is bounded so a Redis restart (which may drop the end
                 # entry) is noticed.
-                self.client.broker.runs.wait_ended(
+                record = self.client.broker.runs.record_when_ended(
                     self.session_id, 1.0 if left is None else max(0.001, min(left, 1.0)))
                 outage.recovered()
+                if record.status.finished:
+                    return self._outcome(record)
             except TRANSIENT_ERRORS as exc:
                 outage.failed(exc)
                 time.sleep(min(outage.backoff_s(), max(0.0, left or 1.0)))
@@ -358,8 +368,9 @@ class WorkflowRun:
         record, _shape, frontier = runs.load(self.session_id)
         graph = self._graph
         if graph is None:
-            blob = runs.graph_blob(record.graph_hash)
-            graph = loads_signed(blob, f"graph {record.graph_hash}") if blob else None
+            stored = runs.code.graph(record.graph_hash)
+            graph = None if stored is None else graph_from_code(
+                *stored, f"graph {record.graph_hash} of run {self.session_id}")
         ctx = ExecutionContext(graph, record.start_node, record.max_steps,
                                session_id=self.session_id, channel=self.channel(),
                                default_max_cycles=record.default_max_cycles)

@@ -166,6 +166,15 @@ class PayloadTooLargeError(GraflowError, ValueError):
     """A result, channel value or message is larger than the configured limit."""
 
 
+class CodeMissingError(GraflowError):
+    """A submission counted on a graph's code being stored in Redis, and it is gone."""
+
+
+class CodeLoadError(GraflowError):
+    """A worker verified a task's code but could not load it (a module or name the
+    workflow needs is missing where the worker runs)."""
+
+
 # --- distributed runtime -----------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"channels", "checkpoint"},
     {"core", "hitl", "coordination", "trace", "utils", "exceptions", "demo"},
     {"coordinator", "worker"},
-    {"client"},
+    {"client", "submitter"},
     {"cli", "web", "embedded", ""},  # "": the package's own __init__
 ]
 # Function-level imports of graflow_dist modules allowed (optional, heavy): module ->

@@ -125,7 +125,13 @@ class GraflowDistAdapter(Adapter):
         return {**reply, "engine_seconds": time.perf_counter() - t0}
 
     def run_scale(self, n: int) -> Measurement:
-        return self._runs(fanout_workflow(n), n, 1, n + 2, max_steps=n + 10)
+        # The client's own memory per task: its peak less what it held with the
+        # workflow built (the workflow itself is the user's).
+        before = _rss_mb()
+        wf = fanout_workflow(n)
+        built = _rss_mb()
+        reply = self._runs(wf, n, 1, n + 2, max_steps=n + 10)
+        return {**reply, "client_rss_mb": {"before_workflow": before, "workflow_built": built}}
 
     def run_chain(self, m: int) -> Measurement:
         reply = self._runs(self._workflow("chain", m), m, 1, m)
@@ -138,6 +144,11 @@ class GraflowDistAdapter(Adapter):
         reply = self._runs(self._workflow("fan", SMALL_RUN_WIDTH), SMALL_RUN_WIDTH, runs,
                            SMALL_RUN_WIDTH + 2)
         return {**reply, "runs": runs}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:"))
 
 
 if __name__ == "__main__":

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import msgpack
+import redis
 
 from graflow_dist.broker.events import DeadEvent, EventLog
-from graflow_dist.broker.frontier import Command, journal_commands
-from graflow_dist.broker.jobs import job_commands, released_job_commands
+from graflow_dist.broker.frontier import (
+    DEFERRED_SPECS,
+    Command,
+    Deferred,
+    expand,
+    journal_commands,
+)
+from graflow_dist.broker.jobs import iter_job_commands, released_job_commands, wake_commands
 from graflow_dist.broker.keys import ENDED_FIELD, Keyspace, RunField, RunKeys
 from graflow_dist.broker.record import RunRecord
-from graflow_dist.broker.scripts import MAX_COMMAND_ARGS, ApplyResult, Scripts, as_args
+from graflow_dist.broker.scripts import MAX_COMMAND_ARGS, ApplyResult, Scripts, pack_command
 from graflow_dist.errors import (
     CommitTooLargeError,
     NotLeaderError,
@@ -28,30 +35,34 @@ from graflow_dist.errors import (
 )
 from graflow_dist.scheduler.events import RunEnd, RunStatus
 from graflow_dist.scheduler.journal import Journal
-from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 from graflow_dist.scheduler.state import Scheduler
 from graflow_dist.wire.task_records import TaskRecord
 
+# A commit larger than this goes to Redis in pieces of about this size before the
+# script runs; a staged commit nobody applied is gone after the TTL.
+STAGED_COMMIT_BYTES = 4 << 20
+STAGED_COMMIT_TTL_S = 300
 # (leading arguments kept in every piece, arguments per item) of variadic commands.
 _VARIADIC = {"HSET": (2, 2), "HDEL": (2, 1), "SADD": (2, 1), "SREM": (2, 1), "DEL": (1, 1),
              "RPUSH": (2, 1), "ZADD": (2, 2)}
 
 
-def chunked(commands: list[Command], limit: int = MAX_COMMAND_ARGS) -> list[Command]:
-    """Split long variadic commands into pieces of at most ``limit`` arguments."""
-    out: list[Command] = []
-    for cmd in commands:
+def chunked(commands: Iterable[Command | Deferred], limit: int = MAX_COMMAND_ARGS
+            ) -> Iterator[Command]:
+    """The commands (`Deferred` parts made now), long variadic ones split into pieces
+    of at most ``limit`` arguments."""
+    for cmd in expand(commands):
         shape = _VARIADIC.get(str(cmd[0]))
         if shape is None or len(cmd) <= limit:
-            out.append(cmd)
+            yield cmd
             continue
         head, step = shape
         if cmd[0] == "ZADD" and len(cmd) > 2 and cmd[2] in ("NX", "XX"):
             head += 1
         per_piece = max(step, (limit - head) // step * step)
         for start in range(head, len(cmd), per_piece):
-            out.append(cmd[:head] + cmd[start:start + per_piece])
-    return out
+            yield cmd[:head] + cmd[start:start + per_piece]
 
 
 class Commit:
@@ -59,17 +70,20 @@ class Commit:
 
     def __init__(self, keyspace: Keyspace) -> None:
         self.keyspace = keyspace
-        self.commands: list[Command] = []
+        self.commands: list[Command | Deferred] = []
+        self._woken: dict[str, None] = {}  # queues that got jobs (in order)
 
     def __bool__(self) -> bool:
-        return bool(self.commands)
+        return bool(self.commands or self._woken)
 
-    def run_started(self, record: RunRecord) -> None:
+    def run_started(self, record: RunRecord, code: list[str]) -> None:
+        """The run is running; its graph (manifest and the code blobs ``code``) must
+        outlive the submit-time TTL while the run needs it."""
         keys = self.keyspace.run(record.session_id)
         self.commands.append(["HSET", keys.meta, RunField.STATUS, RunStatus.RUNNING.value,
                               RunField.STARTED_AT, repr(time.time())])
-        # The graph must outlive the submit-time TTL while this run needs it.
-        self.commands.append(["PERSIST", self.keyspace.blob(record.graph_hash)])
+        self.commands += [["PERSIST", self.keyspace.blob(record.graph_hash)],
+                          *(["PERSIST", self.keyspace.code(h)] for h in code)]
 
     def run_status(self, keys: RunKeys, status: RunStatus) -> None:
         self.commands.append(["HSET", keys.meta, RunField.STATUS, status.value])
@@ -89,6 +103,8 @@ class Commit:
             self.commands.append(["HINCRBY", keys.meta, RunField.FAILED, count])
 
     def channel_values(self, keys: RunKeys, values: dict[str, bytes]) -> None:
+        if values:
+            self.commands.append(["SADD", keys.channel_index, *values])
         for key, value in values.items():
             self.commands.append(["SET", keys.channel(key), value])
 
@@ -104,10 +120,21 @@ class Commit:
         self.commands.append(["HSET", keys.meta, RunField.LAST_TASK, task_id])
 
     def jobs(self, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-             live_workers: int, timeouts: dict[str, float] | None = None) -> None:
+             live_workers: int, shape: GraphShape | None = None, ready_total: int = 0
+             ) -> None:
+        """Jobs for ``specs`` of one run, sized as if ``ready_total`` tasks (of all runs
+        in this commit; at least ``specs``) were ready."""
+        ready = max(ready_total, len(specs))
         if specs:
-            self.commands += job_commands(self.keyspace, record, specs, max_batch,
-                                          live_workers, timeouts)
+            self._woken.setdefault(record.queue, None)
+        if len(specs) > DEFERRED_SPECS:
+            self.commands.append(Deferred(lambda: iter_job_commands(
+                self.keyspace, record, specs, max_batch, live_workers, shape=shape,
+                ready=ready, wake=False)))
+        elif specs:
+            self.commands += iter_job_commands(self.keyspace, record, specs, max_batch,
+                                               live_workers, shape=shape, ready=ready,
+                                               wake=False)
 
     def run_ended(self, keys: RunKeys, end: RunEnd) -> None:
         fields: list[Any] = [RunField.STATUS, end.status.value,
@@ -131,17 +158,35 @@ class Commit:
         self.commands.append(["SET", self.keyspace.cursor, entry_id])
         self.commands.append(["XTRIM", self.keyspace.events, "MINID", entry_id])
 
+    def encoded(self) -> Iterator[bytes]:
+        """The commit as the script reads it (msgpack commands one after another), a
+        command at a time; queues that got jobs are announced and woken last, once."""
+        for command in chunked(self.commands):
+            yield pack_command(command)
+        for queue in self._woken:
+            for command in wake_commands(self.keyspace, queue):
+                yield pack_command(command)
+
     def payload(self) -> bytes:
-        # Redis's Lua msgpack has no bin type: send bytes as raw strings.
-        return msgpack.packb([as_args(c) for c in chunked(self.commands)], use_bin_type=False)
+        return b"".join(self.encoded())
 
 
 def apply(scripts: Scripts, keyspace: Keyspace, commit: Commit, leader_id: str,
           expected_commits: int) -> int:
     """Apply ``commit`` fenced by the leader lease and the commit count; returns the
-    number of commands that failed inside (logged by the caller)."""
-    result = scripts.call("fenced_apply", [keyspace.leader, keyspace.commits],
-                          [leader_id, commit.payload(), expected_commits])
+    number of commands that failed inside (logged by the caller).
+
+    A commit over `STAGED_COMMIT_BYTES` (a large fan-out starting) is written to a key
+    of the leader's in pieces first and read from there by the script, so neither side
+    holds it twice in memory.
+    """
+    staging = keyspace.staged_commit(leader_id)
+    payload, staged = _stage(scripts.client, staging, commit)
+    result = scripts.call("fenced_apply", [keyspace.leader, keyspace.commits, staging],
+                          [leader_id, payload, expected_commits, staged])
+    if result == ApplyResult.STAGED_INCOMPLETE:
+        raise StaleStateError("commit refused: its staged payload arrived incomplete; "
+                              "reloading")
     if result == ApplyResult.NOT_LEADER:
         raise NotLeaderError("commit refused: this coordinator no longer holds the lease")
     if result == ApplyResult.STATE_BEHIND:
@@ -150,3 +195,31 @@ def apply(scripts: Scripts, keyspace: Keyspace, commit: Commit, leader_id: str,
         raise CommitTooLargeError(
             f"commit refused: a command exceeds {MAX_COMMAND_ARGS} arguments; nothing written")
     return int(result)
+
+
+def _stage(client: redis.Redis, staging: str, commit: Commit) -> tuple[bytes, int]:
+    """The commit's payload inline, or ``(b"", length)`` once it is written to
+    ``staging`` (SETRANGE at fixed offsets: a pipeline retried after a lost reply
+    writes the same bytes again; the script checks the length)."""
+    buffer = bytearray()
+    offset = 0
+    pipe = None
+    for piece in commit.encoded():
+        buffer += piece
+        if len(buffer) < STAGED_COMMIT_BYTES:
+            continue
+        if pipe is None:
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(staging)
+        pipe.setrange(staging, offset, bytes(buffer))
+        offset += len(buffer)
+        buffer.clear()
+        pipe.execute()
+    if pipe is None:
+        return bytes(buffer), 0
+    if buffer:
+        pipe.setrange(staging, offset, bytes(buffer))
+        offset += len(buffer)
+    pipe.expire(staging, STAGED_COMMIT_TTL_S)  # gone if the script never runs
+    pipe.execute()
+    return b"", offset

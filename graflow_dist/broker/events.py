@@ -64,6 +64,10 @@ class EventLog:
         """Append ``event``; queued on ``pipe`` if given."""
         (pipe or self.client).xadd(self.keyspace.events, {EVENT_FIELD: event.encode()})
 
+    def publish_command(self, event: Event) -> list[Any]:
+        """The command that appends ``event`` (for a script or a commit)."""
+        return ["XADD", self.keyspace.events, "*", EVENT_FIELD, event.encode()]
+
     def publish_all(self, events: list[Event]) -> None:
         """Append ``events`` in one transaction."""
         if not events:

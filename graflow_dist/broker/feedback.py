@@ -120,19 +120,6 @@ class FeedbackStore:
                             None if response is None else response.decode(errors="replace")))
         return out
 
-    def expire(self, session_id: str, ttl_s: int) -> None:
-        """A finished run's feedback goes with its other data."""
-        ks = self.keyspace
-        ids = [m.decode(errors="replace") for m in self.client.smembers(ks.run(session_id)
-                                                                         .feedback)]
-        pipe = self.client.pipeline(transaction=False)
-        for fid in ids:
-            pipe.expire(ks.feedback(fid), ttl_s)
-            pipe.zrem(ks.feedback_pending, fid)
-        # The index keeps ids a little longer than their documents: listing skips ids
-        # whose document is gone (`documents`), and `trim` drops them.
-        pipe.execute()
-
     def trim(self, older_than_s: float) -> int:
         """Drop index entries older than ``older_than_s`` seconds."""
         cutoff = time.time() - older_than_s

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from graflow_dist.errors import WireError
 from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 from graflow_dist.names import is_session_id, is_token
 from graflow_dist.scheduler.events import RunStatus
-from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 from graflow_dist.wire.fields import shown
 from graflow_dist.wire.messages import Batch, Event, packb, unpackb
 
@@ -37,6 +38,8 @@ from graflow_dist.wire.messages import Batch, Event, packb, unpackb
 DEFAULT_LEASE_S = 10.0
 DEFAULT_HEARTBEAT_S = 2.0
 DEFAULT_IDLE_WAIT_S = 1.0
+# Tasks per job at most (the coordinator's --max-batch).
+DEFAULT_MAX_BATCH = 64
 # Jobs a reaper pass takes back at most (the rest wait for the next pass).
 DEFAULT_REAP_LIMIT = 500
 _PER_WORKER_JOBS = 4
@@ -61,40 +64,63 @@ def job_id_prefix(session_id: str) -> str:
 
 
 def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-                 live_workers: int, timeouts: dict[str, float] | None = None
-                 ) -> list[list[Any]]:
-    """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token;
-    ``timeouts`` (task id -> seconds) go with the batches of those tasks."""
-    timeouts = timeouts or {}
+                 live_workers: int, timeouts: dict[str, float] | None = None, *,
+                 shape: GraphShape | None = None) -> list[list[Any]]:
+    """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token.
+    Each batch names the code blobs of its tasks and their timeouts (task id ->
+    seconds), from ``shape`` (``timeouts``, if given, instead)."""
+    return list(iter_job_commands(keyspace, record, specs, max_batch, live_workers,
+                                  timeouts, shape=shape))
+
+
+def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec],
+                      max_batch: int, live_workers: int,
+                      timeouts: dict[str, float] | None = None, *,
+                      shape: GraphShape | None = None, ready: int = 0, wake: bool = True
+                      ) -> Iterator[list[Any]]:
+    """`job_commands`, made one job at a time; jobs are sized as if ``ready`` tasks (at
+    least ``specs``) were ready at once. Without ``wake`` the queue is not announced
+    nor an idle worker woken (`wake_commands`: a commit does that once per queue)."""
+    nodes = shape.nodes if shape is not None else {}
+    if timeouts is None:
+        timeouts = {s.task_id: timeout for s in specs
+                    if (node := nodes.get(s.task_id)) is not None
+                    and (timeout := node.timeout) is not None}
     queue = record.queue
     stamp = rq_timestamp(time.time())
-    size = batch_size(len(specs), max_batch, live_workers)
-    cmds: list[list[Any]] = [["SADD", RQ_QUEUES, keyspace.rq_queue(queue)]]
+    size = batch_size(max(ready, len(specs)), max_batch, live_workers)
     job_ids: list[str] = []
     for start in range(0, len(specs), size):
         chunk = specs[start:start + size]
+        code = {s.task_id: node.code for s in chunk
+                if (node := nodes.get(s.task_id)) is not None and node.code}
         batch = Batch(record.session_id, record.graph_hash, chunk, record.trace_id,
                       record.default_max_cycles, traceparent=record.traceparent,
                       timeouts={s.task_id: timeouts[s.task_id] for s in chunk
-                                if s.task_id in timeouts})
+                                if s.task_id in timeouts}, code=code)
         job_id = job_id_prefix(record.session_id) + chunk[0].token
         names = ",".join(s.task_id for s in chunk)
-        cmds.append([
+        yield [
             "HSET", keyspace.rq_job(job_id), JobField.STATUS, "queued",
             JobField.CREATED_AT, stamp, JobField.ENQUEUED_AT, stamp,
             JobField.DATA, batch.job_data(), JobField.ORIGIN, queue,
             JobField.DESCRIPTION, f"graflow {record.session_id[:12]} {names[:120]}",
             JobField.TIMEOUT, "-1", JobField.SESSION, record.session_id,
             JobField.TASKS, len(chunk), JobField.INCARNATION, record.incarnation,
-        ])
-        cmds.append(["HSET", keyspace.jobmap, job_id,
-                     packb([record.session_id, [s.token for s in chunk]])])
+        ]
+        yield ["HSET", keyspace.jobmap, job_id, packb([record.session_id,
+                                                      [s.token for s in chunk]])]
         job_ids.append(job_id)
     for start in range(0, len(job_ids), _PUSH_CHUNK):
-        cmds.append(["RPUSH", keyspace.rq_queue(queue), *job_ids[start:start + _PUSH_CHUNK]])
-    cmds.append(["LPUSH", keyspace.wake(queue), 1])
-    cmds.append(["LTRIM", keyspace.wake(queue), 0, 0])
-    return cmds
+        yield ["RPUSH", keyspace.rq_queue(queue), *job_ids[start:start + _PUSH_CHUNK]]
+    if wake:
+        yield from wake_commands(keyspace, queue)
+
+
+def wake_commands(keyspace: Keyspace, queue: str) -> list[list[Any]]:
+    """Announce ``queue`` to RQ and wake one idle worker of it."""
+    return [["SADD", RQ_QUEUES, keyspace.rq_queue(queue)],
+            ["LPUSH", keyspace.wake(queue), 1], ["LTRIM", keyspace.wake(queue), 0, 0]]
 
 
 def released_job_commands(keyspace: Keyspace, job_ids: list[str]) -> list[list[Any]]:
@@ -188,8 +214,12 @@ class JobClaimer:
              self.keyspace.lease_owner, self.keyspace.wake(self.queue), self.rq_worker_key],
             [self.lease_s, self.worker, max_jobs, rq_timestamp(time.time())],
         )
+        return self._claimed(raw, 1)
+
+    def _claimed(self, raw: list[Any], start: int) -> list[ClaimedJob]:
+        """The jobs of a claim reply (``[left, id, data, status, ...]`` from ``start``)."""
         claimed = []
-        for i in range(1, len(raw), 3):
+        for i in range(start, len(raw), 3):
             job_id = raw[i].decode(errors="replace")
             text = raw[i + 2].decode(errors="replace")
             if raw[i + 1] is None:
@@ -226,14 +256,26 @@ class JobClaimer:
         self._report("none", "", events)
         return True
 
-    def _report(self, mode: str, job_id: str, events: list[Event], reason: str = "") -> int:
+    def release_and_claim(self, events: list[Event], job_id: str, max_jobs: int = 1
+                          ) -> tuple[bool, list[ClaimedJob]]:
+        """`send` with ``release=job_id``, then `claim` up to ``max_jobs``, in one atomic
+        step (one round trip from a finished job to the next). Returns whether the
+        lease was still ours, and the jobs claimed (none: the queue was empty)."""
+        raw = self._report("claim", job_id, events, claim=max_jobs)
+        return raw[0] == LeaseResult.RELEASED, self._claimed(raw, 2)
+
+    def _report(self, mode: str, job_id: str, events: list[Event], reason: str = "",
+                claim: int = 0) -> Any:
         ks = self.keyspace
-        return int(self.scripts.call(
-            "report",
-            [ks.events, ks.leases, ks.lease_owner, ks.jobmap, self.rq_worker_key,
-             ks.rq_failed(self.queue)],
-            [mode, job_id, self.worker, reason, rq_timestamp(time.time()),
-             *(event.encode() for event in events)]))
+        keys = [ks.events, ks.leases, ks.lease_owner, ks.jobmap, self.rq_worker_key,
+                ks.rq_failed(self.queue)]
+        if claim:
+            keys += [ks.rq_queue(self.queue), ks.wake(self.queue)]
+        reply = self.scripts.call(
+            "report", keys,
+            [mode, job_id, self.worker, reason, rq_timestamp(time.time()), self.lease_s, claim,
+             *(event.encode() for event in events)])
+        return reply if claim else int(reply)
 
     def finish(self, job_id: str) -> bool:
         """Release a finished job; False if its lease was no longer ours."""

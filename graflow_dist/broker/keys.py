@@ -124,6 +124,9 @@ class RunKeys:
     def shape(self) -> str:  # HASH node_id -> msgpack NodeShape
         return self._k("shape")
 
+    def staged_shape(self, incarnation: str) -> str:  # HASH written ahead of a submission
+        return self._k(f"shape:{incarnation}")
+
     @property
     def completed(self) -> str:  # ZSET task_id -> completion order
         return self._k("completed")
@@ -143,6 +146,10 @@ class RunKeys:
     @property
     def groups(self) -> str:  # HASH group_id -> msgpack GroupProgress
         return self._k("groups")
+
+    @property
+    def group_ends(self) -> str:  # HASH "group\x00member" -> msgpack [seq, failure or nil]
+        return self._k("groupends")
 
     @property
     def active(self) -> str:  # SET
@@ -173,6 +180,10 @@ class RunKeys:
         return self._k("tasks")
 
     @property
+    def channel_index(self) -> str:  # SET of the run's channel key names (no SCAN needed)
+        return self._k("chkeys")
+
+    @property
     def channel_prefix(self) -> str:
         return f"{self.prefix}:ch:{self.session_id}:"
 
@@ -186,19 +197,20 @@ class RunKeys:
         """The run's keys (not its channel) with the Redis type each holds."""
         return {self.meta: HASH, self.shape: HASH, self.completed: ZSET,
                 self.released: SET, self.pending: HASH, self.cycles: HASH,
-                self.groups: HASH, self.active: SET, self.crashes: HASH,
-                self.parked: HASH, self.dynamic: HASH, self.feedback: SET,
-                self.tasks: HASH, self.ended: STREAM}
+                self.groups: HASH, self.group_ends: HASH, self.active: SET,
+                self.crashes: HASH, self.parked: HASH, self.dynamic: HASH,
+                self.feedback: SET, self.tasks: HASH, self.ended: STREAM,
+                self.channel_index: SET}
 
     def frontier_keys(self) -> list[str]:
         return [self.meta, self.shape, self.completed, self.released, self.pending,
-                self.cycles, self.groups, self.active, self.crashes, self.parked,
-                self.dynamic, self.feedback, self.ended]
+                self.cycles, self.groups, self.group_ends, self.active, self.crashes,
+                self.parked, self.dynamic, self.feedback, self.ended]
 
     def state_keys(self) -> list[str]:
         """The frontier proper (what a submission from a checkpoint replaces)."""
         return [self.completed, self.released, self.pending, self.cycles, self.groups,
-                self.active, self.crashes, self.parked]
+                self.group_ends, self.active, self.crashes, self.parked]
 
 
 @dataclass(frozen=True)
@@ -290,6 +302,9 @@ class Keyspace:
     def commits(self) -> str:  # number of fenced coordinator commits (lost-write check)
         return f"{self.prefix}:coordinator:commits"
 
+    def staged_commit(self, coordinator_id: str) -> str:  # STRING: a large commit's payload
+        return f"{self.prefix}:coordinator:commit:{coordinator_id}"
+
     @property
     def active_runs(self) -> str:  # SET of running session ids
         return f"{self.prefix}:runs:active"
@@ -310,8 +325,11 @@ class Keyspace:
     def coordinators(self) -> str:  # ZSET coordinator id -> last lease attempt
         return f"{self.prefix}:coordinators"
 
-    def blob(self, content_hash: str) -> str:
+    def blob(self, content_hash: str) -> str:  # a graph's manifest, by its hash
         return f"{self.prefix}:blob:{content_hash}"
+
+    def code(self, content_hash: str) -> str:  # a signed code blob, by its hash
+        return f"{self.prefix}:code:{content_hash}"
 
     def feedback(self, feedback_id: str) -> str:  # HASH request, response, session, time
         return f"{self.prefix}:feedback:req:{feedback_id}"

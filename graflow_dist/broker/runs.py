@@ -3,46 +3,49 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import redis
 from redis.exceptions import ResponseError, WatchError
 
-from graflow_dist.broker.channel_data import (
-    channel_key_names,
-    clear_channel,
-    queue_channel_writes,
-    read_channel,
-)
+from graflow_dist.broker.channel_data import read_channel
+from graflow_dist.broker.code import DEFAULT_BLOB_TTL_S, CodeStore
+from graflow_dist.broker.commit import chunked
 from graflow_dist.broker.connection import is_wrong_type
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.feedback import FeedbackStore
-from graflow_dist.broker.frontier import frontier_commands, load_run, shape_commands
-from graflow_dist.broker.keys import (
-    ENDED_FIELD,
-    HASH,
-    SET,
-    STREAM,
-    STRING,
-    ZSET,
-    Keyspace,
-    RunField,
-    RunKeys,
-)
+from graflow_dist.broker.frontier import load_run, load_runs, shape_commands
+from graflow_dist.broker.keys import ENDED_FIELD, HASH, SET, Keyspace, RunField
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.broker.repair import KeyRepair, Quarantined
-from graflow_dist.errors import GraflowError, RunActiveError, UnknownSessionError, WireError
+from graflow_dist.broker.scripts import (
+    ExpireResult,
+    Scripts,
+    SubmitResult,
+    pack_command,
+)
+from graflow_dist.broker.submission import Submission, submission_commands
+from graflow_dist.errors import (
+    CodeMissingError,
+    GraflowError,
+    RunActiveError,
+    UnknownSessionError,
+    WireError,
+    WrongTypeError,
+)
 from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
-from graflow_dist.scheduler.specs import GraphShape
-from graflow_dist.wire.messages import RESUME, SUBMIT, Event
+from graflow_dist.scheduler.specs import GraphShape, NodeShape
+from graflow_dist.wire.messages import unpackb
+from graflow_dist.wire.specs import node_shape_from_dict
 
-# A graph blob stays this long after its submission unless a run keeps it alive.
-DEFAULT_BLOB_TTL_S = 7 * 24 * 3600
-_SUBMIT_ATTEMPTS = 5
+# Graphs with more nodes have their shape written ahead of the submission, in chunks.
+STAGED_SHAPE_NODES = 5_000
+_SHAPE_CHUNK_NODES = 500
+_STAGED_SHAPE_TTL_S = 3600
 
 
 class RunStore:
@@ -62,91 +65,93 @@ class RunStore:
         self.events = EventLog(client, keyspace)
         self.feedback = FeedbackStore(client, keyspace)
         self.repair = KeyRepair(client, keyspace)
+        self.code = CodeStore(client, keyspace)
+        self.scripts = Scripts(client, keyspace)
 
     # --- submitting -------------------------------------------------------------------
 
-    def submit(self, record: RunRecord, graph_blob: bytes, shape: GraphShape,
-               frontier: FrontierSnapshot | None, channel_values: dict[str, bytes],
-               *, replace_channel: bool, dynamic: dict[str, bytes] | None = None,
-               keep_channel: bool = False) -> None:
-        """Store a new incarnation of ``record``'s session with its graph, shape,
-        frontier (a resume) and channel data, and announce it, in one transaction.
-        ``dynamic`` are tasks added by an earlier incarnation (signed blobs);
-        ``keep_channel`` lifts the TTL an earlier incarnation's end gave the channel.
+    def submit(self, submission: Submission) -> None:
+        """Store a new incarnation of a session (see `Submission`) and announce it, in
+        one round trip (a large graph's shape is written ahead, in chunks).
 
-        Raises `RunActiveError` when the session is still active, or when another
-        client submitted it at the same moment.
+        Raises `RunActiveError` when the session is still active (also when another
+        client submitted it first) and `CodeMissingError` when the code it counts on
+        being stored is gone (then it must be stored again).
         """
-        keys = self.keyspace.run(record.session_id)
-        # Deployment keys someone overwrote with another type would half-apply the
-        # transaction below (MULTI does not stop at a failing command): move them
-        # aside first, and if one is planted meanwhile, again, then write it all again.
-        ks = self.keyspace
-        expected = {ks.active_runs: SET, ks.all_runs: ZSET, ks.events: STREAM}
-        self.repair.quarantine_typed(expected)
-        # Optimistic: a concurrent change of the run's record (another client's
-        # submission, the coordinator expiring the previous incarnation) means: look
-        # again. Two clients submitting one session: one of them gets through.
-        for _attempt in range(_SUBMIT_ATTEMPTS):
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    self._submit_watched(pipe, keys, record, graph_blob, shape, frontier,
-                                         channel_values, replace_channel, dynamic or {},
-                                         keep_channel)
-                    return
-                except WatchError:
-                    continue
-                except ResponseError as exc:
-                    if not is_wrong_type(exc):
-                        raise
-                    self.repair.quarantine_typed({**expected, **keys.key_types()})
-        raise RunActiveError(f"run {record.session_id} kept changing while it was submitted; "
-                             "is another client submitting it? attach to it instead")
+        if self.submit_many([submission]):
+            raise CodeMissingError(f"the code of graph {submission.record.graph_hash} is "
+                                   "no longer in Redis: store it again")
 
-    def _submit_watched(self, pipe: Any, keys: RunKeys, record: RunRecord, graph_blob: bytes,
-                        shape: GraphShape, frontier: FrontierSnapshot | None,
-                        channel_values: dict[str, bytes], replace_channel: bool,
-                        dynamic: dict[str, bytes], keep_channel: bool) -> None:
-        session_id = record.session_id
-        pipe.watch(keys.meta)
+    def submit_many(self, submissions: list[Submission]) -> list[int]:
+        """`submit` several, in one round trip; returns the indices of those refused
+        because code they count on is gone. Raises `RunActiveError` naming the sessions
+        still active (the others went through)."""
+        calls = []
+        for sub in submissions:
+            record, shape = sub.record, sub.shape
+            keys = self.keyspace.run(record.session_id)
+            if len(shape.nodes) > STAGED_SHAPE_NODES and sub.staged_shape is None:
+                sub.staged_shape = keys.staged_shape(record.incarnation)
+                self._stage_shape(sub.staged_shape, shape)
+            code_keys = ([] if sub.manifest is not None
+                         else self.code.keys(record.graph_hash, sub.code))
+            payload = b"".join(pack_command(c) for c in chunked(submission_commands(
+                self.keyspace, self.events, sub)))
+            calls.append(([keys.meta, keys.channel_index, *code_keys],
+                          [int(sub.replace_channel), int(sub.keep_channel),
+                           keys.channel_prefix, DEFAULT_BLOB_TTL_S, record.incarnation,
+                           payload]))
         try:
-            raw_status = pipe.hget(keys.meta, RunField.STATUS)
-        except ResponseError as exc:
-            if not is_wrong_type(exc):
-                raise
-            raw_status = None  # not a record at all: replaced below
-        status = RunStatus.parse((raw_status or b"").decode(errors="replace"))
-        ours = pipe.hget(keys.meta, RunField.INCARNATION) == record.incarnation.encode() \
-            if raw_status is not None else False  # our own attempt, written in part
-        if status is not None and not status.finished and not ours:
-            raise RunActiveError(f"run {session_id} is already active on this cluster "
-                                 f"(status {status.value}); cancel it first")
-        if replace_channel:
-            # The run's channel becomes exactly the given values (an earlier incarnation
-            # of this session, e.g. another resume, may have left keys behind).
-            clear_channel(self.client, keys)
-        kept = list(channel_key_names(self.client, keys)) if keep_channel else []
-        pipe.multi()
-        pipe.set(self.keyspace.blob(record.graph_hash), graph_blob, ex=DEFAULT_BLOB_TTL_S)
-        pipe.delete(*keys.frontier_keys())
-        if frontier is None:  # a new run: no task history (a resume keeps it)
-            pipe.delete(keys.tasks)
-        else:
-            pipe.persist(keys.tasks)
-        if dynamic:
-            pipe.hset(keys.dynamic, mapping=dynamic)
-        for key in kept:
-            pipe.persist(key)
-        pipe.hset(keys.meta, mapping=record.settings_meta())
-        for cmd in shape_commands(keys, shape):
+            try:
+                replies = self._send_submissions(calls)
+            except WrongTypeError:
+                # Someone else wrote keys we write, with another type: nothing was
+                # written. Move them aside, then submit again.
+                expected: dict[str, str] = {}
+                for sub in submissions:
+                    expected.update(self.keyspace.key_types(sub.record.queue))
+                    expected.update(self.keyspace.run(sub.record.session_id).key_types())
+                self.repair.quarantine_typed(expected)
+                replies = self._send_submissions(calls)
+        except BaseException:
+            self._drop_staged(submissions)
+            raise
+        refused = [sub for sub, reply in zip(submissions, replies, strict=True)
+                   if reply[0] != SubmitResult.SUBMITTED]
+        self._drop_staged(refused)
+        active = [f"{sub.record.session_id} ({reply[1].decode(errors='replace')})"
+                  for sub, reply in zip(submissions, replies, strict=True)
+                  if reply[0] == SubmitResult.RUN_ACTIVE]
+        if active:
+            raise RunActiveError(f"run {', '.join(active)} is already active on this "
+                                 "cluster; cancel it first")
+        return [i for i, reply in enumerate(replies) if reply[0] == SubmitResult.CODE_MISSING]
+
+    def _send_submissions(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        if len(calls) == 1:
+            return [self.scripts.call("submit_run", *calls[0])]
+        return self.scripts.call_many("submit_run", calls)
+
+    def _drop_staged(self, submissions: list[Submission]) -> None:
+        staged = [sub.staged_shape for sub in submissions if sub.staged_shape is not None]
+        for sub in submissions:
+            sub.staged_shape = None  # written again if the submission is sent again
+        if staged:
+            self.client.delete(*staged)
+
+    def _stage_shape(self, staged: str, shape: GraphShape) -> None:
+        """Write a large graph's shape ahead of its submission, a chunk per round trip,
+        under a key of its own (renamed into place by the submission): the client never
+        holds the whole shape encoded at once."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(staged)
+        queued = 0
+        for cmd in shape_commands(staged, shape, chunk=_SHAPE_CHUNK_NODES):
             pipe.execute_command(*cmd)
-        if frontier is not None:
-            for cmd in frontier_commands(keys, frontier):
-                pipe.execute_command(*cmd)
-        queue_channel_writes(pipe, keys, channel_values)
-        pipe.sadd(self.keyspace.active_runs, session_id)
-        pipe.zadd(self.keyspace.all_runs, {session_id: record.submitted_at or time.time()})
-        self.events.publish(Event(RESUME if frontier is not None else SUBMIT, session_id), pipe)
+            queued += 1
+            if queued % 8 == 0:
+                pipe.execute()
+        pipe.expire(staged, _STAGED_SHAPE_TTL_S)  # gone if the submission never happens
         pipe.execute()
 
     # --- reading ------------------------------------------------------------------------
@@ -211,6 +216,27 @@ class RunStore:
         with self._typed(f"run {session_id!r}", keys.key_types()):
             return load_run(self.client, keys)
 
+    def load_many(self, session_ids: list[str]
+                  ) -> dict[str, tuple[RunRecord, GraphShape, FrontierSnapshot] | GraflowError]:
+        """`load` for several runs in one round trip; a run that cannot be loaded maps
+        to its error (a `WrongTypeError` for all of them if any key is of the wrong
+        type: each is then loaded on its own, to know whose)."""
+        if not session_ids:
+            return {}
+        runs = [self.keyspace.run(sid) for sid in session_ids]
+        try:
+            return load_runs(self.client, runs)
+        except ResponseError as exc:
+            if not is_wrong_type(exc):
+                raise
+        out: dict[str, tuple[RunRecord, GraphShape, FrontierSnapshot] | GraflowError] = {}
+        for sid in session_ids:
+            try:
+                out[sid] = self.load(sid)
+            except GraflowError as err:
+                out[sid] = err
+        return out
+
     def active_ids(self) -> tuple[list[str], list[bytes]]:
         """The active runs' session ids, and the members of the active set that are no
         session id at all (someone else wrote them)."""
@@ -231,11 +257,24 @@ class RunStore:
         if members:
             self.client.srem(self.keyspace.active_runs, *members)
 
-    def graph_blob(self, graph_hash: str) -> bytes | None:
-        """The signed, cloudpickled graph stored under ``graph_hash``."""
-        key = self.keyspace.blob(graph_hash)
-        with self._typed(f"graph {graph_hash}", {key: STRING}):
-            return self.client.get(key)
+    def node_shapes(self, session_id: str, node_ids: list[str]) -> dict[str, NodeShape]:
+        """The shapes of the run's nodes ``node_ids`` that exist (its graph's and those
+        added while it ran)."""
+        if not node_ids:
+            return {}
+        key = self.keyspace.run(session_id).shape
+        with self._typed(f"run {session_id!r} shape", {key: HASH}):
+            raw = self.client.hmget(key, node_ids)
+        what = f"run {session_id!r} shape"
+        return {n: node_shape_from_dict(unpackb(v, what), what)
+                for n, v in zip(node_ids, raw, strict=True) if v is not None}
+
+    def dynamic_ids(self, session_id: str) -> list[str]:
+        """The tasks added while the run ran (``next_task``), sorted."""
+        key = self.keyspace.run(session_id).dynamic
+        with self._typed(f"run {session_id!r} dynamic tasks", {key: HASH}):
+            raw = self.client.hkeys(key)
+        return sorted(k.decode(errors="replace") for k in raw)
 
     def dynamic_blobs(self, session_id: str) -> dict[str, bytes]:
         """Tasks added while the run ran (``next_task``), signed and cloudpickled."""
@@ -263,6 +302,26 @@ class RunStore:
             if not is_wrong_type(exc):
                 raise
             time.sleep(block_s)  # not a stream (someone else wrote it): just wait
+
+    def record_when_ended(self, session_id: str, block_s: float) -> RunRecord:
+        """`wait_ended`, then the run's `record`, in one round trip: the record once the
+        run ended, or as it stands after ``block_s``."""
+        keys = self.keyspace.run(session_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xread({keys.ended: "0-0"}, count=1, block=max(1, int(block_s * 1000)))
+        pipe.hgetall(keys.meta)
+        ended, meta = pipe.execute(raise_on_error=False)
+        for reply in (ended, meta):
+            if isinstance(reply, Exception) and not (isinstance(reply, ResponseError)
+                                                     and is_wrong_type(reply)):
+                raise reply
+        if isinstance(meta, ResponseError):
+            raise self.repair.wrong_type_error(f"run {session_id!r} record", {keys.meta: HASH})
+        if isinstance(ended, ResponseError):
+            time.sleep(block_s)  # not a stream (someone else wrote it): just wait
+        if not meta:
+            raise UnknownSessionError(session_id)
+        return RunRecord.from_meta(session_id, meta)
 
     # --- writing (coordinator) ------------------------------------------------------------
 
@@ -304,25 +363,23 @@ class RunStore:
             except WatchError:
                 return  # replaced meanwhile by a new submission: not its checkpoint
 
-    def expire(self, record: RunRecord, ttl_s: int) -> bool:
-        """Give a finished run's data a TTL; False (nothing changes) if the session was
-        submitted again meanwhile, so its data is live."""
-        keys = self.keyspace.run(record.session_id)
-        channel_keys = list(channel_key_names(self.client, keys))
-        with self.client.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(keys.meta)
-                if pipe.type(keys.meta) != HASH.encode():
-                    return False
-                current = pipe.hget(keys.meta, RunField.INCARNATION)
-                if (current or b"").decode(errors="replace") != record.incarnation:
-                    return False
-                pipe.multi()
-                for key in [*keys.frontier_keys(), keys.tasks, *channel_keys,
-                            self.keyspace.blob(record.graph_hash)]:
-                    pipe.expire(key, ttl_s)
-                pipe.execute()
-            except WatchError:
-                return False  # changed meanwhile: a new submission owns the data now
-        self.feedback.expire(record.session_id, ttl_s)
-        return True
+    def expire(self, record: RunRecord, ttl_s: int, code: Iterable[str] = ()) -> bool:
+        """Give a finished run's data and its graph (manifest and the code blobs
+        ``code``) a TTL; False (nothing changes) if the session was submitted again
+        meanwhile, so its data is live."""
+        return self.expire_many([(record, list(code))], ttl_s)[0]
+
+    def expire_many(self, finished: list[tuple[RunRecord, list[str]]], ttl_s: int
+                    ) -> list[bool]:
+        """`expire` for several runs in one round trip (the channel's keys come from
+        the run's channel index: no SCAN)."""
+        if not finished:
+            return []
+        calls = []
+        for record, code in finished:
+            keys = self.keyspace.run(record.session_id)
+            calls.append(([keys.meta, keys.channel_index, keys.feedback],
+                          [record.incarnation, ttl_s, keys.channel_prefix,
+                           *keys.frontier_keys(), keys.tasks,
+                           *self.code.keys(record.graph_hash, code)]))
+        return [r == ExpireResult.EXPIRED for r in self.scripts.call_many("expire_run", calls)]

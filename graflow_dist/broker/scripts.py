@@ -14,7 +14,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+import msgpack
 import redis
+from redis.exceptions import NoScriptError
 
 from graflow_dist.broker.keys import (
     EVENT_FIELD,
@@ -27,7 +29,7 @@ from graflow_dist.broker.keys import (
     WorkerField,
 )
 from graflow_dist.errors import PermissionDeniedError, WrongTypeError
-from graflow_dist.scheduler.events import RunStatus
+from graflow_dist.scheduler.events import FINISHED_STATUSES, RunStatus
 
 # The longest command a commit may carry. Lua's unpack() fails beyond ~8,000 values
 # (LUAI_MAXCSTACK), half-way through a commit; the coordinator splits variadic commands
@@ -51,6 +53,7 @@ class ApplyResult(IntEnum):
     NOT_LEADER = -1
     STATE_BEHIND = -2
     COMMAND_TOO_LONG = -3
+    STAGED_INCOMPLETE = -4  # a staged payload is not as long as the leader wrote it
 
 
 class LeaderResult(IntEnum):
@@ -86,8 +89,24 @@ class RefusedResult(IntEnum):
     PERMISSION_DENIED = -8
 
 
+class SubmitResult(IntEnum):
+    """``submit_run`` (the first element of its reply)."""
+
+    SUBMITTED = 1
+    RUN_ACTIVE = -1
+    CODE_MISSING = -2
+
+
+class ExpireResult(IntEnum):
+    """``expire_run``."""
+
+    RESUBMITTED = 0
+    EXPIRED = 1
+
+
 SCRIPT_NAMES = ("fenced_apply", "leader_acquire", "leader_release", "claim", "extend",
-                "finish", "fail_job", "report", "reap_mark", "lease_grace", "quarantine")
+                "finish", "fail_job", "report", "reap_mark", "lease_grace", "quarantine",
+                "expire_run", "submit_run")
 
 
 def _lua_literal(value: Any) -> str:
@@ -108,16 +127,19 @@ def header(keyspace: Keyspace) -> str:
         "RQ_FAILED_TTL_S": RQ_FAILED_TTL_S, "SUPERSEDED": RunStatus.SUPERSEDED.value,
         "QUARANTINE_HEAD": keyspace.quarantine_head, "QUARANTINE_TTL_S": QUARANTINE_TTL_S,
         "MAX_JOB_TASKS": MAX_JOB_TASKS, "MAX_LEASE_S": MAX_LEASE_S,
+        "FINISHED_STATUSES": "," + ",".join(sorted(s.value for s in FINISHED_STATUSES)) + ",",
         "F_RUN_RUNNING": RunField.RUNNING, "F_RUN_STATUS": RunField.STATUS,
         "F_RUN_INCARNATION": RunField.INCARNATION, "F_EVENT": EVENT_FIELD,
         "F_WORKER_STATE": WorkerField.STATE,
         "F_WORKER_SUCCESSFUL_JOBS": WorkerField.SUCCESSFUL_JOBS,
         "F_WORKER_FAILED_JOBS": WorkerField.FAILED_JOBS,
+        "FEEDBACK_KEY_HEAD": keyspace.feedback(""), "FEEDBACK_PENDING": keyspace.feedback_pending,
     }
     for name in ("STATUS", "DATA", "ORIGIN", "STARTED_AT", "ENDED_AT", "WORKER_NAME",
                  "EXC_INFO", "SESSION", "TASKS", "INCARNATION", "LEASE_S"):
         constants[f"F_JOB_{name}"] = getattr(JobField, name)
-    for enum in (ApplyResult, LeaderResult, LeaseResult, ReapResult, RefusedResult):
+    for enum in (ApplyResult, LeaderResult, LeaseResult, ReapResult, RefusedResult,
+                 ExpireResult, SubmitResult):
         for name, member in enum.__members__.items():  # aliases (equal values) too
             constants[name] = int(member)
     return "".join(f"local {name} = {_lua_literal(v)}\n" for name, v in constants.items())
@@ -152,6 +174,29 @@ class Scripts:
             return pipe.eval(self._sources[name], len(keys), *keys, *args)
         return refused(self._scripts[name](keys=keys, args=args), name)
 
+    def call_many(self, name: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run script ``name`` once per ``(keys, args)`` in one round trip (not atomic
+        as a whole; by hash, the script's text sent again only to a Redis that lost
+        it); the replies, as `call` returns them."""
+        sha = self._scripts[name].sha
+        replies = self._pipelined(sha, calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted meanwhile: those never ran
+            self.client.script_load(self._sources[name])
+            for i, reply in zip(missing, self._pipelined(sha, [calls[i] for i in missing]),
+                                strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [refused(reply, name) for reply in replies]
+
+    def _pipelined(self, sha: str, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return pipe.execute(raise_on_error=False)
+
 
 def refused(result: Any, name: str) -> Any:
     """``result`` of script ``name``, unless the script refused (see `RefusedResult`):
@@ -176,10 +221,17 @@ def as_args(values: list[Any]) -> list[bytes | str]:
     """Stringify command arguments (Lua turns floats into lossy numbers otherwise)."""
     out: list[bytes | str] = []
     for v in values:
-        if isinstance(v, bytes | str):
+        kind = type(v)
+        if kind is str or kind is bytes or isinstance(v, bytes | str):
             out.append(v)
-        elif isinstance(v, float):
+        elif kind is float or isinstance(v, float):
             out.append(repr(v))
         else:
             out.append(str(v))
     return out
+
+
+def pack_command(command: list[Any]) -> bytes:
+    """One command as a script's payload holds it (msgpack; Redis's Lua msgpack has no
+    bin type, so bytes go as raw strings)."""
+    return msgpack.packb(as_args(command), use_bin_type=False)

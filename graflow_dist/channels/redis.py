@@ -1,6 +1,7 @@
 """RedisChannel: the run's shared state in Redis, visible to every worker.
 
-Keys are ``{prefix}:ch:{session_id}:{key}``. Values use the exact codec of
+Keys are ``{prefix}:ch:{session_id}:{key}``, each named in the run's channel index as it
+is written (see `graflow_dist.broker.channel_data`). Values use the exact codec of
 `graflow_dist.wire.values`; lists written with ``append``/``prepend`` are Redis
 lists, so appends are atomic and O(1).
 """
@@ -52,6 +53,7 @@ class RedisChannel(Channel):
         self.keys_of: RunKeys = Keyspace.from_env(prefix).run(check_session_id(name))
         self.prefix = self.keys_of.prefix
         self._base = self.keys_of.channel_prefix
+        self._index = self.keys_of.channel_index
         self.max_value_bytes = max_value_bytes or limits.max_value_bytes()
 
     def _encoded(self, key: str, value: Any) -> bytes:
@@ -109,20 +111,26 @@ class RedisChannel(Channel):
         return found
 
     def set(self, key: str, value: Any, ttl: int | None = None) -> None:
-        self.client.set(self._key(key), self._encoded(key, value), ex=ttl)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(self._index, key)  # first: the index may name more, never fewer
+        pipe.set(self._key(key), self._encoded(key, value), ex=ttl)
+        pipe.execute()
 
     def delete(self, key: str) -> bool:
-        return bool(self.client.delete(self._key(key)))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self._key(key))
+        pipe.srem(self._index, key)
+        return bool(pipe.execute()[0])
 
     def exists(self, key: str) -> bool:
         return bool(self.client.exists(self._key(key)))
 
-    def _raw_keys(self) -> Iterator[bytes]:
+    def _raw_keys(self) -> list[bytes]:
         return channel_key_names(self.client, self.keys_of)
 
     def keys(self) -> list[str]:
         cut = len(self._base)
-        return sorted(k.decode()[cut:] for k in self._raw_keys())
+        return sorted(k.decode(errors="replace")[cut:] for k in self._raw_keys())
 
     def clear(self) -> None:
         clear_channel(self.client, self.keys_of)
@@ -133,10 +141,11 @@ class RedisChannel(Channel):
         while True:
             try:
                 pipe = self.client.pipeline(transaction=True)
+                pipe.sadd(self._index, key)
                 (pipe.lpush if front else pipe.rpush)(full, encoded)
                 if ttl is not None:
                     pipe.expire(full, ttl)
-                return int(pipe.execute()[0])
+                return int(pipe.execute()[1])
             except ResponseError as exc:
                 if not _wrong_type(exc):
                     raise
@@ -184,6 +193,7 @@ class RedisChannel(Channel):
                     current = 0 if raw is None else decode_value(raw, self._what(key))
                     total = check_number(key, current) + amount
                     pipe.multi()
+                    pipe.sadd(self._index, key)
                     pipe.set(full, encode_value(total), keepttl=True)
                     pipe.execute()
                     return total

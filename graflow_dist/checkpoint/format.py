@@ -1,9 +1,10 @@
 """The three checkpoint files and their contents.
 
-``BASE.pkl``: a signed envelope (msgpack) around the cloudpickled graph and channel
-data (or, for a Redis channel, its session reference), plus run settings without
-secrets. ``BASE.state.json``: the frontier. ``BASE.meta.json``: the commit marker,
-written last.
+``BASE.pkl``: a signed envelope (msgpack) around the graph (its manifest and signed code
+blobs, `graflow_dist.wire.code`; schema 1 held one cloudpickled graph instead) and the
+channel data (or, for a Redis channel, its session reference), plus run settings
+without secrets. ``BASE.state.json``: the frontier. ``BASE.meta.json``: the commit
+marker, written last.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from graflow_dist.errors import CheckpointError, SignatureError, WireError
 from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.wire import fields as f
-from graflow_dist.wire.signing import sign, verify
+from graflow_dist.wire.signing import is_content_hash, sign, verify
 from graflow_dist.wire.specs import frontier_from_dict
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+# 2: the graph as a manifest and code blobs (1: one pickled graph, still read).
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 PAYLOAD_FORMAT = "graflow-dist/context"
 
 PKL, STATE, META = ".pkl", ".state.json", ".meta.json"
@@ -96,20 +98,28 @@ class CheckpointMetadata:
 @dataclass
 class ContextPayload:
     """The content of ``BASE.pkl``: user code and data stay pickled (and signed), so a
-    coordinator can write a checkpoint without importing the user's modules."""
+    coordinator can write a checkpoint without importing the user's modules.
+
+    The graph is ``graph_manifest`` plus ``graph_code`` (code blob hash -> signed
+    blob); a schema 1 checkpoint has ``graph_blob`` (the signed, pickled graph) instead.
+    """
 
     session_id: str
-    graph_blob: bytes
     channel: dict[str, Any]
     start_node: str | None
     max_steps: int
     default_max_cycles: int
     default_max_retries: int
+    graph_manifest: bytes = b""
+    graph_code: dict[str, bytes] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     dynamic: dict[str, bytes] = field(default_factory=dict)  # signed tasks added at run time
+    graph_blob: bytes = b""
 
     def encode(self) -> bytes:
-        body = asdict(self)
+        body = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        if not body["graph_blob"]:
+            del body["graph_blob"]
         body["format"] = PAYLOAD_FORMAT
         body["schema_version"] = SCHEMA_VERSION
         return sign(msgpack.packb(body, use_bin_type=True))
@@ -136,9 +146,14 @@ class ContextPayload:
         session_id = f.text(body, "session_id", what)
         if not is_session_id(session_id):
             raise WireError(f"{what}: invalid session id {f.shown(session_id)}")
-        graph_blob = body.get("graph_blob")
-        if not isinstance(graph_blob, bytes):
-            raise WireError(f"{what}: field 'graph_blob' must be bytes")
+        # Schema 1: one pickled graph; later: a manifest and its code blobs.
+        graph_field = "graph_blob" if body.get("schema_version") == 1 else "graph_manifest"
+        graph = body.get(graph_field)
+        if not isinstance(graph, bytes):
+            raise WireError(f"{what}: field {graph_field!r} must be bytes")
+        code = f.submap(body, "graph_code", what, {})
+        if not all(is_content_hash(h) and isinstance(v, bytes) for h, v in code.items()):
+            raise WireError(f"{what}: the graph's code must be blobs by content hash")
         channel = f.submap(body, "channel", what)
         values = f.submap(channel, "values", what, {})
         if not all(isinstance(v, bytes) for v in values.values()):
@@ -148,7 +163,8 @@ class ContextPayload:
         if not all(isinstance(v, bytes) for v in dynamic.values()):
             raise WireError(f"{what}: dynamic tasks must be signed blobs")
         return cls(
-            session_id=session_id, graph_blob=graph_blob, channel=channel,
+            session_id=session_id, channel=channel, graph_code=dict(code),
+            **{graph_field: graph},
             start_node=f.optional_text(body, "start_node", what),
             max_steps=f.integer(body, "max_steps", what, minimum=1),
             default_max_cycles=f.integer(body, "default_max_cycles", what, minimum=1),
@@ -235,10 +251,28 @@ def parse_meta(raw: bytes, path: str) -> CheckpointMetadata:
 
 
 def dump_json(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, indent=2, ensure_ascii=False, default=_json_default).encode("utf-8")
+    """``doc`` as JSON for people and for 10,000-task frontiers alike: the keys of the
+    top two levels and the items of their lists on lines of their own, each item
+    compact. (``json.dumps(indent=...)`` falls back to the pure-Python encoder, which
+    took most of the time of writing a large checkpoint.)"""
+    return (_layout(doc, 2, "") + "\n").encode("utf-8")
+
+
+def _layout(value: Any, levels: int, indent: str) -> str:
+    inner = indent + "  "
+    if levels and isinstance(value, dict) and value:
+        items = (f"{inner}{_compact(str(k))}: {_layout(v, levels - 1, inner)}"
+                 for k, v in value.items())
+        return "{\n" + ",\n".join(items) + f"\n{indent}}}"
+    if levels and isinstance(value, list) and value:
+        return "[\n" + ",\n".join(inner + _compact(v) for v in value) + f"\n{indent}]"
+    return _compact(value)
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     return repr(value)
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, default=_json_default).encode

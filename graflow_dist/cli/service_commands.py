@@ -128,7 +128,8 @@ def _on_sigterm(handler: Any) -> None:
 @click.option("--tracer", "tracer_name", type=click.Choice(TRACER_NAMES), envvar=TRACER_ENV,
               default="auto", show_default=True,
               help="Task tracing: otel (spans through the process's OpenTelemetry SDK), "
-                   "console, noop; auto is otel when opentelemetry-api is installed.")
+                   "console, noop; auto is otel when an OpenTelemetry SDK is configured "
+                   "(e.g. under opentelemetry-instrument).")
 @click.option("--task-timeout-s", type=click.FloatRange(min=0), envvar=TASK_TIMEOUT_ENV,
               default=0.0, show_default=True,
               help="Timeout of tasks without @task(timeout=...): past it the process running "

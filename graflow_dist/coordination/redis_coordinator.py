@@ -21,15 +21,16 @@ from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import connect
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.submission import Submission
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.coordination.coordinator import TaskCoordinator
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.graph import TaskGraph
+from graflow_dist.core.graph_code import split_graph
 from graflow_dist.core.invoke import Invocation
 from graflow_dist.errors import CoordinationError, TaskExecutionError, error_from_name
 from graflow_dist.scheduler.specs import GroupPolicySpec, NodeShape, RetrySettings, TaskSpec
 from graflow_dist.wire import task_records
-from graflow_dist.wire.signing import content_hash, dumps_signed, verify
 from graflow_dist.wire.values import encode_value
 
 DEFAULT_GROUP_TIMEOUT_S = 3600.0
@@ -85,17 +86,21 @@ class RedisCoordinator(TaskCoordinator):
         # in process, to the outcomes that come back.
         shape.add(NodeShape(self.group_id, members=[s.task_id for s in members],
                             policy=GroupPolicySpec("best_effort")))
-        blob = dumps_signed(graph)
+        with self.broker.runs.code.upload() as upload:
+            code = split_graph(graph, store=upload.add, keep=False)
+        for node_id, blob in code.code_of.items():
+            shape.nodes[node_id].code = blob
         session_id = f"{self.context.session_id}-{self.group_id}-{uuid.uuid4().hex[:8]}"
         record = RunRecord(
-            session_id=session_id, graph_hash=content_hash(verify(blob, "graph")),
+            session_id=session_id, graph_hash=code.graph_hash,
             trace_id=self.context.trace_id, workflow=f"{self.group_id} (group of "
             f"{self.context.session_id})", max_steps=len(members) * 2 + 1,
             default_max_cycles=self.context.default_max_cycles,
             queue=self.broker.keyspace.queue_name, incarnation=uuid.uuid4().hex,
             total=len(members), submitted_at=time.time())
         values = {k: encode_value(v) for k, v in self.context.channel.items()}
-        self.broker.runs.submit(record, blob, shape, None, values, replace_channel=True)
+        self.broker.runs.submit(Submission(record, shape, code.manifest_bytes,
+                                           channel_values=values, replace_channel=True))
         return session_id
 
     def _wait(self, session_id: str) -> RunRecord:

@@ -1,9 +1,9 @@
 """Checkpoints written by the coordinator, straight from Redis.
 
-The coordinator never unpickles user code: the graph, dynamic tasks and channel values
-are copied as the signed/encoded bytes Redis holds. Where a checkpoint goes is the
-coordinator's decision (`checkpoint_location`): a task may name it, but only inside the
-coordinator's checkpoint directory or Redis store; anything else is refused.
+The coordinator never unpickles user code: the graph (manifest and signed code blobs),
+dynamic tasks and channel values are copied as the bytes Redis holds. Where a checkpoint
+goes is the coordinator's decision (`checkpoint_location`): a task may name it, but only
+inside the coordinator's checkpoint directory or Redis store; anything else is refused.
 """
 
 from __future__ import annotations
@@ -37,13 +37,15 @@ def checkpoint_run(
 ) -> tuple[str, CheckpointMetadata]:
     """Write the three checkpoint files of a run; relative paths are under ``root``.
     ``channel_values`` is the channel as of the request (default: as it is now)."""
-    graph_blob = broker.runs.graph_blob(record.graph_hash)
-    if graph_blob is None:
+    graph = broker.runs.code.graph(record.graph_hash)
+    if graph is None:
         raise CheckpointError("<checkpoint>", f"graph {record.graph_hash} of run "
                               f"{record.session_id} is gone from Redis")
+    manifest, code = graph
     payload = ContextPayload(
         session_id=record.session_id,
-        graph_blob=graph_blob,
+        graph_manifest=manifest,
+        graph_code=code,
         channel={"backend": "redis", "channel": "redis", "name": record.session_id,
                  "prefix": broker.keyspace.prefix,
                  "values": broker.runs.channel_values(record.session_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graflow_dist.broker import Commit
+from graflow_dist.broker.jobs import DEFAULT_MAX_BATCH
 from graflow_dist.broker.keys import RunKeys
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.channels.base import result_key
@@ -22,7 +23,8 @@ from graflow_dist.wire import task_records
 from graflow_dist.wire.messages import DONE, FAIL, HANDBACK, LOST, PARK, Event
 from graflow_dist.wire.task_records import TaskRecord
 
-DEFAULT_MAX_BATCH = 64
+__all__ = ["DEFAULT_MAX_BATCH", "PendingCheckpoint", "RunState"]
+
 
 
 @dataclass
@@ -126,16 +128,13 @@ class RunState:
         self.take(decision)
         return decision
 
-    def _timeouts(self, specs: list[TaskSpec]) -> dict[str, float]:
-        nodes = self.scheduler.shape.nodes
-        return {s.task_id: timeout for s in specs
-                if s.task_id in nodes and (timeout := nodes[s.task_id].timeout) is not None}
-
-    def write(self, commit: Commit, max_batch: int, live_workers: int) -> None:
+    def write(self, commit: Commit, max_batch: int, live_workers: int,
+              ready_total: int = 0) -> None:
         """Put everything to write for this run now on ``commit``: frontier deltas,
-        results, new jobs, its end."""
+        results, new jobs (sized for ``ready_total`` tasks made ready in this commit,
+        over every run), its end."""
         if self.started:
-            commit.run_started(self.record)
+            commit.run_started(self.record, self.scheduler.shape.code_blobs())
             self.started = False
         if self.end is None and self.scheduler.waiting != self.waiting:
             self.waiting = self.scheduler.waiting
@@ -151,7 +150,7 @@ class RunState:
             commit.last_task(self.keys, self.last_task)
         if self.end is None:
             commit.jobs(self.record, self.dispatch, max_batch, live_workers,
-                        self._timeouts(self.dispatch))
+                        self.scheduler.shape, ready_total)
         self.dispatch = []
         if self.end is not None:
             commit.run_ended(self.keys, self.end)

@@ -59,6 +59,7 @@ _COMMIT_BUDGET_BYTES = 64 * 1024 * 1024
 _REFUSED_BACKOFF_S = 2.0
 # What loading a run may raise on data someone else wrote (the run fails, not us).
 _UNLOADABLE = (GraflowError, KeyError, TypeError, ValueError)
+_LOADS_PER_ROUND_TRIP = 100
 
 log = structlog.get_logger("graflow_dist.coordinator")
 
@@ -126,6 +127,7 @@ class Coordinator:
         self._outage = OutageLog(log, "coordinator")
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
         self._dead: list[DeadEvent] = []  # unreadable events, kept aside by the commit
+        self._loaded: dict[str, Any] = {}  # runs read ahead for this step's submissions
         self.feedback = FeedbackTimeouts(self.broker)
         self.max_message_bytes = max_message_bytes
         self.ready = threading.Event()
@@ -210,14 +212,25 @@ class Coordinator:
         self.runs.clear()
         state = self.recovery.committed_state(self.id)
         self.cursor, self.commit_seq = state.cursor, state.commits
-        for session_id in self.recovery.active_sessions():
-            damage = self.recovery.damage_of(session_id)
-            try:
-                if damage is not None:
-                    raise damage
-                self._load(session_id, start=False)
-            except _UNLOADABLE as exc:
-                self.recovery.fail_run(session_id, exc)
+        sessions = self.recovery.active_sessions()
+        statuses = self.broker.runs.statuses(sessions)
+        damaged = {sid: damage for sid in sessions
+                   if (damage := self.recovery.damage_of(sid)) is not None}
+        # A run still `submitted` has its submission event after the cursor: it loads
+        # then. The others load a hundred per round trip.
+        ids = [sid for sid in sessions
+               if sid in damaged or statuses.get(sid) is not RunStatus.SUBMITTED]
+        for start in range(0, len(ids), _LOADS_PER_ROUND_TRIP):
+            chunk = ids[start:start + _LOADS_PER_ROUND_TRIP]
+            self._loaded = self.broker.runs.load_many([s for s in chunk if s not in damaged])
+            for session_id in chunk:
+                try:
+                    if session_id in damaged:
+                        raise damaged[session_id]
+                    self._load(session_id, start=False)
+                except _UNLOADABLE as exc:
+                    self.recovery.fail_run(session_id, exc)
+        self._loaded = {}
         self.recovery.forget_damage()
         self.is_leader = True
         self.ready.set()
@@ -242,6 +255,11 @@ class Coordinator:
                                           self.max_message_bytes)
         now = time.time()
         touched: set[str] = set()
+        # Every run submitted in this batch of events is read in one round trip.
+        self._loaded = self.broker.runs.load_many(list(dict.fromkeys(
+            e.event.session_id for e in entries
+            if isinstance(e.event, Event) and e.event.kind in (SUBMIT, RESUME)
+            and e.event.session_id not in self.runs)))
         size = 0
         for entry in entries:
             # One commit carries the results of its events: keep it well under what
@@ -257,6 +275,9 @@ class Coordinator:
                 self._dead.append(event)
             else:
                 touched |= self._apply_event(entry_id, event, now)
+                if event.kind in (SUBMIT, RESUME):
+                    self._keep_lease()  # loading a large run takes a while
+        self._loaded = {}
         if time.monotonic() >= self._reap_at:
             touched |= self._reap(now)
             self._reap_at = time.monotonic() + self.reap_interval_s
@@ -272,7 +293,17 @@ class Coordinator:
                     touched.add(run.session_id)
         self.auto_checkpoints.request(self.runs, touched)
         if touched or entries:
+            self._keep_lease()
             self._commit(touched)
+
+    def _keep_lease(self) -> None:
+        """Renew the leader lease if due, mid-step: time spent on a large run is no
+        reason to lose it. A lease that lapsed meanwhile is not this step's to commit on."""
+        if time.monotonic() < self._renew_at:
+            return
+        if self.broker.leader.acquire(self.id, self.leader_lease_s) != self.epoch:
+            raise NotLeaderError("the leader lease lapsed during a step")
+        self._renew_at = time.monotonic() + self.leader_lease_s / 3
 
     def _block_ms(self) -> int:
         waits = [_MAX_BLOCK_MS / 1000, max(0.0, self._renew_at - time.monotonic()),
@@ -323,7 +354,10 @@ class Coordinator:
         return {sid}
 
     def _load(self, session_id: str, *, start: bool) -> None:
-        record, shape, frontier = self.broker.runs.load(session_id)
+        loaded = self._loaded.pop(session_id, None)
+        if isinstance(loaded, GraflowError):
+            raise loaded
+        record, shape, frontier = loaded or self.broker.runs.load(session_id)
         if start and record.status is not RunStatus.SUBMITTED:
             if session_id in self.runs or record.status.finished:
                 return  # a duplicate submission event, or one of a run already over
@@ -380,12 +414,14 @@ class Coordinator:
 
     def _commit(self, touched: set[str]) -> None:
         commit: Commit = self.broker.commit()
-        for sid in touched:
-            run = self.runs.get(sid)
-            if run is not None:
-                if run.checkpoints:
-                    snapshot_channel(self.broker, run)
-                run.write(commit, self.max_batch, self.leases.live_workers)
+        runs = [run for sid in touched if (run := self.runs.get(sid)) is not None]
+        # Jobs are sized for all that became ready now: many small runs at once fill
+        # the workers without splitting each run's few tasks into jobs of their own.
+        ready = sum(len(run.dispatch) for run in runs)
+        for run in runs:
+            if run.checkpoints:
+                snapshot_channel(self.broker, run)
+            run.write(commit, self.max_batch, self.leases.live_workers, ready)
         commit.released_jobs(self._released_jobs)
         for dead in self._dead:
             commit.dead_event(dead, self.broker.events)
@@ -398,35 +434,40 @@ class Coordinator:
             self.metrics.commits.inc()
         if failed:
             self.log.error("commands failed inside a commit", failed=failed)
+        ended: list[RunState] = []
         for sid in touched:
             run = self.runs.get(sid)
-            if run is not None:
-                self._after_commit(run)
+            if run is not None and self._after_commit(run):
+                ended.append(run)
+        self._expire(ended)
 
-    def _after_commit(self, run: RunState) -> None:
+    def _after_commit(self, run: RunState) -> bool:
+        """Write the run's checkpoints; True once the run is over (it is dropped)."""
         for request, path in write_requested(self.broker, run, self.checkpoint_dir, self.log):
             waiting_for = request.metadata.get("waiting_for") or []
             if waiting_for:
                 self.feedback.note_timeouts(waiting_for, path)
-        if run.end is not None:
-            # Off the loop: the channel's keys are found by SCAN, whose cost grows with
-            # the whole keyspace, not with this run.
-            threading.Thread(target=self._expire_run, args=(run,), daemon=True,
-                             name="gf-expire").start()
-            del self.runs[run.session_id]
-            self.auto_checkpoints.forget(run.session_id)
-            self.log.info("run finished", session=run.session_id,
-                          status=run.end.status.value,
-                          error=str(run.end.error) if run.end.error else None,
-                          steps=run.scheduler.steps)
+        if run.end is None:
+            return False
+        del self.runs[run.session_id]
+        self.auto_checkpoints.forget(run.session_id)
+        self.log.info("run finished", session=run.session_id, status=run.end.status.value,
+                      error=str(run.end.error) if run.end.error else None,
+                      steps=run.scheduler.steps)
+        return True
 
-    def _expire_run(self, run: RunState) -> None:
-        """Finished runs keep their data for ``run_ttl_s``, then Redis drops it."""
+    def _expire(self, ended: list[RunState]) -> None:
+        """Finished runs keep their data for ``run_ttl_s``, then Redis drops it (every
+        run that ended in this step, in one round trip: no SCAN, no thread)."""
+        if not ended:
+            return
         try:
-            self.broker.runs.expire(run.record, self.run_ttl_s)
+            self.broker.runs.expire_many(
+                [(run.record, run.scheduler.shape.code_blobs()) for run in ended],
+                self.run_ttl_s)
         except (*TRANSIENT_ERRORS, ResponseError) as exc:  # only the clean-up is missed
-            self.log.warning("could not set the TTL of a finished run", session=run.session_id,
-                             error=str(exc))
+            self.log.warning("could not set the TTL of finished runs",
+                             sessions=[run.session_id for run in ended], error=str(exc))
 
 
 __all__ = ["Coordinator", "NotLeaderError", "StaleStateError"]

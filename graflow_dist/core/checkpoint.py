@@ -17,9 +17,10 @@ from graflow_dist.checkpoint.io import default_base, load_checkpoint, store_for,
 from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR, FileCheckpointStore, split_base
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.dynamic import DynamicNode, adopt
+from graflow_dist.core.graph_code import graph_from_code, split_graph
 from graflow_dist.errors import CheckpointError, GraflowError
 from graflow_dist.scheduler.frontier import FrontierSnapshot
-from graflow_dist.wire.signing import dumps_signed, loads_signed
+from graflow_dist.wire.signing import loads_signed
 from graflow_dist.wire.values import decode_value, encode_value
 
 
@@ -112,9 +113,11 @@ def context_payload(context: ExecutionContext) -> ContextPayload:
         values = {k: encode_value(v) for k, v in channel.items()}
     except Exception as exc:
         raise CheckpointError("<new checkpoint>", f"channel data cannot be saved ({exc})") from exc
+    code = split_graph(context.graph)
     return ContextPayload(
         session_id=context.session_id,
-        graph_blob=dumps_signed(context.graph),
+        graph_manifest=code.manifest_bytes,
+        graph_code=code.blobs or {},
         channel={**description, "backend": description["channel"], "values": values},
         start_node=context.start_node,
         max_steps=context.max_steps,
@@ -129,7 +132,8 @@ def restore_context(payload: ContextPayload, frontier: FrontierSnapshot, path: s
     """An `ExecutionContext` from checkpoint parts; the channel is a `MemoryChannel`
     holding the saved values unless ``channel`` is given (then it receives them)."""
     try:
-        graph = loads_signed(payload.graph_blob, path)
+        graph = (graph_from_code(payload.graph_manifest, payload.graph_code, path)
+                 if payload.graph_manifest else loads_signed(payload.graph_blob, path))
         dynamic = {task_id: loads_signed(blob, f"{path}: dynamic task {task_id!r}")
                    for task_id, blob in payload.dynamic.items()}
         adopt(graph, {task_id: node if isinstance(node, DynamicNode) else DynamicNode(node)

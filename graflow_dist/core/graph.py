@@ -83,6 +83,16 @@ class TaskGraph:
         """The member ids of parallel group ``group_id`` ([] if it is not a group)."""
         return list(getattr(self._nodes.get(group_id), "member_ids", []))
 
+    @classmethod
+    def from_parts(cls, nodes: dict[str, Any], succ: dict[str, list[str]],
+                   pred: dict[str, list[str]]) -> TaskGraph:
+        """A graph with exactly these nodes and edges (in their order)."""
+        graph = cls()
+        graph._nodes = nodes
+        graph._succ = {n: list(succ.get(n, [])) for n in nodes}
+        graph._pred = {n: list(pred.get(n, [])) for n in nodes}
+        return graph
+
     def copy(self) -> TaskGraph:
         """A graph with the same nodes and edges that can change on its own."""
         clone = TaskGraph()

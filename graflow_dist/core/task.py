@@ -161,8 +161,10 @@ class TaskWrapper(Executable):
                    default_max_cycles: int = DEFAULT_MAX_CYCLES) -> NodeShape:
         shape = base_shape(self.task_id, graph, default_max_cycles)
         shape.max_cycles = self.effective_max_cycles(default_max_cycles)
-        shape.retry = (self.retry_policy.settings() if self.retry_policy is not None
-                       else RetrySettings(max_retries=self.max_retries))
+        if self.retry_policy is not None:
+            shape.retry = self.retry_policy.settings()
+        elif self.max_retries:
+            shape.retry = RetrySettings(max_retries=self.max_retries)
         shape.timeout = self.timeout
         return shape
 

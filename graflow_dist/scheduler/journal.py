@@ -20,7 +20,11 @@ class Journal:
     released: list[str] = field(default_factory=list)
     activated: list[str] = field(default_factory=list)
     cycles: dict[str, int] = field(default_factory=dict)
-    groups: set[str] = field(default_factory=set)
+    # Groups (re)started since the last drain, with the members that had ended in
+    # their previous round (whose records go); then members that ended:
+    # (group, member, sequence number within the round, failure or None).
+    groups_started: dict[str, list[str]] = field(default_factory=dict)
+    group_done: list[tuple[str, str, int, str | None]] = field(default_factory=list)
     crashes: set[str] = field(default_factory=set)
     new_nodes: list[str] = field(default_factory=list)
     parked_put: dict[str, ParkedTask] = field(default_factory=dict)
@@ -36,6 +40,11 @@ class Journal:
         self.pending_put.pop(token, None)
         self.pending_del.add(token)
 
+    def group_started(self, group: str, ended_before: list[str]) -> None:
+        earlier = self.groups_started.get(group, [])
+        self.groups_started[group] = [*earlier, *ended_before]
+        self.group_done = [d for d in self.group_done if d[0] != group]
+
     def park(self, wake_key: str, parked: ParkedTask) -> None:
         self.parked_del.discard(wake_key)
         self.parked_put[wake_key] = parked
@@ -47,6 +56,7 @@ class Journal:
     def __bool__(self) -> bool:
         return any(
             (self.pending_put, self.pending_del, self.completed, self.released,
-             self.activated, self.cycles, self.groups, self.crashes, self.new_nodes,
+             self.activated, self.cycles, self.groups_started, self.group_done,
+             self.crashes, self.new_nodes,
              self.parked_put, self.parked_del)
         )

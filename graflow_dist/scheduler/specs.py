@@ -7,7 +7,8 @@ Everything here is serialisable to JSON and msgpack without pickle, so it can go
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 DEFAULT_MAX_CYCLES = 10
@@ -54,22 +55,42 @@ class GroupPolicySpec:
         return self.kind
 
 
-@dataclass
+NO_RETRY = RetrySettings()
+
+
+@dataclass(slots=True, eq=False)
 class NodeShape:
-    """What the scheduler needs to know about one node; no user code."""
+    """What the scheduler needs to know about one node; no user code. ``code`` is the
+    hash of the code blob that holds the node's executable ("" for a node added while
+    the run ran: its code is stored with the run)."""
 
     node_id: str
-    successors: list[str] = field(default_factory=list)
-    predecessors: list[str] = field(default_factory=list)
+    # Sequences: a decoded node without edges shares one empty tuple (most of a fan-out).
+    successors: Sequence[str] = field(default_factory=list)
+    predecessors: Sequence[str] = field(default_factory=list)
     members: list[str] | None = None  # set for parallel groups
     policy: GroupPolicySpec | None = None
     max_cycles: int = DEFAULT_MAX_CYCLES
-    retry: RetrySettings = field(default_factory=RetrySettings)
+    retry: RetrySettings = NO_RETRY  # frozen: one instance serves every plain node
     timeout: float | None = None  # seconds a run of the task may take (None: no limit)
+    code: str = ""
 
     @property
     def is_group(self) -> bool:
         return self.members is not None
+
+    def __eq__(self, other: object) -> bool:
+        # Edges compare as sequences: a decoded node without edges holds ().
+        if not isinstance(other, NodeShape):
+            return NotImplemented
+        return (self.node_id == other.node_id
+                and list(self.successors) == list(other.successors)
+                and list(self.predecessors) == list(other.predecessors)
+                and self.members == other.members and self.policy == other.policy
+                and self.max_cycles == other.max_cycles and self.retry == other.retry
+                and self.timeout == other.timeout and self.code == other.code)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass with eq
 
     def to_dict(self) -> dict[str, Any]:
         # Written out by hand: dataclasses.asdict dominated submitting large graphs.
@@ -89,6 +110,7 @@ class NodeShape:
                       "backoff_factor": retry.backoff_factor,
                       "max_interval": retry.max_interval, "jitter": retry.jitter},
             "timeout": self.timeout,
+            "code": self.code,
         }
 
     @classmethod
@@ -109,7 +131,14 @@ class NodeShape:
             max_cycles=data.get("max_cycles", DEFAULT_MAX_CYCLES),
             retry=RetrySettings(**data.get("retry", {})),
             timeout=data.get("timeout"),
+            code=data.get("code", ""),
         )
+
+
+def copy_shape(node: NodeShape) -> NodeShape:
+    """A node shape of its own with the same (shared, never changed in place) parts."""
+    return NodeShape(node.node_id, node.successors, node.predecessors, node.members,
+                     node.policy, node.max_cycles, node.retry, node.timeout, node.code)
 
 
 @dataclass
@@ -146,6 +175,10 @@ class GraphShape:
     def add(self, shape: NodeShape) -> None:
         self.nodes[shape.node_id] = shape
 
+    def code_blobs(self) -> list[str]:
+        """The hashes of the code blobs that hold the graph's executables."""
+        return list(dict.fromkeys(s.code for s in self.nodes.values() if s.code))
+
     def to_dict(self) -> dict[str, Any]:
         return {n: s.to_dict() for n, s in self.nodes.items()}
 
@@ -154,7 +187,7 @@ class GraphShape:
         return cls({n: NodeShape.from_dict(s) for n, s in data.items()})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """One schedulable execution of a task.
 
@@ -189,7 +222,10 @@ class TaskSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # By hand: dataclasses.asdict dominated checkpoints of large frontiers.
+        return {"task_id": self.task_id, "token": self.token, "cycle": self.cycle,
+                "attempt": self.attempt, "crashes": self.crashes, "group": self.group,
+                "not_before": self.not_before}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:

@@ -28,8 +28,8 @@ from graflow_dist.scheduler.events import (
     RunStatus,
     TaskOutcome,
 )
-from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress, ParkedTask
-from graflow_dist.scheduler.groups import group_satisfied
+from graflow_dist.scheduler.frontier import FrontierSnapshot, ParkedTask
+from graflow_dist.scheduler.groups import GroupRun, group_satisfied
 from graflow_dist.scheduler.journal import Journal
 from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 
@@ -76,7 +76,7 @@ class Scheduler:
         self.inflight: dict[str, TaskSpec] = {}
         self.delayed: dict[str, TaskSpec] = {}
         self.cycle_counts: dict[str, int] = {}
-        self.groups: dict[str, GroupProgress] = {}
+        self.groups: dict[str, GroupRun] = {}
         self.active: set[str] = set()
         self.crash_workers: dict[str, list[str]] = {}
         self.parked: dict[str, tuple[TaskSpec, ParkedTask]] = {}  # wake key -> waiting task
@@ -107,7 +107,7 @@ class Scheduler:
         sched.completed = dict.fromkeys(snapshot.completed_tasks)
         sched.released = set(snapshot.released)
         sched.cycle_counts = dict(snapshot.cycle_counts)
-        sched.groups = {g: GroupProgress.from_dict(p.to_dict()) for g, p in snapshot.groups.items()}
+        sched.groups = {g: GroupRun.of(p) for g, p in snapshot.groups.items()}
         sched.active = set(snapshot.active)
         sched.crash_workers = {t: list(w) for t, w in snapshot.crash_workers.items()}
         sched.dispatch_seq = snapshot.dispatch_seq
@@ -136,7 +136,7 @@ class Scheduler:
             released=sorted(self.released),
             pending_tasks=pending,
             cycle_counts=dict(self.cycle_counts),
-            groups={g: GroupProgress.from_dict(p.to_dict()) for g, p in self.groups.items()},
+            groups={g: p.progress() for g, p in self.groups.items()},
             active=sorted(self.active),
             dispatch_seq=self.dispatch_seq,
             crash_workers={t: list(w) for t, w in self.crash_workers.items()},
@@ -409,7 +409,7 @@ class Scheduler:
         spec, _parked = entry
         self.journal.unpark(wake_key)
         self.journal.drop(spec.token)
-        self._pending_ids[spec.task_id] -= 1
+        self._unpend(spec.task_id)
         self._enqueue(spec.evolve(token=self._token()), decision)
         return decision
 
@@ -442,9 +442,16 @@ class Scheduler:
     def _take(self, token: str) -> TaskSpec | None:
         spec = self.inflight.pop(token, None)
         if spec is not None:
-            self._pending_ids[spec.task_id] -= 1
+            self._unpend(spec.task_id)
             self.journal.drop(token)
         return spec
+
+    def _unpend(self, task_id: str) -> None:
+        left = self._pending_ids[task_id] - 1
+        if left > 0:
+            self._pending_ids[task_id] = left
+        else:  # no zero entries: a finished fan-out leaves nothing behind
+            del self._pending_ids[task_id]
 
     def _activate(self, node: str) -> None:
         stack = [node]
@@ -470,8 +477,10 @@ class Scheduler:
             return
         shape = self.shape.node(node)
         if shape.is_group:
-            self.groups[node] = GroupProgress(outstanding=list(shape.members or []))
-            self.journal.groups.add(node)
+            previous = self.groups.get(node)
+            self.groups[node] = GroupRun(shape.members or [])
+            self.journal.group_started(node, list(previous.succeeded) + list(previous.failed)
+                                       if previous is not None else [])
             for member in shape.members or []:
                 self._enqueue(self._spec_for(member, group=node), decision)
             return
@@ -495,14 +504,10 @@ class Scheduler:
         self, group: str, member: str, failure: str | None, decision: Decision
     ) -> None:
         progress = self.groups.get(group)
-        if progress is None or member not in progress.outstanding:
+        seq = None if progress is None else progress.finish(member, failure)
+        if seq is None:
             return
-        progress.outstanding.remove(member)
-        self.journal.groups.add(group)
-        if failure is None:
-            progress.succeeded.append(member)
-        else:
-            progress.failed[member] = failure
+        self.journal.group_done.append((group, member, seq, failure))
         if progress.outstanding:
             return
         policy = self.shape.node(group).policy
@@ -529,11 +534,11 @@ class Scheduler:
         for bucket in (self.inflight, self.delayed):
             for token, spec in list(bucket.items()):
                 del bucket[token]
-                self._pending_ids[spec.task_id] -= 1
+                self._unpend(spec.task_id)
                 self.journal.drop(token)
         for key, (spec, _parked) in list(self.parked.items()):
             del self.parked[key]
-            self._pending_ids[spec.task_id] -= 1
+            self._unpend(spec.task_id)
             self.journal.unpark(key)
             self.journal.drop(spec.token)
 

@@ -37,6 +37,17 @@ def otel_available() -> bool:
     return available("opentelemetry.trace")
 
 
+def otel_configured() -> bool:
+    """Whether this process sends spans anywhere: the OpenTelemetry API is installed
+    and an SDK set the global tracer provider (e.g. ``opentelemetry-instrument``).
+    Without one every span is dropped, so there is no point paying for them."""
+    if not otel_available():
+        return False
+    trace = _api()
+    return not isinstance(trace.get_tracer_provider(),
+                          trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 def _api() -> Any:
     return require("opentelemetry.trace", "OpenTelemetry tracing", OTEL_INSTALL)
 
@@ -49,8 +60,8 @@ def submit_traceparent(session_id: str, workflow: str = "") -> str:
     """Record a ``submit`` span (a child of the caller's current span, if any) and
     return its W3C ``traceparent``, which the run's tasks continue on the workers.
     Empty when OpenTelemetry is not installed or nothing is being traced."""
-    if not otel_available():
-        return ""
+    if not otel_configured() and not _api().get_current_span().get_span_context().is_valid:
+        return ""  # nothing records spans here and there is no trace to continue
     propagation = _otel("trace.propagation.tracecontext")
     tracer = _api().get_tracer(INSTRUMENTATION_NAME)
     attributes = {ATTR_SESSION: session_id, ATTR_WORKFLOW: workflow}

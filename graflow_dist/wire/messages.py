@@ -19,7 +19,7 @@ from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
 from graflow_dist.wire import fields as f
-from graflow_dist.wire.signing import seal, unseal
+from graflow_dist.wire.signing import is_content_hash, seal, unseal
 from graflow_dist.wire.specs import decode_spec, encode_spec, outcome_from_dict
 
 WIRE_VERSION = 1
@@ -63,6 +63,9 @@ def _versioned(body: Any, what: str) -> dict[str, Any]:
 
 @dataclass
 class Batch:
+    """Ready specs of one session; ``code`` maps their task ids to the code blobs that
+    hold them (tasks added while the run ran have none: their code is the run's)."""
+
     session_id: str
     graph_hash: str
     specs: list[TaskSpec]
@@ -73,6 +76,8 @@ class Batch:
     # task id -> its timeout in seconds, for the specs' tasks that have one (from their
     # NodeShape); absent in old payloads
     timeouts: dict[str, float] = field(default_factory=dict)
+    # task id -> the code blob that holds it (tasks added while the run ran have none)
+    code: dict[str, str] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
         body = {"v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
@@ -82,6 +87,11 @@ class Batch:
             body["tp"] = self.traceparent
         if self.timeouts:
             body["to"] = self.timeouts
+        if self.code:  # each blob hash once, and an index per spec (-1: none)
+            blobs = list(dict.fromkeys(self.code.values()))
+            index = {h: i for i, h in enumerate(blobs)}
+            body["cb"] = blobs
+            body["ci"] = [index.get(self.code.get(s.task_id, ""), -1) for s in self.specs]
         return body
 
     @classmethod
@@ -90,15 +100,24 @@ class Batch:
         specs = body.get("specs")
         if not isinstance(specs, list):
             raise WireError(f"{what}: specs must be a list")
+        decoded = [decode_spec(s, what) for s in specs]
+        blobs = f.text_list(body, "cb", what, [])
+        if not all(is_content_hash(h) for h in blobs):
+            raise WireError(f"{what}: a code blob hash is malformed")
+        index = body.get("ci", [-1] * len(decoded))
+        if not (isinstance(index, list) and len(index) == len(decoded) and all(
+                type(i) is int and -1 <= i < len(blobs) for i in index)):
+            raise WireError(f"{what}: malformed code index")
         return cls(
             session_id=_session(body, "s", what),
             graph_hash=f.text(body, "g", what),
-            specs=[decode_spec(s, what) for s in specs],
+            specs=decoded,
             trace_id=f.text(body, "tr", what, ""),
             default_max_cycles=f.integer(body, "mc", what, DEFAULT_MAX_CYCLES, minimum=1),
             enqueued_at=f.number(body, "q", what, 0.0, minimum=0.0),
             traceparent=f.text(body, "tp", what, ""),
             timeouts=_timeouts(body, what),
+            code={s.task_id: blobs[i] for s, i in zip(decoded, index, strict=True) if i >= 0},
         )
 
     def job_data(self) -> bytes:
@@ -222,7 +241,11 @@ class Event:
                max_bytes: int | None = None) -> Event:
         """Verify the MAC (`SignatureError`), then decode every field (`WireError`)."""
         _bounded(raw, what, max_bytes)
-        body = _versioned(unpackb(unseal(raw, what, secret), what), what)
+        body = unpackb(unseal(raw, what, secret), what)
+        plain = _plain_event(body)
+        if plain is not None:
+            return plain
+        body = _versioned(body, what)
         kind = f.text(body, "k", what)
         if kind not in EVENT_KINDS:
             raise WireError(f"{what}: unknown event kind {kind!r}")
@@ -249,3 +272,47 @@ class Event:
             duration_s=f.number(body, "du", what, 0.0, minimum=0.0),
             traceback=f.text(body, "tb", what, ""), preview=f.text(body, "pv", what, ""),
         )
+
+
+# The fields of a plain report (no outcome, no dynamic tasks, no error details): most
+# events a coordinator reads. Each is checked as the strict decoder would.
+_PLAIN_TEXT = frozenset({"k", "s", "t", "task", "w", "err", "et", "wk", "tb", "pv"})
+_PLAIN_TIMES = frozenset({"qa", "sa", "fa", "du", "dl"})
+_PLAIN_FIELDS = _PLAIN_TEXT | _PLAIN_TIMES | {"v", "at", "r"}
+_PLAIN_NAMES = {"k": "kind", "s": "session_id", "t": "token", "task": "task_id",
+                "w": "worker", "err": "error", "et": "error_type", "wk": "wake_key",
+                "tb": "traceback", "pv": "preview", "qa": "queued_at", "sa": "started_at",
+                "fa": "finished_at", "du": "duration_s", "dl": "deadline", "at": "at",
+                "r": "result"}
+
+
+def _plain_event(body: Any) -> Event | None:
+    """The event if it is a plain report whose every field is well-formed, else None
+    (then the field-by-field decoder decides, and names what is wrong)."""
+    if type(body) is not dict or body.get("v") != WIRE_VERSION \
+            or not all(type(k) is str for k in body) or not _PLAIN_FIELDS.issuperset(body) \
+            or type(body.get("k")) is not str or body["k"] not in EVENT_KINDS \
+            or not is_session_id(body.get("s")):
+        return None
+    fields: dict[str, Any] = {}
+    for key, value in body.items():
+        kind = type(value)
+        if key in _PLAIN_TEXT:
+            if kind is not str:
+                return None
+        elif key in _PLAIN_TIMES:
+            if not (kind is float or kind is int) or not 0 <= value < math.inf:
+                return None
+            value = float(value)
+        elif key == "at":
+            if not (kind is float or kind is int) or not -math.inf < value < math.inf:
+                return None
+            value = float(value)
+        elif key == "r":
+            if kind is not bytes:
+                return None
+        else:
+            continue  # "v"
+        fields[_PLAIN_NAMES[key]] = value
+    fields.setdefault("at", 0.0)
+    return Event(**fields)

@@ -35,6 +35,7 @@ MESSAGE_MAGIC = b"GFM1"
 _MESSAGE_KEY_LABEL = b"graflow-dist/message-mac/v1"
 
 _cached: dict[str, bytes] = {}
+_from_env: list[tuple[str, bytes]] = []  # the variable as last read, and its key
 _message_keys: dict[bytes, bytes] = {}
 
 
@@ -55,11 +56,15 @@ def load_secret() -> bytes:
     """
     env = os.environ.get(SECRET_ENV)
     if env is not None:
+        if _from_env and _from_env[0][0] == env:  # every message is signed: no re-checks
+            return _from_env[0][1]
         if not env.strip():
             raise SecretError(f"{SECRET_ENV} is set but empty: set it to a secret of at "
                               f"least {MIN_SECRET_LEN} characters, or unset it to use the "
                               "key file")
-        return _checked(env.encode(), SECRET_ENV, len(env))
+        key = _checked(env.encode(), SECRET_ENV, len(env))
+        _from_env[:] = [(env, key)]
+        return key
     path = Path(os.environ.get(SECRET_FILE_ENV) or DEFAULT_SECRET_FILE)
     key = str(path)
     if key not in _cached:
@@ -166,3 +171,9 @@ def loads_signed(blob: bytes, what: str, secret: bytes | None = None) -> Any:
 
 def content_hash(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()[:32]
+
+
+def is_content_hash(value: object) -> bool:
+    """Whether ``value`` looks like a `content_hash` (it becomes part of a key name)."""
+    return (isinstance(value, str) and len(value) == 32
+            and all(c in "0123456789abcdef" for c in value))

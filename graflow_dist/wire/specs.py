@@ -8,6 +8,7 @@ positional list of `encode_spec`. Checkpoints keep the readable dict of
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from graflow_dist.errors import WireError
@@ -36,11 +37,19 @@ def decode_spec(item: Any, what: str) -> TaskSpec:
     """A spec from its positional encoding."""
     if not isinstance(item, list | tuple) or len(item) != len(_SPEC_FIELDS):
         raise WireError(f"{what}: malformed task spec {f.shown(item)}")
-    return spec_from_dict(dict(zip(_SPEC_FIELDS, item, strict=True)), what)
+    spec = _plain_spec(*item)
+    return spec if spec is not None else spec_from_dict(
+        dict(zip(_SPEC_FIELDS, item, strict=True)), what)
 
 
 def spec_from_dict(body: Any, what: str) -> TaskSpec:
     """A spec from its dict form (``.state.json``), every field checked."""
+    if type(body) is dict:
+        get = body.get
+        spec = _plain_spec(get("task_id"), get("token"), get("cycle", 0), get("attempt", 1),
+                           get("crashes", 0), get("group"), get("not_before", 0.0))
+        if spec is not None:
+            return spec
     body = f.mapping(body, what)
     task_id = f.text(body, "task_id", what)
     token = f.text(body, "token", what)
@@ -65,7 +74,28 @@ def _task_ids(body: dict[str, Any], key: str, what: str, default: Any = None) ->
     return ids
 
 
-def node_shape_from_dict(body: Any, what: str) -> NodeShape:
+def _plain_spec(task_id: Any, token: Any, cycle: Any, attempt: Any, crashes: Any,
+                group: Any, not_before: Any) -> TaskSpec | None:
+    """The spec if every field is well-formed, else None (then the field-by-field
+    decoder names what is wrong): checkpoints and frontiers hold thousands of specs."""
+    if (type(task_id) is str and type(token) is str and is_task_id(task_id)
+            and is_token(token)
+            and type(cycle) is int and cycle >= 0 and type(attempt) is int and attempt >= 1
+            and type(crashes) is int and crashes >= 0
+            and (group is None or type(group) is str)
+            and type(not_before) in (int, float) and 0 <= not_before < math.inf):
+        return TaskSpec(task_id, token, cycle, attempt, crashes, group, float(not_before))
+    return None
+
+
+def node_shape_from_dict(body: Any, what: str, shared: dict[Any, Any] | None = None
+                         ) -> NodeShape:
+    """A node shape, every field checked. ``shared`` (kept by the caller across the
+    nodes of one graph) makes equal retry settings and code hashes one object each:
+    a 200,000-node graph then holds a handful of them, not 200,000."""
+    plain = _plain_shape(body, shared)
+    if plain is not None:
+        return plain
     body = f.mapping(body, what)
     policy = body.get("policy")
     members = body.get("members")
@@ -73,6 +103,17 @@ def node_shape_from_dict(body: Any, what: str) -> NodeShape:
     node_id = f.text(body, "node_id", what)
     if not is_task_id(node_id):
         raise WireError(f"{what}: node id {f.shown(node_id)} is not a task id")
+    settings = RetrySettings(
+        max_retries=f.integer(retry, "max_retries", what, 0, minimum=0),
+        initial_interval=f.number(retry, "initial_interval", what, 0.0, minimum=0.0),
+        backoff_factor=f.number(retry, "backoff_factor", what, 2.0, minimum=0.0),
+        max_interval=f.number(retry, "max_interval", what, 60.0, minimum=0.0),
+        jitter=f.flag(retry, "jitter", what, False),
+    )
+    code = f.text(body, "code", what, "")
+    if shared is not None:
+        settings = shared.setdefault(settings, settings)
+        code = shared.setdefault(code, code)
     return NodeShape(
         node_id=node_id,
         successors=_task_ids(body, "successors", what),
@@ -80,14 +121,9 @@ def node_shape_from_dict(body: Any, what: str) -> NodeShape:
         members=None if members is None else _task_ids(body, "members", what),
         policy=None if policy is None else _policy(policy, what),
         max_cycles=f.integer(body, "max_cycles", what, DEFAULT_MAX_CYCLES, minimum=1),
-        retry=RetrySettings(
-            max_retries=f.integer(retry, "max_retries", what, 0, minimum=0),
-            initial_interval=f.number(retry, "initial_interval", what, 0.0, minimum=0.0),
-            backoff_factor=f.number(retry, "backoff_factor", what, 2.0, minimum=0.0),
-            max_interval=f.number(retry, "max_interval", what, 60.0, minimum=0.0),
-            jitter=f.flag(retry, "jitter", what, False),
-        ),
+        retry=settings,
         timeout=_timeout(body, what),
+        code=code,
     )
 
 
@@ -98,6 +134,34 @@ def _timeout(body: dict[str, Any], what: str) -> float | None:
     if timeout <= 0:
         raise WireError(f"{what}: field 'timeout' must be > 0 seconds, got {timeout}")
     return timeout
+
+
+_NO_RETRY_BODY = NodeShape("").to_dict()["retry"]
+_NONE: tuple[str, ...] = ()
+
+
+def _plain_shape(body: Any, shared: dict[Any, Any] | None) -> NodeShape | None:
+    """The shape of a plain task (no group, no policy, no retries, no timeout) when
+    every field is well-formed, else None: a large graph is mostly such nodes."""
+    if type(body) is not dict or body.get("policy") is not None or \
+            body.get("members") is not None or body.get("timeout") is not None:
+        return None
+    node_id, successors, predecessors = (body.get("node_id"), body.get("successors", []),
+                                         body.get("predecessors", []))
+    max_cycles, retry, code = (body.get("max_cycles", DEFAULT_MAX_CYCLES),
+                               body.get("retry", _NO_RETRY_BODY), body.get("code", ""))
+    if not (type(node_id) is str and is_task_id(node_id)
+            and type(max_cycles) is int and max_cycles >= 1
+            and type(code) is str and retry == _NO_RETRY_BODY
+            and all(type(retry[k]) is type(v) for k, v in _NO_RETRY_BODY.items())
+            and type(successors) is list and all(is_task_id(n) for n in successors)
+            and type(predecessors) is list and all(is_task_id(n) for n in predecessors)):
+        return None
+    if shared is not None:
+        code = shared.setdefault(code, code)
+        node_id = shared.setdefault(node_id, node_id)
+    return NodeShape(node_id, successors or _NONE, predecessors or _NONE,
+                     max_cycles=max_cycles, code=code)
 
 
 def _policy(body: Any, what: str) -> GroupPolicySpec:

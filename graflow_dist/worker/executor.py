@@ -1,26 +1,28 @@
 """TaskExecutor: runs the task specs of a batch against the session's graph.
 
-Graphs are fetched once per content hash, verified (HMAC) before they are unpickled,
-and kept in a bounded LRU cache. Each task's result travels in its report; the
-coordinator writes it to the channel only if the report's token is still current.
+A batch's graph is a `LazyGraph` over the worker's `CodeCache`: the code blobs of the
+batch's tasks are fetched in one round trip and verified (HMAC) before they are
+unpickled; the worker keeps a bounded number of them, never whole graphs. Each task's
+result travels in its report; the coordinator writes it to the channel only if the
+report's token is still current.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from graflow_dist.broker import Broker
-from graflow_dist.broker.connection import patient_client
+from graflow_dist.broker.connection import TRANSIENT_ERRORS, patient_client
 from graflow_dist.broker.feedback import FeedbackStore
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.context import ExecutionContext
-from graflow_dist.core.dynamic import unwrap
 from graflow_dist.core.graph import LayeredGraph, TaskGraph
 from graflow_dist.core.invoke import Invocation, describe_error, invoke_task
+from graflow_dist.core.lazy_graph import LazyGraph
 from graflow_dist.errors import (
+    CodeLoadError,
     GraflowError,
     PayloadTooLargeError,
     SignatureError,
@@ -35,11 +37,11 @@ from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
 from graflow_dist.trace.noop import NoopTracer
 from graflow_dist.wire.messages import DONE, FAIL, PARK, Batch, Event
-from graflow_dist.wire.signing import dumps_signed, loads_signed
+from graflow_dist.wire.signing import dumps_signed
 from graflow_dist.wire.task_records import MAX_TRACEBACK_CHARS, clip, preview
 from graflow_dist.wire.values import encode_value
+from graflow_dist.worker.code_cache import DEFAULT_CODE_CACHE_NODES, CodeCache, RunGraphSource
 
-DEFAULT_GRAPH_CACHE_SIZE = 64
 _ERROR_TEXT_LIMIT = 64 * 1024
 
 
@@ -54,7 +56,7 @@ class Report:
 
 class TaskExecutor:
     def __init__(self, broker: Broker, worker: str,
-                 cache_size: int = DEFAULT_GRAPH_CACHE_SIZE, tracer: Tracer | None = None,
+                 cache_nodes: int = DEFAULT_CODE_CACHE_NODES, tracer: Tracer | None = None,
                  limits: Limits | None = None) -> None:
         self.broker = broker
         self.limits = limits or Limits.from_env()
@@ -64,38 +66,20 @@ class TaskExecutor:
         self.feedback_backend = RedisFeedbackBackend(
             FeedbackStore(self.channel_client, broker.keyspace))
         self.worker = worker
-        self.cache_size = cache_size
         self.tracer = tracer or NoopTracer(enable_runtime_graph=False)
-        self._graphs: OrderedDict[str, TaskGraph] = OrderedDict()
-        self._dynamic: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.code = CodeCache(broker, cache_nodes)
 
-    def graph(self, graph_hash: str) -> TaskGraph:
-        cached = self._graphs.get(graph_hash)
-        if cached is not None:
-            self._graphs.move_to_end(graph_hash)
-            return cached
-        blob = self.broker.runs.graph_blob(graph_hash)
-        if blob is None:
-            raise WireError(f"graph {graph_hash} is not in Redis (expired or never stored)")
-        graph = loads_signed(blob, f"graph {graph_hash}")
-        self._graphs[graph_hash] = graph
-        while len(self._graphs) > self.cache_size:
-            self._graphs.popitem(last=False)
-        return graph
+    def graph(self, batch: Batch) -> TaskGraph:
+        """The run's graph as this batch sees it; the code of its tasks is fetched now."""
+        self.code.prefetch(batch.code.values())
+        return LazyGraph(RunGraphSource(self.code, batch))
 
-    def task(self, graph: TaskGraph, session_id: str, task_id: str) -> Any:
+    @staticmethod
+    def task(graph: TaskGraph, session_id: str, task_id: str) -> Any:
         node = graph.get_node_or_none(task_id)
-        if node is not None:
-            return node
-        key = (session_id, task_id)
-        if key not in self._dynamic:
-            blob = self.broker.runs.dynamic_blob(session_id, task_id)
-            if blob is None:
-                raise UnknownTaskError(task_id, f"the graph of run {session_id}")
-            self._dynamic[key] = unwrap(loads_signed(blob, f"dynamic task {task_id!r}"))
-            while len(self._dynamic) > self.cache_size * 16:
-                self._dynamic.popitem(last=False)
-        return self._dynamic[key]
+        if node is None:
+            raise UnknownTaskError(task_id, f"the graph of run {session_id}")
+        return node
 
     def context(self, batch: Batch, graph: TaskGraph) -> ExecutionContext:
         channel = RedisChannel(batch.session_id, self.channel_client,
@@ -103,8 +87,7 @@ class TaskExecutor:
         trace_id = batch.trace_id or batch.session_id
         tracer = self.tracer.clone(trace_id)  # spans of this batch continue the submission's
         tracer.attach_to_traceparent(batch.traceparent)
-        # The cached graph is shared by every batch of the workflow: tasks added with
-        # next_task go into this batch's own layer.
+        # Tasks added with next_task go into this batch's own layer.
         ctx = ExecutionContext(LayeredGraph(graph), session_id=batch.session_id,
                                channel=channel,
                                default_max_cycles=batch.default_max_cycles, tracer=tracer)
@@ -121,8 +104,12 @@ class TaskExecutor:
         session_id = ctx.session_id
         try:
             task = self.task(ctx.graph, session_id, spec.task_id)
+        except TRANSIENT_ERRORS:
+            raise  # Redis is gone, not the task: the job is re-dispatched after its lease
         except (GraflowError, Exception) as exc:  # noqa: B014 - user code may fail to load
-            fatal = isinstance(exc, SignatureError | UnknownTaskError)
+            # No retry brings back missing or forged code.
+            fatal = isinstance(exc, SignatureError | UnknownTaskError | WireError
+                               | CodeLoadError)
             return self._timed(self.failure(session_id, spec, exc, fatal), queued_at,
                                started_at, started)
         invocation = invoke_task(task, ctx, spec, worker_id=self.worker)

@@ -35,8 +35,6 @@ from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.workers import WorkerRegistration
 from graflow_dist.errors import (
     ConfigurationError,
-    GraflowError,
-    SignatureError,
     WireError,
     WrongTypeError,
 )
@@ -162,6 +160,8 @@ class Worker:
         self._outage = OutageLog(log, "worker")
         self._beat_stop = threading.Event()
         self._flush_due = threading.Event()  # a report was buffered: check it soon
+        # Jobs claimed together with the release of the last one (None: claim anew).
+        self._next: list[ClaimedJob] | None = None
         self.log = log.bind(worker=self.name, queue=self.queue)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -200,6 +200,7 @@ class Worker:
                         self.log.error("redis refused a command", error=str(exc))
                         time.sleep(_REFUSED_BACKOFF_S)
         finally:
+            self._return_unstarted()
             self._beat_stop.set()
             beat.join(timeout=self.heartbeat_s + 1)
             try:
@@ -297,7 +298,9 @@ class Worker:
     # --- work -----------------------------------------------------------------------
 
     def _work_once(self) -> None:
-        claimed = self.claimer.claim(1)
+        claimed, self._next = self._next, None
+        if claimed is None:
+            claimed = self.claimer.claim(1)
         if not claimed:
             if not self.claimer.wait_for_work():
                 self.registration.idle()  # idle for a while, not between two tasks
@@ -340,6 +343,20 @@ class Worker:
             if self.slot is not None:
                 self.slot.idle()
 
+    def _return_unstarted(self) -> None:
+        """Stopping: hand back jobs claimed with the last release and not started."""
+        claimed, self._next = self._next or [], None
+        for job in claimed:
+            try:
+                if job.batch is None:
+                    self._process(job)  # rejected or skipped: nothing of it runs
+                else:
+                    self._hand_back(CurrentJob(job.job_id, job.batch),
+                                    [s.token for s in job.batch.specs])
+            except TRANSIENT_ERRORS:
+                self.log.warning("claimed job not handed back: it is re-dispatched after "
+                                 "its lease", job=job.job_id)
+
     def _reject(self, job_id: str, reason: str) -> None:
         """A malformed job: log it, keep it in rq's failed registry, re-dispatch its
         tasks if we know which they were (in the same transaction that releases its
@@ -353,17 +370,9 @@ class Worker:
 
     def _run_batch(self, job: CurrentJob) -> None:
         batch = job.batch
-        try:
-            graph = self.executor.graph(batch.graph_hash)
-        except (SignatureError, WireError, GraflowError) as exc:
-            self._fail_all(job, exc)
-            return
-        except (redis.ConnectionError, redis.TimeoutError):
-            raise  # Redis is gone, not the workflow: the job is re-dispatched after its lease
-        except Exception as exc:  # user code that does not import on this worker
-            self._fail_all(job, exc)
-            return
-        ctx = self.executor.context(batch, graph)
+        # Fetches the code of the batch's tasks; each task's code is verified and loaded
+        # when it runs (a blob that fails to load fails its tasks, not the worker).
+        ctx = self.executor.context(batch, self.executor.graph(batch))
         slot = self.slot
         for spec in batch.specs:
             if self.stopping.is_set() or job.lost:
@@ -448,11 +457,17 @@ class Worker:
 
     def _flush_reports(self, job: CurrentJob, last: bool) -> None:
         """Send the finished tasks' reports in one transaction (caller holds job.lock);
-        with the last one the job is released, else we learn whether we still hold it."""
+        with the last one the job is released and the next one claimed, else we learn
+        whether we still hold it."""
         reports = list(job.reports)
         events = [r.event for r in reports]
-        option = {"release": job.job_id} if last else {"still_held": job.job_id}
-        if not self._send(lambda: self.claimer.send(events, **option)):
+        if last and not self.stopping.is_set():
+            held, self._next = self._send(
+                lambda: self.claimer.release_and_claim(events, job.job_id))
+        else:
+            option = {"release": job.job_id} if last else {"still_held": job.job_id}
+            held = self._send(lambda: self.claimer.send(events, **option))
+        if not held:
             self._lease_lost(job)
         del job.reports[:len(reports)]  # only once they landed
 

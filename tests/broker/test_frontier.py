@@ -59,7 +59,7 @@ def test_deltas_reload_as_the_same_frontier(redis_client: redis.Redis, seed: int
     sched = Scheduler(_shape(), "s1", epoch="e")
     keys = KEYSPACE.run("s1")
     _apply(redis_client, [["HSET", keys.meta, *sum(RunRecord("s1").settings_meta().items(), ())]])
-    _apply(redis_client, shape_commands(keys, sched.shape))
+    _apply(redis_client, list(shape_commands(keys.shape, sched.shape)))
     sched.start()
     now = 100.0
     while sched.end is None:
@@ -95,15 +95,62 @@ def test_deltas_reload_as_the_same_frontier(redis_client: redis.Redis, seed: int
     assert set(shape.nodes) == set(sched.shape.nodes)
 
 
+def test_a_group_that_starts_again_reloads_with_only_its_new_round(
+        redis_client: redis.Redis) -> None:
+    sched = Scheduler(_shape(), "s3", epoch="e")
+    keys = KEYSPACE.run("s3")
+    _apply(redis_client, [["HSET", keys.meta, *sum(RunRecord("s3").settings_meta().items(), ())]])
+    _apply(redis_client, list(shape_commands(keys.shape, sched.shape)))
+
+    def step(task_id: str, outcome: TaskOutcome | None = None, fail: bool = False) -> None:
+        spec = next(s for s in sched.inflight.values() if s.task_id == task_id)
+        if fail:
+            sched.fail(spec.token, f"{task_id} broke")
+        else:
+            sched.complete(spec.token, outcome or TaskOutcome())
+        _apply(redis_client, journal_commands(keys, sched, sched.drain_journal()))
+        _info, _shape_loaded, loaded = load_run(redis_client, keys)
+        assert _normalised(loaded) == _normalised(sched.snapshot())
+
+    sched.start()
+    _apply(redis_client, journal_commands(keys, sched, sched.drain_journal()))
+    step("a")
+    step("b")  # one member ended, in its group's first round
+    step("c", fail=True)  # best effort: the group passes, d is next
+    step("d", TaskOutcome(next_tasks=[NextTask("a", goto=True)]))
+    step("a")  # G starts again: the ends of its first round are gone
+    assert sched.groups["G"].outstanding == dict.fromkeys(["b", "c"])
+    assert redis_client.hlen(keys.group_ends) == 0
+    step("c")
+    _info, _shape_loaded, loaded = load_run(redis_client, keys)
+    assert loaded.groups["G"].succeeded == ["c"] and loaded.groups["G"].failed == {}
+
+
 def test_a_replaced_frontier_loads_back(redis_client: redis.Redis) -> None:
     sched = Scheduler(_shape(), "s2", epoch="e")
     sched.start()
     snap = sched.snapshot()
     keys = KEYSPACE.run("s2")
     _apply(redis_client, [["HSET", keys.meta, *sum(RunRecord("s2").settings_meta().items(), ())]])
-    _apply(redis_client, shape_commands(keys, sched.shape) + frontier_commands(keys, snap))
+    _apply(redis_client, [*shape_commands(keys.shape, sched.shape), *frontier_commands(keys, snap)])
     _info, _loaded_shape, loaded = load_run(redis_client, KEYSPACE.run("s2"))
     assert _normalised(loaded) == _normalised(snap)
+
+
+def test_runs_of_one_small_graph_load_equal_shapes_of_their_own(
+    redis_client: redis.Redis
+) -> None:
+    shapes = []
+    for sid in ("r1", "r2"):
+        keys = KEYSPACE.run(sid)
+        _apply(redis_client, [["HSET", keys.meta,
+                               *sum(RunRecord(sid).settings_meta().items(), ())],
+                              *shape_commands(keys.shape, _shape())])
+        shapes.append(load_run(redis_client, keys)[1])
+    first, second = shapes
+    assert first.nodes == second.nodes == _shape().nodes
+    first.nodes["loop"].max_cycles = 9  # a scheduler may change its own nodes
+    assert second.nodes["loop"].max_cycles == 4
 
 
 def test_loading_an_unknown_run_is_a_clear_error(redis_client: redis.Redis) -> None:
@@ -113,8 +160,8 @@ def test_loading_an_unknown_run_is_a_clear_error(redis_client: redis.Redis) -> N
 
 def test_long_commands_are_split_below_the_script_argument_limit() -> None:
     fields = [x for i in range(5000) for x in (f"f{i}", i)]
-    pieces = chunked([["HSET", "k", *fields], ["ZADD", "z", "NX", *fields[:3000]],
-                      ["DEL", *[f"k{i}" for i in range(2500)]], ["SET", "a", "b"]])
+    pieces = list(chunked([["HSET", "k", *fields], ["ZADD", "z", "NX", *fields[:3000]],
+                           ["DEL", *[f"k{i}" for i in range(2500)]], ["SET", "a", "b"]]))
     assert all(len(p) <= MAX_COMMAND_ARGS for p in pieces)
     hset = [p for p in pieces if p[0] == "HSET"]
     assert all(p[1] == "k" and len(p) % 2 == 0 for p in hset)

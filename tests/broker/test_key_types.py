@@ -40,7 +40,10 @@ def _script_calls() -> list[tuple[str, list[str], list[object]]]:
         ("fail_job", [KS.leases, KS.lease_owner, KS.jobmap, RQ_WORKER_KEY, KS.rq_failed(q)],
          ["j", WORKER, "why", "now"]),
         ("report", [KS.events, KS.leases, KS.lease_owner, KS.jobmap, RQ_WORKER_KEY,
-                    KS.rq_failed(q)], ["release", "j", WORKER, "", "now", b"event"]),
+                    KS.rq_failed(q)], ["release", "j", WORKER, "", "now", 0, 0, b"event"]),
+        ("report", [KS.events, KS.leases, KS.lease_owner, KS.jobmap, RQ_WORKER_KEY,
+                    KS.rq_failed(q), KS.rq_queue(q), KS.wake(q)],
+         ["claim", "j", WORKER, "", "now", 5, 1, b"event"]),
         ("reap_mark", [KS.leader, KS.leases, KS.lease_owner, KS.jobmap], ["me", 10]),
         ("lease_grace", [KS.leader, KS.leases, KS.lease_owner], ["me", 10]),
         ("leader_acquire", [KS.leader, KS.leader_epoch], ["me", 5000]),
@@ -49,7 +52,8 @@ def _script_calls() -> list[tuple[str, list[str], list[object]]]:
     ]
 
 
-@pytest.mark.parametrize("call", _script_calls(), ids=lambda c: c[0])
+@pytest.mark.parametrize("call", _script_calls(),
+                         ids=lambda c: f"report-{c[2][0]}" if c[0] == "report" else c[0])
 def test_every_script_refuses_each_of_its_keys_of_the_wrong_type_writing_nothing(
     redis_client: redis.Redis, call: tuple[str, list[str], list[object]]
 ) -> None:

@@ -9,7 +9,9 @@ import pytest
 import redis
 
 from graflow_dist.broker import Broker
+from graflow_dist.broker import commit as commit_module
 from graflow_dist.broker.commit import Commit
+from graflow_dist.broker.frontier import Deferred, load_run, shape_commands
 from graflow_dist.broker.jobs import job_commands
 from graflow_dist.broker.keys import REAPER, JobField, Keyspace, RunField
 from graflow_dist.broker.record import RunRecord
@@ -30,8 +32,10 @@ from graflow_dist.errors import (
     StaleStateError,
     WrongTypeError,
 )
-from graflow_dist.scheduler.events import RunStatus
-from graflow_dist.scheduler.specs import TaskSpec
+from graflow_dist.scheduler.events import RunStatus, TaskOutcome
+from graflow_dist.scheduler.specs import GraphShape, NodeShape, TaskSpec
+from graflow_dist.scheduler.state import Scheduler
+from graflow_dist.wire.messages import DONE, Event
 
 KS = Keyspace("gfscripts")
 WORKER = "w1"
@@ -81,7 +85,7 @@ def test_every_script_compiles_and_has_its_constants(redis_client: redis.Redis) 
 
 
 def _payload(commands: list[list[object]]) -> bytes:
-    return msgpack.packb(commands, use_bin_type=False)
+    return b"".join(msgpack.packb(c, use_bin_type=False) for c in commands)
 
 
 def test_fenced_apply_return_codes(redis_client: redis.Redis, scripts: Scripts) -> None:
@@ -132,7 +136,104 @@ def test_long_variadic_commands_are_split_and_applied(redis_client: redis.Redis,
     assert redis_client.llen("big") == 5 * MAX_COMMAND_ARGS
 
 
+def test_a_large_commit_is_staged_in_pieces_and_applied_whole(
+        redis_client: redis.Redis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit_module, "STAGED_COMMIT_BYTES", 1000)
+    redis_client.set(KS.leader, "me")
+    commit = Commit(KS)
+    commit.commands.append(["RPUSH", "big", *(f"item-{i}" for i in range(3000))])
+    commit.commands.append(["SET", "small", "1"])
+    assert len(commit.payload()) > 10_000  # staged in ten pieces or more
+    assert broker.apply(commit, "me", 0) == 0
+    assert redis_client.llen("big") == 3000 and redis_client.lindex("big", 2999) == b"item-2999"
+    assert redis_client.get("small") == b"1"
+    assert not redis_client.exists(KS.staged_commit("me"))
+
+
+def test_a_staged_commit_that_arrived_incomplete_is_refused(redis_client: redis.Redis,
+                                                            scripts: Scripts) -> None:
+    redis_client.set(KS.leader, "me")
+    payload = _payload([["SET", "a", "1"]])
+    redis_client.set(KS.staged_commit("me"), payload[:-1])
+    keys = [KS.leader, KS.commits, KS.staged_commit("me")]
+    assert scripts.call("fenced_apply", keys, ["me", b"", 0, len(payload)]) \
+        == ApplyResult.STAGED_INCOMPLETE
+    assert redis_client.get("a") is None and redis_client.get(KS.commits) is None
+    redis_client.set(KS.staged_commit("me"), payload)
+    assert scripts.call("fenced_apply", keys, ["me", b"", 0, len(payload)]) == 0
+    assert redis_client.get("a") == b"1" and not redis_client.exists(KS.staged_commit("me"))
+
+
+def test_a_fan_out_s_commit_is_made_as_it_is_sent_and_reloads_whole(
+        redis_client: redis.Redis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit_module, "STAGED_COMMIT_BYTES", 50_000)
+    members = [f"m{i}" for i in range(2500)]
+    shape = GraphShape({"head": NodeShape("head", successors=["G"]),
+                        "G": NodeShape("G", predecessors=["head"], members=members),
+                        **{m: NodeShape(m) for m in members}})
+    sched = Scheduler(shape, "big", epoch="e")
+    record = RunRecord("big", status=RunStatus.RUNNING, graph_hash="g", queue=KS.queue_name)
+    keys = KS.run("big")
+    redis_client.hset(keys.meta, mapping=record.settings_meta())
+    for cmd in shape_commands(keys.shape, shape):
+        redis_client.execute_command(*cmd)
+    redis_client.set(KS.leader, "me")
+    for count, decision in enumerate([sched.start(), None]):
+        if decision is None:
+            (head,) = sched.inflight.values()
+            decision = sched.complete(head.token, TaskOutcome())
+        commit = Commit(KS)
+        commit.frontier(keys, sched, sched.drain_journal())
+        commit.jobs(record, decision.dispatch, 64, 2, shape)
+        assert broker.apply(commit, "me", count) == 0
+    assert any(isinstance(c, Deferred) for c in commit.commands)  # made while sent
+    _record, _shape, loaded = load_run(redis_client, keys)
+    assert {s.token for s in loaded.pending_tasks} == set(sched.inflight)
+    assert redis_client.llen(KS.rq_queue(KS.queue_name)) == 1 + 2500 // 64 + 1
+    assert not redis_client.exists(KS.staged_commit("me"))
+
+
+# --- expire_run ----------------------------------------------------------------------------
+
+
+def test_expire_run_expires_what_the_run_indexed_unless_submitted_again(
+        redis_client: redis.Redis, broker: Broker) -> None:
+    record = RunRecord("done", status=RunStatus.COMPLETED, graph_hash="gh", incarnation="i1")
+    keys = KS.run("done")
+    redis_client.hset(keys.meta, mapping=record.settings_meta())
+    redis_client.sadd(keys.channel_index, "a", "never-written")
+    redis_client.set(keys.channel("a"), "1")
+    redis_client.set(keys.channel("unindexed"), "1")  # not the run's as far as we know
+    redis_client.sadd(keys.feedback, "fb1")
+    redis_client.hset(KS.feedback("fb1"), "request", "x")
+    redis_client.zadd(KS.feedback_pending, {"fb1": 1.0})
+    redis_client.set(KS.blob("gh"), "manifest")
+    redis_client.set(KS.code("c1"), "blob")
+    again = RunRecord("done", incarnation="i2", graph_hash="gh")
+    assert broker.runs.expire_many([(again, ["c1"])], 100) == [False]  # not this one
+    assert redis_client.ttl(keys.channel("a")) == -1 and redis_client.ttl(keys.meta) == -1
+    assert broker.runs.expire(record, 100, ["c1"]) is True
+    for key in (keys.channel("a"), keys.meta, keys.channel_index, keys.feedback,
+                KS.feedback("fb1"), KS.blob("gh"), KS.code("c1")):
+        assert 0 < redis_client.ttl(key) <= 100, key
+    assert redis_client.ttl(keys.channel("unindexed")) == -1
+    assert redis_client.zscore(KS.feedback_pending, "fb1") is None
+
+
 # --- leader --------------------------------------------------------------------------------
+
+
+def test_call_many_runs_a_script_per_call_in_one_round_trip_after_a_script_flush(
+    redis_client: redis.Redis, scripts: Scripts
+) -> None:
+    scripts.call("extend", [KS.leases, KS.lease_owner], [5, WORKER])  # loaded by hash
+    redis_client.script_flush()  # a Redis restart empties the script cache
+    replies = scripts.call_many("extend", [([KS.leases, KS.lease_owner], [5, WORKER, "j1"]),
+                                           ([KS.leases, KS.lease_owner], [5, WORKER])])
+    assert replies == [[b"j1"], []]  # not held: named lost
+    redis_client.set(KS.leases, "planted")
+    with pytest.raises(WrongTypeError, match="extend"):
+        scripts.call_many("extend", [([KS.leases, KS.lease_owner], [5, WORKER, "j1"])])
 
 
 def test_leader_acquire_and_release(redis_client: redis.Redis, scripts: Scripts,
@@ -223,6 +324,29 @@ def test_finish_releases_only_an_owned_lease(redis_client: redis.Redis, broker: 
     assert claimer.scripts.call("finish", [KS.leases, KS.lease_owner, KS.jobmap,
                                            RQ_WORKER_KEY], [job_id, WORKER]) \
         == LeaseResult.LEASE_LOST
+
+
+def test_release_and_claim_reports_releases_and_claims_the_next_job_in_one_step(
+    redis_client: redis.Redis, broker: Broker
+) -> None:
+    first, second = _enqueue(redis_client, "s1", ["e.1", "e.2"])
+    claimer = _claimer(broker)
+    claimer.claim(1)
+    released, [claimed] = claimer.release_and_claim(
+        [Event(DONE, "s1", token="e.1", task_id="t")], first)
+    assert released and claimed.job_id == second and claimed.batch is not None
+    assert redis_client.zscore(KS.leases, first) is None  # released...
+    assert redis_client.hget(KS.lease_owner, second) == WORKER.encode()  # ...and held
+    assert redis_client.hget(KS.run("s1").meta, RunField.RUNNING) == b"1"
+    [entry] = broker.events.read("0-0", 10, 1)
+    assert entry.event.token == "e.1"
+    # Nothing left: the job is released, nothing claimed; a lease no longer ours is
+    # said so, and the queue is still read.
+    third, = _enqueue(redis_client, "s1", ["e.3"])
+    assert not _claimer(broker, worker="w2").release_and_claim([], second)[0]
+    assert redis_client.hget(KS.lease_owner, second) == WORKER.encode()
+    assert claimer.release_and_claim([], second) == (True, [])
+    assert redis_client.hget(KS.lease_owner, third) == b"w2"
 
 
 def test_fail_job_moves_it_to_the_failed_registry(redis_client: redis.Redis,

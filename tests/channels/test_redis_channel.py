@@ -122,3 +122,27 @@ def test_a_channel_key_someone_else_wrote_is_our_error_and_not_in_a_checkpoint(
     assert set(read_channel(redis_client, channel.keys_of)) == {"fine"}
     with pytest.raises(PayloadTooLargeError, match="key 'big'.*external storage"):
         RedisChannel(channel.name, redis_client, max_value_bytes=100).set("big", b"x" * 200)
+
+
+def test_every_writer_names_its_key_in_the_run_s_index_and_nothing_scans(
+        channel: RedisChannel, redis_client: redis.Redis) -> None:
+    def scans() -> int:
+        return int(redis_client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+
+    for i in range(50):  # unrelated keys of another run
+        RedisChannel("other", redis_client, prefix="gftest").set(f"x{i}", i)
+    before = scans()
+    channel.set("plain", 1)
+    channel.append("items", "a")
+    channel.atomic_add("count", 2)
+    channel.set("gone", 0)
+    assert channel.delete("gone")
+    index = Keyspace("gftest").run("session-1").channel_index
+    assert {m.decode() for m in redis_client.smembers(index)} == {"plain", "items", "count"}
+    assert channel.keys() == ["count", "items", "plain"]
+    raw = read_channel(redis_client, Keyspace("gftest").run("session-1"))
+    assert set(raw) == {"plain", "items", "count"}
+    channel.clear()
+    assert channel.keys() == [] and not redis_client.exists(index)
+    assert RedisChannel("other", redis_client, prefix="gftest").get("x7") == 7
+    assert scans() == before

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from graflow_dist import CheckpointManager, TaskExecutionContext, task, workflow
+from graflow_dist import CheckpointManager, TaskExecutionContext, parallel, task, workflow
+from graflow_dist.checkpoint.format import SCHEMA_VERSION
 from graflow_dist.errors import CheckpointError, TaskExecutionError
 from graflow_dist.scheduler import TaskSpec
 
@@ -36,7 +37,7 @@ def test_three_files_with_a_common_base(pipeline_checkpoint) -> None:
 
 def test_state_document_fields(pipeline_checkpoint) -> None:
     state = read_json(pipeline_checkpoint.state)
-    assert state["schema_version"] == 1
+    assert state["schema_version"] == SCHEMA_VERSION == 2
     assert state["session_id"] == pipeline_checkpoint.context.session_id
     assert state["steps"] == 1
     # deferred: s1 completed before the checkpoint was written, its successor pends
@@ -46,6 +47,29 @@ def test_state_document_fields(pipeline_checkpoint) -> None:
     assert set(pending) == TASKSPEC_FIELDS  # a full TaskSpec, not just an id
     assert pending["task_id"] == "s2" and pending["attempt"] == 1 and pending["cycle"] == 0
     assert TaskSpec.from_dict(pending).token == pending["token"]
+
+
+def test_state_document_lists_one_pending_task_per_line(tmp_path: Path) -> None:
+    @task
+    def work(x: int) -> int:
+        return x
+
+    with workflow("wide") as wf:
+
+        @task(inject_context=True)
+        def head(ctx: TaskExecutionContext) -> None:
+            ctx.checkpoint(path=str(tmp_path / "wide"))
+
+        head >> parallel(*[work(task_id=f"w{i}", x=i) for i in range(50)])
+    wf.execute(start_node="head")
+    text = (tmp_path / "wide.state.json").read_text()
+    state = json.loads(text)
+    assert len(state["pending_tasks"]) == 50
+    lines = text.splitlines()
+    for spec in state["pending_tasks"]:  # readable: each spec whole on a line of its own
+        assert f"    {json.dumps(spec, ensure_ascii=False)}," in lines or \
+            f"    {json.dumps(spec, ensure_ascii=False)}" in lines
+    assert '  "session_id": ' in text
 
 
 def test_meta_document_fields(pipeline_checkpoint) -> None:

@@ -3,9 +3,11 @@ counts come back."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from graflow_dist import (
@@ -18,8 +20,11 @@ from graflow_dist import (
     task,
     workflow,
 )
+from graflow_dist.checkpoint.format import PAYLOAD_FORMAT, ContextPayload
 from graflow_dist.core import engine as engine_module
+from graflow_dist.core.graph_code import graph_from_code
 from graflow_dist.scheduler import RunStatus
+from graflow_dist.wire.signing import dumps_signed, sign
 
 
 def test_resume_restores_the_frontier(pipeline_checkpoint) -> None:
@@ -44,6 +49,23 @@ def test_resume_runs_only_pending_tasks(pipeline_checkpoint) -> None:
     assert ctx.completed_tasks == ["s1", "s2", "s3"]
     assert ctx.steps == 3
     assert ctx.status is RunStatus.COMPLETED
+
+
+def test_a_schema_1_checkpoint_with_one_pickled_graph_still_resumes(
+        pipeline_checkpoint) -> None:
+    ck = pipeline_checkpoint
+    payload = ContextPayload.decode(ck.pkl.read_bytes(), str(ck.pkl))
+    graph = graph_from_code(payload.graph_manifest, payload.graph_code, "test")
+    body = {name: getattr(payload, name) for name in (
+        "session_id", "channel", "start_node", "max_steps", "default_max_cycles",
+        "default_max_retries", "config", "dynamic")}
+    body.update(graph_blob=dumps_signed(graph), format=PAYLOAD_FORMAT, schema_version=1)
+    ck.pkl.write_bytes(sign(msgpack.packb(body, use_bin_type=True)))
+    for path in (ck.state, ck.meta):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "schema_version": 1}))
+    ctx, _ = CheckpointManager.resume_from_checkpoint(ck.pkl)
+    assert WorkflowEngine().execute(ctx) == "total 20"
+    assert ctx.channel.get("log") == ["s1", "s2", "s3"]
 
 
 def test_context_execute_continues_too(pipeline_checkpoint) -> None:

@@ -110,7 +110,7 @@ class TouchOnUnpickle:
 
 
 @pytest.mark.parametrize("forgery", ["other-secret", "flipped-byte"])
-def test_forged_graph_blob_fails_the_run_without_unpickling(
+def test_forged_code_blob_fails_the_run_without_unpickling(
     shared_cluster: LocalCluster,
     client: Client,
     raw_redis: redis.Redis,
@@ -125,13 +125,15 @@ def test_forged_graph_blob_fails_the_run_without_unpickling(
         def victim() -> str:
             return "must not run"
 
-    coordinator = shared_cluster.coordinator
-    assert coordinator is not None
-    # Pause the coordinator so no job is dispatched before the blob is replaced.
-    coordinator.signal_group(signal.SIGSTOP)
+    # Pause the workers so no job runs before the blob is replaced (a fresh run's first
+    # job is queued by the client itself).
+    for worker in shared_cluster.workers:
+        worker.signal_group(signal.SIGSTOP)
     try:
         run = client.submit(wf)
-        key = keyspace.blob(run.info()["graph_hash"])
+        task_id = f"victim_{forgery.replace('-', '_')}"
+        code = client.broker.runs.node_shapes(run.session_id, [task_id])[task_id].code
+        key = keyspace.code(code)
         genuine = raw_redis.get(key)
         assert genuine is not None
         if forgery == "other-secret":
@@ -142,7 +144,8 @@ def test_forged_graph_blob_fails_the_run_without_unpickling(
             forged = bytes(flipped)
         raw_redis.set(key, forged, keepttl=True)
     finally:
-        coordinator.signal_group(signal.SIGCONT)
+        for worker in shared_cluster.workers:
+            worker.signal_group(signal.SIGCONT)
 
     with pytest.raises(GraflowError, match="signature does not verify") as raised:
         run.wait(timeout=RUN_TIMEOUT_S)

@@ -510,6 +510,8 @@ def test_finished_run_data_expires(
     without_ttl = [k for k in run_keys if redis_.ttl(k) < 0]
     assert without_ttl == [], "run data without a TTL after the run ended"
     assert redis_.ttl(keyspace.blob(run.info()["graph_hash"])) > 0
+    code = client.broker.runs.node_shapes(run.session_id, ["write"])["write"].code
+    assert code and redis_.ttl(keyspace.code(code)) > 0  # the graph's code blob too
 
 
 def test_a_fast_task_is_reported_while_a_slow_one_of_its_batch_runs(client: Client) -> None:

@@ -243,8 +243,13 @@ def test_checkpoints_leave_the_tracer_out_and_a_resume_can_set_one(
     assert copy.get_current_span_id() is None
 
 
-def test_tracers_by_name(monkeypatch) -> None:
-    assert isinstance(tracer_from_name("auto"), OpenTelemetryTracer)  # otel is installed
+def test_tracers_by_name(monkeypatch, tracer_provider) -> None:
+    import opentelemetry.trace
+
+    # auto: spans only where an SDK sends them somewhere (the API alone drops them all)
+    assert type(tracer_from_name("auto")) is NoopTracer
+    monkeypatch.setattr(opentelemetry.trace, "_TRACER_PROVIDER", tracer_provider)
+    assert isinstance(tracer_from_name("auto"), OpenTelemetryTracer)
     assert isinstance(tracer_from_name("console"), ConsoleTracer)
     monkeypatch.setenv("GRAFLOW_DIST_TRACER", "noop")
     assert type(tracer_from_name()) is NoopTracer

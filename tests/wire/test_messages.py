@@ -11,10 +11,16 @@ import pytest
 
 from graflow_dist.errors import SignatureError, WireError
 from graflow_dist.scheduler.events import NextTask, TaskOutcome
-from graflow_dist.scheduler.specs import NodeShape, TaskSpec
+from graflow_dist.scheduler.specs import NodeShape, RetrySettings, TaskSpec
 from graflow_dist.wire.messages import DONE, JOB_FUNC, Batch, Event, MsgpackSerializer
 from graflow_dist.wire.signing import MAC_LEN, seal
 from graflow_dist.wire.signing import MESSAGE_MAGIC as MAGIC
+from graflow_dist.wire.specs import (
+    decode_spec,
+    encode_spec,
+    node_shape_from_dict,
+    spec_from_dict,
+)
 from graflow_dist.worker.plain_rq import run_batch
 
 
@@ -103,6 +109,50 @@ def test_malformed_spec_is_refused() -> None:
         Batch.from_body({"v": 1, "s": "x", "g": "h", "specs": [["only", "two"]]})
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("cycle", True, "'cycle' must be an integer"),
+    ("attempt", 0, "'attempt' must be >= 1"),
+    ("crashes", -1, "'crashes' must be >= 0"),
+    ("not_before", float("nan"), "'not_before' must be a finite number"),
+    ("not_before", float("inf"), "'not_before' must be a finite number"),
+    ("group", 3, "'group' must be a string or null"),
+    ("token", "", "valid task id and token"),
+    ("token", "a:b", "valid task id and token"),
+    ("task_id", "bad\nid", "valid task id and token"),
+])
+def test_every_spec_field_is_checked_in_both_encodings(field: str, value: object,
+                                                       message: str) -> None:
+    good = TaskSpec("t", "e.1", cycle=2, attempt=3, crashes=1, group="g", not_before=5.0)
+    assert spec_from_dict(good.to_dict(), "x") == good
+    assert decode_spec(encode_spec(good), "x") == good
+    bad = {**good.to_dict(), field: value}
+    with pytest.raises(WireError, match=message):
+        spec_from_dict(bad, "state document")
+    with pytest.raises(WireError, match=message):
+        decode_spec([bad[name] for name in good.to_dict()], "rq job j")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"node_id": 5}, "'node_id' must be a string"),
+    ({"successors": ["a", 1]}, "'successors' must be a list of strings"),
+    ({"predecessors": "a"}, "'predecessors' must be a list of strings"),
+    ({"max_cycles": 0}, "'max_cycles' must be >= 1"),
+    ({"retry": {"jitter": 0}}, "'jitter' must be true or false"),
+    ({"retry": {"max_retries": False}}, "'max_retries' must be an integer"),
+    ({"code": 7}, "'code' must be a string"),
+])
+def test_every_node_shape_field_is_checked(change: dict[str, object], message: str) -> None:
+    plain = NodeShape("t", successors=["u"], predecessors=["s"], code="h1")
+    shared: dict[object, object] = {}
+    decoded = node_shape_from_dict(plain.to_dict(), "x", shared)
+    assert decoded == plain
+    assert node_shape_from_dict(plain.to_dict(), "x", shared).code is decoded.code
+    group = NodeShape("g", members=["m"], retry=RetrySettings(2, 0.5))
+    assert node_shape_from_dict(group.to_dict(), "x") == group
+    with pytest.raises(WireError, match=message):
+        node_shape_from_dict({**plain.to_dict(), **change}, "run shape")
+
+
 def test_event_round_trip_keeps_every_field() -> None:
     group = NodeShape("g", successors=["j"], members=["m"])
     outcome = TaskOutcome(iterate=True, next_tasks=[
@@ -135,6 +185,15 @@ def test_event_round_trip_keeps_every_field() -> None:
          "signed blobs"),
         (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "r": 5})), "must be bytes"),
         (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "fatal": "yes"})), "true or false"),
+        # fields a plain report has: checked on the fast path too
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "t": 5})), "'t' must be a string"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "qa": -1.0})), "'qa' must be >= 0"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "du": True})), "finite number"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "at": float("nan")})),
+         "finite number"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "x", "r": "text"})), "must be bytes"),
+        (seal(msgpack.packb({"v": 2, "k": "done", "s": "x"})), "unsupported wire version"),
+        (seal(msgpack.packb({"v": 1, "k": "done", "s": "a:b"})), "invalid session id"),
     ],
 )
 def test_malformed_events_are_refused(raw: bytes, message: str) -> None:

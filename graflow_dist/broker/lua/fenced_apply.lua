@@ -8,35 +8,33 @@
 -- first write (command length, key types, and the ACL where Redis can tell), so a
 -- commit is applied whole or not at all. Returns the number of commands that failed
 -- anyway, or NOT_LEADER, STATE_BEHIND, COMMAND_TOO_LONG, {WRONG_TYPE, key, type, ...}
--- or {PERMISSION_DENIED, command, key}.
+-- or {PERMISSION_DENIED, command, key}, or STAGED_INCOMPLETE when a large commit,
+-- written ahead to `staged_key`, is not `staged_length` bytes long.
 local leader_key = KEYS[1]
 local commits_key = KEYS[2]
+local staged_key = KEYS[3]
 local leader_id = ARGV[1]
-local commands = cmsgpack.unpack(ARGV[2])
+local payload = ARGV[2]
 local expected_commits = ARGV[3]
-
--- The type each write command needs its key (second word) to hold.
-local NEEDS = {HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SADD = 'set',
-               SREM = 'set', ZADD = 'zset', ZREM = 'zset', RPUSH = 'list', LPUSH = 'list',
-               LTRIM = 'list', XADD = 'stream', XTRIM = 'stream'}
+local staged_length = tonumber(ARGV[4] or '0')
 
 local wrong = wrong_types({leader_key, 'string', commits_key, 'string'})
 if wrong then return wrong end
+if staged_length > 0 then
+  wrong = wrong_types({staged_key, 'string'})
+  if wrong then return wrong end
+  payload = redis.call('GET', staged_key) or ''
+  redis.call('DEL', staged_key)
+  if #payload ~= staged_length then return STAGED_INCOMPLETE end
+end
 if redis.call('GET', leader_key) ~= leader_id then return NOT_LEADER end
 if (redis.call('GET', commits_key) or '0') ~= expected_commits then return STATE_BEHIND end
-local checks = {}
-local seen = {}
+local commands = unpack_commands(payload)
 for i = 1, #commands do
-  local cmd = commands[i]
   -- unpack() would fail half-way through the commit: write nothing instead
-  if #cmd > MAX_COMMAND_ARGS then return COMMAND_TOO_LONG end
-  local needs = NEEDS[string.upper(cmd[1])]
-  if needs and cmd[2] and not seen[cmd[2]] then
-    seen[cmd[2]] = true
-    checks[#checks + 1] = cmd[2]
-    checks[#checks + 1] = needs
-  end
+  if #commands[i] > MAX_COMMAND_ARGS then return COMMAND_TOO_LONG end
 end
+local checks = command_checks(commands)
 wrong = wrong_types(checks)
 if wrong then return wrong end
 if redis.acl_check_cmd then  -- Redis 7+: the ACL, before anything is written

@@ -33,6 +33,41 @@ local function wrong_types(checks)
   return out
 end
 
+-- The type each write command needs its key (second word) to hold.
+local NEEDS = {HSET = 'hash', HDEL = 'hash', HINCRBY = 'hash', SADD = 'set',
+               SREM = 'set', ZADD = 'zset', ZREM = 'zset', RPUSH = 'list', LPUSH = 'list',
+               LTRIM = 'list', XADD = 'stream', XTRIM = 'stream'}
+
+-- The {key, type, ...} checks of a list of commands (each key once).
+local function command_checks(commands)
+  local checks = {}
+  local seen = {}
+  for i = 1, #commands do
+    local cmd = commands[i]
+    local needs = NEEDS[string.upper(cmd[1])]
+    if needs and cmd[2] and not seen[cmd[2]] then
+      seen[cmd[2]] = true
+      checks[#checks + 1] = cmd[2]
+      checks[#checks + 1] = needs
+    end
+  end
+  return checks
+end
+
+-- Commands packed one after another (msgpack), as a table (unpacked a thousand at a
+-- time: Lua returns at most ~8,000 values from one call).
+local function unpack_commands(payload)
+  local commands = {}
+  if #payload == 0 then return commands end
+  local offset = 0
+  while offset >= 0 do
+    local unpacked = {cmsgpack.unpack_limit(payload, 1000, offset)}
+    offset = unpacked[1]
+    for i = 2, #unpacked do commands[#commands + 1] = unpacked[i] end
+  end
+  return commands
+end
+
 -- HINCRBY that cannot fail the script: a counter someone overwrote with text is reset.
 local function add_to_counter(key, field, amount)
   local reply = redis.pcall('HINCRBY', key, field, amount)
@@ -94,4 +129,61 @@ local function fail_job(leases_key, owners_key, jobmap_key, worker_key, failed_k
   redis.call('HDEL', jobmap_key, job_id)
   add_to_counter(worker_key, F_WORKER_FAILED_JOBS, 1)
   return RELEASED
+end
+
+-- Claim up to `max_jobs` jobs off `queue_key` (the caller checked the types of the keys
+-- passed): each leaves the queue together with its lease. Returns {jobs left in the
+-- queue, id1, data1, run status1, id2, ...}; the status is '' for a run that expired,
+-- or SUPERSEDED for a job of an earlier submission of its session. A job id whose job
+-- key is not a hash comes with data `false` (nil in Python) and its key's type, so the
+-- worker can report and quarantine it.
+local function claim_jobs(queue_key, leases_key, owners_key, wake_key, worker_key, lease_arg,
+                          worker, max_jobs, started_at)
+  local deadline = now() + tonumber(lease_arg)
+  local out = {0}
+  for _ = 1, max_jobs do
+    local job_id = redis.call('LPOP', queue_key)
+    if not job_id then break end
+    local job_key = RQ_JOB .. job_id
+    local job_type = key_type(job_key)
+    local data = job_type == 'hash' and redis.call('HGET', job_key, F_JOB_DATA)
+    if data then
+      redis.call('ZADD', leases_key, deadline, job_id)
+      redis.call('HSET', owners_key, job_id, worker)
+      redis.call('HSET', job_key, F_JOB_STATUS, 'started', F_JOB_WORKER_NAME, worker,
+                 F_JOB_STARTED_AT, started_at, F_JOB_LEASE_S, lease_arg)
+      -- rq info counts the started registry as "executing"; the score lies past any
+      -- lease so that RQ's own clean-up never fails the job (our reaper decides).
+      local wip = RQ_WIP .. (redis.call('HGET', job_key, F_JOB_ORIGIN) or '')
+      if is_a(wip, 'zset') then
+        redis.call('ZADD', wip, deadline + RQ_WIP_EXTRA_S, job_id .. ':' .. worker)
+      end
+      local status = ''
+      local session = redis.call('HGET', job_key, F_JOB_SESSION)
+      local meta = session and (RUN_KEY_HEAD .. session .. RUN_META_TAIL)
+      if meta and key_type(meta) == 'hash' then
+        add_to_counter(meta, F_RUN_RUNNING, tasks_of(job_key))
+        status = redis.call('HGET', meta, F_RUN_STATUS) or ''
+        if (redis.call('HGET', job_key, F_JOB_INCARNATION) or '') ~=
+           (redis.call('HGET', meta, F_RUN_INCARNATION) or '') then
+          status = SUPERSEDED
+        end
+      end
+      out[#out + 1] = job_id
+      out[#out + 1] = data
+      out[#out + 1] = status
+    elseif job_type ~= 'none' and job_type ~= 'hash' then
+      out[#out + 1] = job_id
+      out[#out + 1] = false
+      out[#out + 1] = job_type
+    end
+  end
+  local left = redis.call('LLEN', queue_key)
+  out[1] = left
+  if left > 0 then  -- more work: wake the next idle worker
+    redis.call('LPUSH', wake_key, 1)
+    redis.call('LTRIM', wake_key, 0, 0)
+  end
+  if #out > 1 then redis.call('HSET', worker_key, F_WORKER_STATE, 'busy') end
+  return out
 end
