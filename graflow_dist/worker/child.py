@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.request_stop())
+        signal.signal(sig, lambda *_: worker.interrupt())
     if slot is not None:
         threading.Thread(target=_watch_parent, args=(worker,), name="gf-parent",
                          daemon=True).start()

@@ -55,6 +55,11 @@ DEFAULT_REPORT_DELAY_S = 0.002
 # After Redis refused a command for a reason other than an outage: wait before retrying.
 _REFUSED_BACKOFF_S = 1.0
 
+
+class _IdleWaitEnded(Exception):
+    """Raised by `Worker.interrupt` into an idle wait for work: nothing is held then,
+    so a stopping worker need not sit out the wait."""
+
 log = structlog.get_logger("graflow_dist.worker")
 
 
@@ -152,6 +157,7 @@ class Worker:
                                            self.limits.max_message_bytes)
         self.executor = TaskExecutor(self.broker, self.name, tracer=tracer, limits=self.limits)
         self.stopping = threading.Event()
+        self._idle_waiting = False
         self.current: CurrentJob | None = None
         self.ready = threading.Event()
         self.tasks_done = 0
@@ -188,6 +194,8 @@ class Worker:
                 try:
                     self._work_once()
                     self._outage.recovered()
+                except _IdleWaitEnded:
+                    break
                 except TRANSIENT_ERRORS as exc:
                     self._outage.failed(exc)
                     time.sleep(self._outage.backoff_s())
@@ -225,6 +233,13 @@ class Worker:
         self.log.info("stopping: finishing the running task", grace_period_s=self.grace_period_s)
         watchdog = threading.Thread(target=self._grace_watchdog, name="gf-grace", daemon=True)
         watchdog.start()
+
+    def interrupt(self) -> None:
+        """`request_stop` for a signal handler (main thread): a worker waiting idle for
+        work stops at once instead of at the end of its wait."""
+        self.request_stop()
+        if self._idle_waiting:
+            raise _IdleWaitEnded
 
     def _grace_watchdog(self) -> None:
         deadline = time.monotonic() + self.grace_period_s
@@ -302,7 +317,12 @@ class Worker:
         if claimed is None:
             claimed = self.claimer.claim(1)
         if not claimed:
-            if not self.claimer.wait_for_work():
+            self._idle_waiting = True
+            try:
+                woke = self.claimer.wait_for_work()
+            finally:
+                self._idle_waiting = False
+            if not woke:
                 self.registration.idle()  # idle for a while, not between two tasks
             return
         for job in claimed:
