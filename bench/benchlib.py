@@ -191,13 +191,17 @@ class Probe:
         return net
 
 
+LONG_SCRIPT_WAIT_S = 600.0
+
+
 class MemorySampler:
     """Redis ``used_memory`` before an interval and its peak during it (sampled every
     ``every_s`` from a thread of its own, on its own connection): the Redis memory a
     workload's data takes, on a server that may have served earlier workloads."""
 
     def __init__(self, url: str, every_s: float = 0.1) -> None:
-        self.client = redis.Redis.from_url(url)
+        # Patient: a long Lua script holds Redis (and this sample) for seconds.
+        self.client = redis.Redis.from_url(url, socket_timeout=LONG_SCRIPT_WAIT_S)
         self.every_s = every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)

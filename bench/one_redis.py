@@ -31,6 +31,7 @@ import benchlib  # noqa: E402
 import cloudpickle  # noqa: E402
 import redis  # noqa: E402
 from benchlib import (  # noqa: E402
+    LONG_SCRIPT_WAIT_S,
     MemorySampler,
     children_of,
     commandstats,
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster: LocalCluster | None = None
         try:
             server.start()
-            r = redis.Redis.from_url(server.url)  # no socket timeout: scripts may be long
+            r = redis.Redis.from_url(server.url, socket_timeout=LONG_SCRIPT_WAIT_S)
             r.config_set("slowlog-log-slower-than", SLOWLOG_US)
             cluster = LocalCluster(args.workers, redis_url=server.url,
                                    data_dir=str(Path(tmp) / "cluster")).start()
