@@ -211,7 +211,11 @@ class MemorySampler:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, self._used())
+            try:
+                self.peak = max(self.peak, self._used())
+            except redis.ResponseError as exc:  # BUSY: a script past lua-time-limit
+                if not str(exc).startswith("BUSY"):
+                    raise
 
     def __enter__(self) -> MemorySampler:
         self.before = self.peak = self._used()
