@@ -62,6 +62,19 @@ def script_names() -> dict[str, str]:
     return {hashlib.sha1(source(n, keyspace).encode()).hexdigest(): n for n in SCRIPTS}
 
 
+def wait_while_busy(r: redis.Redis) -> None:
+    """Wait until Redis stops answering BUSY (a script running past lua-time-limit)."""
+    deadline = time.monotonic() + LONG_SCRIPT_WAIT_S
+    while True:
+        try:
+            r.ping()
+            return
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("BUSY") or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=200_000, help="fan-out width N")
@@ -95,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu = {k: sum(cpu_seconds(p) for p in v) - cpu0[k] for k, v in pids.items()}
                 cpu["redis-server"] = redis_cpu(r) - rcpu0
                 time.sleep(SETTLE_S + n / 50_000)
+                wait_while_busy(r)
                 commands = commandstats(r) - cmd0  # with the end-of-run housekeeping
             if result != n:
                 raise RuntimeError(f"the fan-out returned {result!r}, expected {n}")
