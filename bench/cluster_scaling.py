@@ -170,7 +170,11 @@ def start_server(exe: str, workdir: Path, cluster: bool) -> Server:
     log = open(node_dir / "redis.log", "wb")  # noqa: SIM115 - the server's lifetime
     server = Server(port, subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
     log.close()
-    wait_for(lambda: server.client.ping(), f"redis-server on port {port}")
+    try:
+        wait_for(lambda: server.client.ping(), f"redis-server on port {port}")
+    except BaseException:
+        stop_process(server.proc)
+        raise
     return server
 
 
@@ -308,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             version = ""
             for setup, n, cluster in (("1 node", 1, False),
                                       (f"{args.masters} masters", args.masters, True)):
-                servers = [start_server(server_exe, Path(tmp) / setup.replace(" ", "-"),
-                                        cluster) for _ in range(n)]
+                for _ in range(n):  # one by one: the finally below stops those started
+                    servers.append(start_server(server_exe,
+                                                Path(tmp) / setup.replace(" ", "-"), cluster))
                 version = servers[0].client.info("server")["redis_version"]
                 if cluster:
                     form_cluster(servers)
