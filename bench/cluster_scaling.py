@@ -42,7 +42,7 @@ from graflow_dist.embedded.processes import stop_process
 
 SLOTS = 16384
 CLUSTER_BUS_OFFSET = 10000
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 30.0
 STREAM_MAXLEN = 10_000  # the event streams are trimmed, as the coordinator trims its own
 RESULT_TTL_S = 3600
 
@@ -199,7 +199,12 @@ def form_cluster(servers: list[Server]) -> None:
         server.client.execute_command("CLUSTER ADDSLOTSRANGE", i * per, last)
     for server in servers[1:]:
         servers[0].client.execute_command("CLUSTER MEET", "127.0.0.1", server.port)
-    wait_for(lambda: all(cluster_ok(s) for s in servers), "cluster_state:ok on every node")
+    try:
+        wait_for(lambda: all(cluster_ok(s) for s in servers), "cluster_state:ok on every node")
+    except RuntimeError:
+        for s in servers:
+            print(s.port, s.client.execute_command("CLUSTER INFO"), file=sys.stderr)
+        raise
 
 
 def cluster_ok(server: Server) -> bool:
