@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -188,6 +189,48 @@ class Probe:
             if value > 0.5:
                 net[name] = value
         return net
+
+
+LONG_SCRIPT_WAIT_S = 600.0
+
+
+class MemorySampler:
+    """Redis ``used_memory`` before an interval and its peak during it (sampled every
+    ``every_s`` from a thread of its own, on its own connection): the Redis memory a
+    workload's data takes, on a server that may have served earlier workloads."""
+
+    def __init__(self, url: str, every_s: float = 0.1) -> None:
+        # Patient: a long Lua script holds Redis (and this sample) for seconds.
+        self.client = redis.Redis.from_url(url, socket_timeout=LONG_SCRIPT_WAIT_S)
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _used(self) -> int:
+        return int(self.client.info("memory")["used_memory"])
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.peak = max(self.peak, self._used())
+            except redis.ResponseError as exc:  # BUSY: a script past lua-time-limit
+                if not str(exc).startswith("BUSY"):
+                    raise
+
+    def __enter__(self) -> MemorySampler:
+        self.before = self.peak = self._used()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.after = self._used()
+        self.client.close()
+
+    def summary_mb(self) -> dict[str, float]:
+        return {k: round(v / 2**20, 1) for k, v in
+                (("before", self.before), ("peak", self.peak), ("after", self.after))}
 
 
 def background_rate(client: redis.Redis, seconds: float) -> dict[str, float]:

@@ -33,6 +33,7 @@ import redis
 from benchlib import (
     BENCH_DIR,
     REPO_DIR,
+    MemorySampler,
     Probe,
     background_rate,
     tail,
@@ -210,8 +211,12 @@ class Bench:
             size = (self.args.scale if system is GRAFLOW_DIST
                     else self.args.scale_peers or system.scale_size)
             t0 = time.perf_counter()
-            entry = self.measure(system, proc, "scale", size)
+            with MemorySampler(self.url) as memory:
+                entry = self.measure(system, proc, "scale", size)
             if entry is not None:
+                entry["redis_used_memory_mb"] = memory.summary_mb()
+                entry["redis_peak_bytes_per_task"] = round(
+                    (memory.peak - memory.before) / entry["tasks"])
                 entry["peak_rss_mb"] = {role: [peak_rss_mb(pid) for pid in pids]
                                         for role, pids in proc.pids().items()}
                 print(f"scale {system.label} {size:,}: {time.perf_counter() - t0:.0f} s",

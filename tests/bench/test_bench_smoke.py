@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+ONE_REDIS = BENCH.parent / "one_redis.py"
 
 
 def test_bench_quick_run_prints_the_peer_table(tmp_path: Path) -> None:
@@ -42,5 +45,23 @@ def test_bench_quick_run_prints_the_peer_table(tmp_path: Path) -> None:
     assert scale["tasks"] == data["config"]["sizes"]["graflow-dist"]["scale"] + 2
     for role in ("workers", "coordinator", "client"):
         assert all(mb and mb > 10 for mb in scale["peak_rss_mb"][role]), scale["peak_rss_mb"]
+    memory = scale["redis_used_memory_mb"]
+    assert 0 < memory["before"] <= memory["peak"], memory
+    assert scale["redis_peak_bytes_per_task"] >= 0
     assert data["raw"]["graflow-dist"]["fanout"][0]["commands_per_task"] > 0
     assert set(data["environment"]["versions"]) == {"graflow-dist", "rq"}
+
+
+@pytest.mark.slow
+def test_one_redis_reports_every_figure_of_a_small_fan_out(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ONE_REDIS), "--tasks", "200"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    out = proc.stdout
+    assert "fan-out of 200 no-ops, 2 workers" in out, out
+    for role in ("coordinator", "workers", "client", "redis-server"):
+        assert any(line.split()[:1] == [role] and float(line.split()[1]) > 0
+                   for line in out.splitlines()), (role, out)
+    commands = next(line for line in out.splitlines() if "Redis commands/task" in line)
+    assert float(commands.split("Redis commands/task ")[1].split(":")[0]) > 0, commands
+    assert "Redis used_memory MB: before" in out and "peak RSS MB: coordinator" in out, out
