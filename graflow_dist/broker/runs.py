@@ -46,6 +46,8 @@ from graflow_dist.wire.specs import node_shape_from_dict
 STAGED_SHAPE_NODES = 5_000
 _SHAPE_CHUNK_NODES = 500
 _STAGED_SHAPE_TTL_S = 3600
+# Channel keys given a TTL per `expire_run` call: a few ms of Redis time each.
+_EXPIRE_CHUNK = 2000
 
 
 class RunStore:
@@ -371,15 +373,26 @@ class RunStore:
 
     def expire_many(self, finished: list[tuple[RunRecord, list[str]]], ttl_s: int
                     ) -> list[bool]:
-        """`expire` for several runs in one round trip (the channel's keys come from
-        the run's channel index: no SCAN)."""
-        if not finished:
-            return []
+        """`expire` for several runs, one round trip per `_EXPIRE_CHUNK` channel keys
+        of the largest (the channel's keys come from the run's channel index: no SCAN
+        of the keyspace, and no script call blocks Redis for long)."""
         calls = []
         for record, code in finished:
             keys = self.keyspace.run(record.session_id)
             calls.append(([keys.meta, keys.channel_index, keys.feedback],
-                          [record.incarnation, ttl_s, keys.channel_prefix,
-                           *keys.frontier_keys(), keys.tasks,
+                          [record.incarnation, ttl_s, keys.channel_prefix],
+                          [*keys.frontier_keys(), keys.tasks,
                            *self.code.keys(record.graph_hash, code)]))
-        return [r == ExpireResult.EXPIRED for r in self.scripts.call_many("expire_run", calls)]
+        expired = [False] * len(calls)
+        cursors = {i: "0" for i in range(len(calls))}
+        while cursors:
+            replies = self.scripts.call_many("expire_run", [
+                (calls[i][0], [*calls[i][1], cursor, _EXPIRE_CHUNK, *calls[i][2]])
+                for i, cursor in cursors.items()])
+            more = {}
+            for i, (result, cursor) in zip(cursors, replies, strict=True):
+                if result == ExpireResult.MORE:
+                    more[i] = cursor
+                expired[i] = result == ExpireResult.EXPIRED
+            cursors = more
+        return expired

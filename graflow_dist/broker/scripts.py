@@ -102,6 +102,7 @@ class ExpireResult(IntEnum):
 
     RESUBMITTED = 0
     EXPIRED = 1
+    MORE = 2
 
 
 SCRIPT_NAMES = ("fenced_apply", "leader_acquire", "leader_release", "claim", "extend",

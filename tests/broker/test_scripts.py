@@ -19,6 +19,7 @@ from graflow_dist.broker.scripts import (
     MAX_COMMAND_ARGS,
     SCRIPT_NAMES,
     ApplyResult,
+    ExpireResult,
     LeaderResult,
     LeaseResult,
     ReapResult,
@@ -218,6 +219,31 @@ def test_expire_run_expires_what_the_run_indexed_unless_submitted_again(
         assert 0 < redis_client.ttl(key) <= 100, key
     assert redis_client.ttl(keys.channel("unindexed")) == -1
     assert redis_client.zscore(KS.feedback_pending, "fb1") is None
+
+
+def test_expire_run_works_through_a_large_channel_index_in_bounded_calls(
+        redis_client: redis.Redis, broker: Broker, scripts: Scripts) -> None:
+    record = RunRecord("big", status=RunStatus.COMPLETED, incarnation="i1")
+    keys = KS.run("big")
+    redis_client.hset(keys.meta, mapping=record.settings_meta())
+    names = [f"t{i}" for i in range(5000)]
+    redis_client.sadd(keys.channel_index, *names)
+    redis_client.mset({keys.channel(n): "1" for n in names})
+    # One call expires a chunk and says where to go on; the index itself comes last.
+    result, cursor = scripts.call(
+        "expire_run", [keys.meta, keys.channel_index, keys.feedback],
+        ["i1", 100, keys.channel_prefix, "0", 100])
+    assert result == ExpireResult.MORE and cursor != b"0"
+    assert 0 < sum(redis_client.ttl(keys.channel(n)) > 0 for n in names) < len(names)
+    assert redis_client.ttl(keys.channel_index) == -1
+    # Submitted again between two calls: the rest is live data, left alone.
+    result, _ = scripts.call(
+        "expire_run", [keys.meta, keys.channel_index, keys.feedback],
+        ["i2", 100, keys.channel_prefix, cursor, 100])
+    assert result == ExpireResult.RESUBMITTED
+    assert broker.runs.expire(record, 100) is True  # calls until done
+    assert all(0 < redis_client.ttl(keys.channel(n)) <= 100 for n in names)
+    assert 0 < redis_client.ttl(keys.channel_index) <= 100
 
 
 # --- leader --------------------------------------------------------------------------------

@@ -1,23 +1,30 @@
 -- Give a finished run's data a TTL, unless its session was submitted again meanwhile
 -- (its incarnation changed: the data is live). The run's channel keys come from its
--- channel index, its feedback requests from its feedback set: no SCAN. Returns
--- EXPIRED or RESUBMITTED.
+-- channel index, its feedback requests from its feedback set: no SCAN of the keyspace.
+-- A call expires about `chunk` channel keys (SSCAN of the index from `cursor`), so a
+-- run of 200,000 tasks never blocks Redis for long: {MORE, next cursor} asks for
+-- another call; the last one expires the rest. Returns {EXPIRED | RESUBMITTED |
+-- MORE, cursor}.
 local meta_key = KEYS[1]
 local index_key = KEYS[2]
 local feedback_key = KEYS[3]
 local incarnation = ARGV[1]
 local ttl = ARGV[2]
 local channel_prefix = ARGV[3]
--- ARGV[4..]: the run's other keys (frontier, task records, its graph's code)
+local cursor = ARGV[4]
+local chunk = ARGV[5]
+-- ARGV[6..]: the run's other keys (frontier, task records, its graph's code)
 
 if key_type(meta_key) ~= 'hash'
     or (redis.call('HGET', meta_key, F_RUN_INCARNATION) or '') ~= incarnation then
-  return RESUBMITTED
+  return {RESUBMITTED, '0'}
 end
 if key_type(index_key) == 'set' then
-  for _, name in ipairs(redis.call('SMEMBERS', index_key)) do
+  local page = redis.call('SSCAN', index_key, cursor, 'COUNT', chunk)
+  for _, name in ipairs(page[2]) do
     redis.call('EXPIRE', channel_prefix .. name, ttl)
   end
+  if page[1] ~= '0' then return {MORE, page[1]} end
 end
 redis.call('EXPIRE', index_key, ttl)
 if key_type(feedback_key) == 'set' then
@@ -27,5 +34,5 @@ if key_type(feedback_key) == 'set' then
     if pending then redis.call('ZREM', FEEDBACK_PENDING, feedback_id) end
   end
 end
-for i = 4, #ARGV do redis.call('EXPIRE', ARGV[i], ttl) end
-return EXPIRED
+for i = 6, #ARGV do redis.call('EXPIRE', ARGV[i], ttl) end
+return {EXPIRED, '0'}
