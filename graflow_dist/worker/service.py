@@ -48,6 +48,7 @@ from graflow_dist.trace.base import Tracer
 from graflow_dist.wire.messages import DONE, FAIL, HANDBACK, LOST, Batch, Event
 from graflow_dist.wire.task_records import WorkerStats
 from graflow_dist.worker.executor import Report, TaskExecutor
+from graflow_dist.worker.job_channel import JobChannel
 from graflow_dist.worker.slot import ExecutorSlot
 
 DEFAULT_GRACE_PERIOD_S = 30.0
@@ -420,6 +421,10 @@ class Worker:
             report = self.executor.run(ctx, spec, queued_at)
             if slot is not None:
                 slot.between_tasks()
+            event = report.event
+            if chain and event.kind == DONE and event.result is not None \
+                    and isinstance(ctx.channel, JobChannel):
+                ctx.channel.remember(spec.task_id, event.result)  # for a continued successor
             self._observe(spec, report)
             with job.lock:
                 if spec.token not in job.unfinished:

@@ -138,8 +138,8 @@ def _chain_shape(n: int) -> GraphShape:
     names = [f"t{i}" for i in range(n)]
     shape = GraphShape()
     for i, name in enumerate(names):
-        shape.add(NodeShape(name, successors=names[i + 1:i + 2], predecessors=names[max(0, i - 1):i],
-                            code=CODE, timeout=5.0 if i == 2 else None))
+        shape.add(NodeShape(name, successors=names[i + 1:i + 2],
+                            predecessors=names[max(0, i - 1):i], code=CODE, timeout=5.0 if i == 2 else None))
     return shape
 
 
