@@ -63,7 +63,7 @@ def plain_chain(shape: GraphShape, node: str, cycles: dict[str, int],
 
 
 def refusal(shape: GraphShape, done: TaskSpec, outcome: TaskOutcome, decision: Decision,
-            proposal: TaskSpec, known_tokens: set[str] | dict[str, TaskSpec]) -> str:
+            proposal: TaskSpec, token_taken: bool) -> str:
     """Why a completion's proposal cannot be adopted ("" when it can): the completed
     task asked for nothing but its successors, and ``decision`` (that completion,
     applied) dispatches exactly the proposed successor, at the same cycle, and nothing
@@ -78,7 +78,7 @@ def refusal(shape: GraphShape, done: TaskSpec, outcome: TaskOutcome, decision: D
             and proposal.crashes == 0 and proposal.group is None
             and proposal.not_before == 0.0):
         return "not a continuation proposal"
-    if proposal.token in known_tokens:
+    if token_taken:
         return "the proposed token is taken"
     if len(decision.dispatch) != 1:
         return f"{len(decision.dispatch)} tasks became ready"

@@ -254,8 +254,10 @@ class Scheduler:
     def _adopt(self, done: TaskSpec, outcome: TaskOutcome, proposal: TaskSpec,
                decision: Decision) -> None:
         """Put the worker's proposed spec in place of the one just made ready."""
-        known = {*self.inflight, *self.delayed, *(s.token for s, _p in self.parked.values())}
-        decision.refused = refusal(self.shape, done, outcome, decision, proposal, known)
+        token = proposal.token
+        taken = token in self.inflight or token in self.delayed or any(
+            s.token == token for s, _p in self.parked.values())
+        decision.refused = refusal(self.shape, done, outcome, decision, proposal, taken)
         if decision.refused:
             return
         ready = decision.dispatch.pop()
