@@ -10,7 +10,7 @@ import redis
 
 from graflow_dist.broker import Broker
 from graflow_dist.broker.jobs import decode_jobmap, job_commands
-from graflow_dist.broker.keys import REAPER, Keyspace
+from graflow_dist.broker.keys import REAPER, Keyspace, RunField
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.broker.scripts import LeaseResult
 from graflow_dist.errors import WrongTypeError
@@ -108,6 +108,26 @@ def test_continue_of_a_job_without_a_readable_entry_releases_it(redis_client: re
     assert redis_client.hget(KS.jobmap, job_id) is None
 
 
+@pytest.mark.parametrize("change", ["cancelled", "resubmitted", "expired"])
+def test_no_continuation_into_a_run_that_is_over_or_submitted_again(
+        redis_client: redis.Redis, broker: Broker, change: str) -> None:
+    job_id = _enqueue(redis_client, "s1", "e.1")
+    claimer = _claimer(broker)
+    claimer.claim(1)
+    meta = KS.run("s1").meta
+    if change == "cancelled":
+        redis_client.hset(meta, RunField.STATUS, RunStatus.CANCELLED.value)
+    elif change == "resubmitted":
+        redis_client.hset(meta, RunField.INCARNATION, "i2")
+    else:
+        redis_client.delete(meta)
+    proposal = TaskSpec("b", continuation_token())
+    assert claimer.continue_with([], _done("e.1"), proposal, job_id) == LeaseResult.RELEASED
+    [entry] = broker.events.read("0-0", 10, 1)
+    assert entry.event.token == "e.1" and entry.event.continuation is None
+    assert redis_client.zscore(KS.leases, job_id) is None
+
+
 def test_continue_writes_nothing_when_a_key_has_the_wrong_type(redis_client: redis.Redis,
                                                                broker: Broker) -> None:
     job_id = _enqueue(redis_client, "s1", "e.1")
@@ -139,7 +159,8 @@ def _chain_shape(n: int) -> GraphShape:
     shape = GraphShape()
     for i, name in enumerate(names):
         shape.add(NodeShape(name, successors=names[i + 1:i + 2],
-                            predecessors=names[max(0, i - 1):i], code=CODE, timeout=5.0 if i == 2 else None))
+                            predecessors=names[max(0, i - 1):i], code=CODE,
+                            timeout=5.0 if i == 2 else None))
     return shape
 
 

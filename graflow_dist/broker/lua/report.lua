@@ -11,7 +11,8 @@
 -- 'continue' (local continuation): ARGV[8] is the completion of the job's last task
 -- carrying the worker's proposal for its successor, ARGV[9] the same completion without
 -- it, ARGV[10..] earlier reports, `reason` the proposed token. Only while the worker
--- holds the lease and the job's jobmap entry reads: the earlier reports and ARGV[8] are
+-- holds the lease, the job's jobmap entry reads and its run goes on (not finished, the
+-- job's incarnation): the earlier reports and ARGV[8] are
 -- appended and the token joins the job's tokens (a reaper re-dispatches it like any
 -- task of the job), CONTINUED. Otherwise ARGV[9] goes instead and the job is released
 -- as in 'release' (RELEASED or LEASE_LOST): a proposal is in the stream only if its
@@ -44,12 +45,22 @@ end
 local wrong = wrong_types(checks)
 if wrong then return wrong end
 
--- The jobmap entry {session, {tokens}} with `token` added, or nil if it does not read.
+-- The jobmap entry {session, {tokens}} with `token` added, or nil if it does not read
+-- or its run is not going on in the job's incarnation (over, or submitted again).
 local function with_token(entry, token)
   if not entry then return nil end
   local ok, decoded = pcall(cmsgpack.unpack, entry)
   if not ok or type(decoded) ~= 'table' or type(decoded[1]) ~= 'string'
      or type(decoded[2]) ~= 'table' or #decoded ~= 2 then
+    return nil
+  end
+  local meta = RUN_KEY_HEAD .. decoded[1] .. RUN_META_TAIL
+  local job_key = RQ_JOB .. job_id
+  if key_type(meta) ~= 'hash' or key_type(job_key) ~= 'hash' then return nil end
+  local status = redis.call('HGET', meta, F_RUN_STATUS)
+  if not status or string.find(FINISHED_STATUSES, ',' .. status .. ',', 1, true)
+     or (redis.call('HGET', job_key, F_JOB_INCARNATION) or '') ~=
+        (redis.call('HGET', meta, F_RUN_INCARNATION) or '') then
     return nil
   end
   for _, known in ipairs(decoded[2]) do
