@@ -169,3 +169,37 @@ def test_cancelling_a_continuing_chain_stops_it(make_cluster, ledger: Ledger) ->
     time.sleep(1.0)  # nothing goes on after the cancellation
     assert [e.task for e in ledger.entries("start")] == ["s0", "s1", "s2"]
     assert "s2" not in run.context().completed_tasks
+
+
+def test_a_continued_task_past_its_timeout_is_killed_and_retried(make_cluster,
+                                                                 ledger: Ledger) -> None:
+    cluster = make_cluster(workers=1)
+    ledger_dir = ledger.path
+
+    with workflow("continued-timeout") as wf:
+
+        @task(inject_context=True)
+        def a(ctx: Any) -> int:
+            record(ledger_dir, ctx, "start")
+            return 1
+
+        @task(inject_context=True)
+        def b(ctx: Any) -> int:
+            record(ledger_dir, ctx, "start")
+            return ctx.get_result("a") + 1
+
+        @task(inject_context=True, timeout=1.0, max_retries=1)
+        def spin(ctx: Any) -> int:
+            record(ledger_dir, ctx, "start")
+            while ctx.spec.attempt == 1:
+                pass
+            return ctx.get_result("b") + 1
+
+        a >> b >> spin
+
+    run = Client(cluster.url).submit(wf)
+    assert wait_run(run, timeout_s=30) == 3
+    first, second = ledger.entries("start", "spin")
+    assert is_continuation_token(first.token)  # its deadline held in the continued step
+    assert first.pid != second.pid and second.token != first.token
+    assert _records(cluster, run.session_id)["spin"].attempts == 2
