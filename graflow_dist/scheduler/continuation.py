@@ -12,6 +12,7 @@ See docs/reliability.md, "Local continuation".
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from graflow_dist.scheduler.events import Decision, TaskOutcome
 from graflow_dist.scheduler.specs import GraphShape, TaskSpec
@@ -50,7 +51,7 @@ def plain_chain(shape: GraphShape, node: str, cycles: dict[str, int],
         succ = successors[0]
         succ_shape = shape.nodes.get(succ)
         if (succ_shape is None or succ in seen or succ_shape.is_group or not succ_shape.code
-                or list(succ_shape.predecessors) != [current]):
+                or not _only(succ_shape.predecessors, current)):
             break
         if members is None:  # only graphs with a chain pay for this
             members = shape.member_ids()
@@ -89,7 +90,12 @@ def refusal(shape: GraphShape, done: TaskSpec, outcome: TaskOutcome, decision: D
         return f"cycle {ready.cycle} of {ready.task_id!r}, not {proposal.cycle}"
     node = shape.nodes[done.task_id]
     succ = shape.nodes.get(proposal.task_id)
-    if (list(node.successors) != [proposal.task_id] or succ is None or succ.is_group
-            or list(succ.predecessors) != [done.task_id]):
+    if (not _only(node.successors, proposal.task_id) or succ is None or succ.is_group
+            or not _only(succ.predecessors, done.task_id)):
         return f"{proposal.task_id!r} is not the plain successor of {done.task_id!r}"
     return ""
+
+
+def _only(items: Sequence[str], item: str) -> bool:
+    """Whether ``items`` is exactly ``[item]`` (without copying a fan-in's long list)."""
+    return len(items) == 1 and items[0] == item
