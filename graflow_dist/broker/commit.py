@@ -120,21 +120,24 @@ class Commit:
         self.commands.append(["HSET", keys.meta, RunField.LAST_TASK, task_id])
 
     def jobs(self, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-             live_workers: int, shape: GraphShape | None = None, ready_total: int = 0
-             ) -> None:
+             live_workers: int, shape: GraphShape | None = None, ready_total: int = 0,
+             *, cycles: dict[str, int] | None = None, max_continuation: int = 0) -> None:
         """Jobs for ``specs`` of one run, sized as if ``ready_total`` tasks (of all runs
-        in this commit; at least ``specs``) were ready."""
+        in this commit; at least ``specs``) were ready; each with the plain chain its
+        worker may continue along (up to ``max_continuation`` steps; see
+        `iter_job_commands`)."""
         ready = max(ready_total, len(specs))
         if specs:
             self._woken.setdefault(record.queue, None)
         if len(specs) > DEFERRED_SPECS:
             self.commands.append(Deferred(lambda: iter_job_commands(
                 self.keyspace, record, specs, max_batch, live_workers, shape=shape,
-                ready=ready, wake=False)))
+                ready=ready, wake=False, cycles=cycles, max_continuation=max_continuation)))
         elif specs:
             self.commands += iter_job_commands(self.keyspace, record, specs, max_batch,
                                                live_workers, shape=shape, ready=ready,
-                                               wake=False)
+                                               wake=False, cycles=cycles,
+                                               max_continuation=max_continuation)
 
     def run_ended(self, keys: RunKeys, end: RunEnd) -> None:
         fields: list[Any] = [RunField.STATUS, end.status.value,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -27,6 +27,7 @@ from graflow_dist.broker.scripts import LeaseResult, ReapResult, Scripts
 from graflow_dist.errors import WireError
 from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 from graflow_dist.names import is_session_id, is_token
+from graflow_dist.scheduler.continuation import plain_chain
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 from graflow_dist.wire.fields import shown
@@ -65,18 +66,23 @@ def job_id_prefix(session_id: str) -> str:
 
 def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], max_batch: int,
                  live_workers: int, timeouts: dict[str, float] | None = None, *,
-                 shape: GraphShape | None = None) -> list[list[Any]]:
+                 shape: GraphShape | None = None, cycles: dict[str, int] | None = None,
+                 max_continuation: int = 0) -> list[list[Any]]:
     """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token.
     Each batch names the code blobs of its tasks and their timeouts (task id ->
-    seconds), from ``shape`` (``timeouts``, if given, instead)."""
+    seconds), from ``shape`` (``timeouts``, if given, instead); with
+    ``max_continuation`` also the plain chain after its last spec (`plain_chain`, at
+    the ``cycles`` the run's scheduler holds), which its worker may continue along."""
     return list(iter_job_commands(keyspace, record, specs, max_batch, live_workers,
-                                  timeouts, shape=shape))
+                                  timeouts, shape=shape, cycles=cycles,
+                                  max_continuation=max_continuation))
 
 
 def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec],
                       max_batch: int, live_workers: int,
                       timeouts: dict[str, float] | None = None, *,
-                      shape: GraphShape | None = None, ready: int = 0, wake: bool = True
+                      shape: GraphShape | None = None, ready: int = 0, wake: bool = True,
+                      cycles: dict[str, int] | None = None, max_continuation: int = 0
                       ) -> Iterator[list[Any]]:
     """`job_commands`, made one job at a time; jobs are sized as if ``ready`` tasks (at
     least ``specs``) were ready at once. Without ``wake`` the queue is not announced
@@ -94,10 +100,21 @@ def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpe
         chunk = specs[start:start + size]
         code = {s.task_id: node.code for s in chunk
                 if (node := nodes.get(s.task_id)) is not None and node.code}
+        chunk_timeouts = {s.task_id: timeouts[s.task_id] for s in chunk
+                          if s.task_id in timeouts}
+        chain: list[tuple[str, int]] = []
+        last = chunk[-1]
+        if shape is not None and max_continuation > 0 and last.group is None \
+                and last.task_id in nodes and code.get(last.task_id):
+            chain = plain_chain(shape, last.task_id, cycles or {}, max_continuation)
+            for task_id, _cycle in chain:
+                node = nodes[task_id]
+                code[task_id] = node.code
+                if node.timeout is not None:
+                    chunk_timeouts[task_id] = node.timeout
         batch = Batch(record.session_id, record.graph_hash, chunk, record.trace_id,
                       record.default_max_cycles, traceparent=record.traceparent,
-                      timeouts={s.task_id: timeouts[s.task_id] for s in chunk
-                                if s.task_id in timeouts}, code=code)
+                      timeouts=chunk_timeouts, code=code, chain=chain)
         job_id = job_id_prefix(record.session_id) + chunk[0].token
         names = ",".join(s.task_id for s in chunk)
         yield [
@@ -263,6 +280,20 @@ class JobClaimer:
         lease was still ours, and the jobs claimed (none: the queue was empty)."""
         raw = self._report("claim", job_id, events, claim=max_jobs)
         return raw[0] == LeaseResult.RELEASED, self._claimed(raw, 2)
+
+    def continue_with(self, events: list[Event], done: Event, proposal: TaskSpec,
+                      job_id: str) -> LeaseResult:
+        """Publish ``events``, then ``done`` (the completion of the job's last
+        unfinished task) carrying ``proposal``, the spec of its successor this worker
+        runs at once, and add the proposal's token to the job's tokens (so a reaper
+        re-dispatches it like any task of the job), in one atomic step, if and only if
+        we still hold the job's lease: then CONTINUED (keep the job and run the
+        proposal). Else ``done`` goes without the proposal and the job is released as
+        by `send` (RELEASED, or LEASE_LOST: do not run the proposal)."""
+        proposed = replace(done, continuation=proposal)
+        plain = replace(done, continuation=None)
+        return LeaseResult(self._report("continue", job_id, [proposed, plain, *events],
+                                        reason=proposal.token))
 
     def _report(self, mode: str, job_id: str, events: list[Event], reason: str = "",
                 claim: int = 0) -> Any:

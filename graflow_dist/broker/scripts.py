@@ -66,11 +66,13 @@ class LeaderResult(IntEnum):
 
 
 class LeaseResult(IntEnum):
-    """``finish``, ``fail_job`` and ``report`` (HELD: mode 'held', still ours)."""
+    """``finish``, ``fail_job`` and ``report`` (HELD: mode 'held', still ours;
+    CONTINUED: mode 'continue')."""
 
     LEASE_LOST = 0
     RELEASED = 1
     HELD = 1
+    CONTINUED = 2  # mode 'continue': the proposal was recorded, the job stays ours
 
 
 class ReapResult(IntEnum):

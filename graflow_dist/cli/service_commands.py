@@ -45,6 +45,7 @@ from graflow_dist.observability.metrics import (
     Metrics,
     serve_health,
 )
+from graflow_dist.scheduler.continuation import DEFAULT_MAX_CONTINUATION
 from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES
 from graflow_dist.web.settings import DEFAULT_PORT as DEFAULT_UI_PORT
 from graflow_dist.wire.signing import load_secret
@@ -187,6 +188,10 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
               help="Automatic checkpoint of every run each N steps (0: off).")
 @click.option("--checkpoint-every-s", type=SECONDS_OR_ZERO, default=0.0,
               help="Automatic checkpoint of every run each T seconds (0: off).")
+@click.option("--max-continuation", type=count(0), default=DEFAULT_MAX_CONTINUATION,
+              show_default=True,
+              help="Steps of a chain a worker runs at once after a task, from one job "
+                   "(local continuation; 0: off).")
 @click.option("--metrics-port", type=PORT, envvar=METRICS_PORT_ENV, default=0)
 @metrics_host_option
 @_max_bytes_option("max-message-bytes", MAX_MESSAGE_BYTES_ENV, DEFAULT_MAX_MESSAGE_BYTES,
@@ -195,7 +200,7 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
 @click.pass_context
 def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
                 run_ttl_s: int, checkpoint_every_steps: int, checkpoint_every_s: float,
-                metrics_port: int, metrics_host: str, max_message_bytes: int,
+                max_continuation: int, metrics_port: int, metrics_host: str, max_message_bytes: int,
                 startup_timeout_s: float) -> None:
     """Run a coordinator (run two: one leads, the other stands by)."""
     client = _connected(ctx, startup_timeout_s, COORDINATOR_ROLE)
@@ -204,7 +209,8 @@ def coordinator(ctx: click.Context, checkpoint_dir: str, leader_lease_s: float,
                         checkpoint_dir=checkpoint_dir, leader_lease_s=leader_lease_s,
                         run_ttl_s=run_ttl_s, checkpoint_every_steps=checkpoint_every_steps,
                         checkpoint_every_s=checkpoint_every_s, metrics=metrics,
-                        max_message_bytes=max_message_bytes)
+                        max_message_bytes=max_message_bytes,
+                        max_continuation=max_continuation)
     metrics.leader.set_function(lambda: 1.0 if coord.ready.is_set() else 0.0)
     if metrics_port:
         redis_answers = RedisProbe(client)

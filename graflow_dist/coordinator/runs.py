@@ -15,6 +15,7 @@ from graflow_dist.errors import (
     TaskTimeoutError,
     error_from_name,
 )
+from graflow_dist.scheduler.continuation import is_continuation_token
 from graflow_dist.scheduler.events import CheckpointRequest, Decision, RunEnd, RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import TaskSpec
@@ -52,6 +53,7 @@ class RunState:
     last_task: str | None = None
     stale: int = 0
     failures: int = 0
+    max_continuation: int = 0  # steps a worker may continue from one job (0: none)
     dynamic: dict[str, bytes] = field(default_factory=dict)  # task id -> signed task
     results: dict[str, bytes] = field(default_factory=dict)  # channel key -> value, to write
     task_records: dict[str, TaskRecord] = field(default_factory=dict)  # to write
@@ -94,11 +96,13 @@ class RunState:
             worker=event.worker, queued_at=event.queued_at, started_at=event.started_at,
             finished_at=event.finished_at, duration_s=event.duration_s,
             error=task_records.clip(event.error, task_records.MAX_ERROR_CHARS),
-            error_type=event.error_type, traceback=event.traceback, preview=event.preview)
+            error_type=event.error_type, traceback=event.traceback, preview=event.preview,
+            continued=is_continuation_token(spec.token))
 
     def _apply(self, event: Event, now: float) -> Decision:
         if event.kind == DONE:
-            decision = self.scheduler.complete(event.token, event.outcome)
+            decision = self.scheduler.complete(event.token, event.outcome,
+                                               event.continuation)
             if not decision.stale:
                 if event.result is not None:
                     self.results[result_key(event.task_id)] = event.result
@@ -150,7 +154,9 @@ class RunState:
             commit.last_task(self.keys, self.last_task)
         if self.end is None:
             commit.jobs(self.record, self.dispatch, max_batch, live_workers,
-                        self.scheduler.shape, ready_total)
+                        self.scheduler.shape, ready_total,
+                        cycles=self.scheduler.cycle_counts,
+                        max_continuation=self.max_continuation)
         self.dispatch = []
         if self.end is not None:
             commit.run_ended(self.keys, self.end)

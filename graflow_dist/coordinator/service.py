@@ -44,6 +44,7 @@ from graflow_dist.errors import (
 )
 from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 from graflow_dist.observability.outage import OutageLog
+from graflow_dist.scheduler.continuation import DEFAULT_MAX_CONTINUATION
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.state import Scheduler
 from graflow_dist.wire.messages import ANSWER, CANCEL, LOST, PARK, RESUME, SUBMIT, Event
@@ -85,6 +86,9 @@ class Coordinator:
         even the loss of Redis.
     max_message_bytes:
         Events over this size are dead-lettered unread.
+    max_continuation:
+        Steps of a chain a worker may run at once after a task, from one job (local
+        continuation; 0 turns it off).
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class Coordinator:
         checkpoint_every_s: float = 0.0,
         metrics: Any = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_continuation: int = DEFAULT_MAX_CONTINUATION,
     ) -> None:
         self.broker = Broker(client, keyspace)
         self.keyspace = self.broker.keyspace
@@ -130,6 +135,7 @@ class Coordinator:
         self._loaded: dict[str, Any] = {}  # runs read ahead for this step's submissions
         self.feedback = FeedbackTimeouts(self.broker)
         self.max_message_bytes = max_message_bytes
+        self.max_continuation = max_continuation
         self.ready = threading.Event()
         self.log = log.bind(coordinator=self.id)
         self.recovery = Recovery(self.broker, self.log)
@@ -343,6 +349,14 @@ class Coordinator:
             run.take(run.scheduler.abort(GraflowError(
                 f"report of task {event.task_id!r} could not be applied: {exc}")))
             return {sid}
+        if decision.continued is not None and self.metrics is not None:
+            self.metrics.continued.inc()
+        elif decision.refused:
+            self.log.info("continuation refused: successor dispatched", session=sid,
+                          task=event.task_id, successor=event.continuation.task_id
+                          if event.continuation else None, reason=decision.refused)
+            if self.metrics is not None:
+                self.metrics.continuations_refused.inc()
         if decision.stale:
             self.log.info("stale report dropped", session=sid, task=event.task_id,
                           token=event.token, worker=event.worker, kind=event.kind)
@@ -383,6 +397,7 @@ class Coordinator:
                 decision = scheduler.resume()
                 decision.dispatch = []
                 run.take(decision)
+        run.max_continuation = self.max_continuation
         self.runs[session_id] = run
 
     # --- leases ----------------------------------------------------------------------

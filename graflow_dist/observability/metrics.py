@@ -61,6 +61,14 @@ class Metrics:
             self.redispatched = Counter("graflow_redispatched_total",
                                         "Tasks re-dispatched after a lost lease",
                                         registry=self.registry)
+            self.continued = Counter(
+                "graflow_continued_total",
+                "Successors run at once by the worker of their predecessor (adopted local "
+                "continuations)", registry=self.registry)
+            self.continuations_refused = Counter(
+                "graflow_continuations_refused_total",
+                "Local continuations refused (the successor was dispatched instead)",
+                registry=self.registry)
             self.commits = Counter("graflow_coordinator_commits_total",
                                    "Fenced frontier commits", registry=self.registry)
             self.stale_reports = Counter(

@@ -132,7 +132,9 @@ class Decision:
     ``dispatch`` are new specs now ready (already recorded as pending), ``checkpoint``
     a checkpoint the driver must write now (the frontier already includes the event),
     ``end`` is set once the run is over, ``stale`` when the event was dropped because
-    its token is not in flight (a duplicate or fenced completion).
+    its token is not in flight (a duplicate or fenced completion). ``continued`` is a
+    worker's continuation proposal the scheduler adopted (pending, already running on
+    that worker: not to be dispatched), ``refused`` why it did not adopt one.
     """
 
     dispatch: list[TaskSpec] = field(default_factory=list)
@@ -140,3 +142,5 @@ class Decision:
     end: RunEnd | None = None
     stale: bool = False
     completed: list[str] = field(default_factory=list)
+    continued: TaskSpec | None = None
+    refused: str = ""

@@ -21,6 +21,7 @@ from graflow_dist.errors import (
     UnknownTaskError,
     WorkflowCancelledError,
 )
+from graflow_dist.scheduler.continuation import refusal
 from graflow_dist.scheduler.events import (
     CheckpointRequest,
     Decision,
@@ -188,8 +189,13 @@ class Scheduler:
         self._maybe_finish(decision)
         return decision
 
-    def complete(self, token: str, outcome: TaskOutcome) -> Decision:
-        """A task run returned normally; ``outcome`` says what it asked for."""
+    def complete(self, token: str, outcome: TaskOutcome,
+                 continuation: TaskSpec | None = None) -> Decision:
+        """A task run returned normally; ``outcome`` says what it asked for.
+        ``continuation`` is the spec its worker proposes for the successor it runs at
+        once: adopted (``decision.continued``, pending under the worker's token, not
+        dispatched) only if this completion makes exactly that successor ready, else
+        ``decision.refused`` says why and the successor is dispatched as usual."""
         decision = Decision()
         spec = None if self.end is not None else self._take(token)
         if spec is None:  # fenced, duplicate, or after the end: the frontier is final
@@ -241,7 +247,26 @@ class Scheduler:
             self._finish(decision, RunStatus.TERMINATED, None)
         else:
             self._maybe_finish(decision)
+        if continuation is not None:
+            self._adopt(spec, outcome, continuation, decision)
         return decision
+
+    def _adopt(self, done: TaskSpec, outcome: TaskOutcome, proposal: TaskSpec,
+               decision: Decision) -> None:
+        """Put the worker's proposed spec in place of the one just made ready."""
+        token = proposal.token
+        taken = token in self.inflight or token in self.delayed or any(
+            s.token == token for s, _p in self.parked.values())
+        decision.refused = refusal(self.shape, done, outcome, decision, proposal, taken)
+        if decision.refused:
+            return
+        ready = decision.dispatch.pop()
+        del self.inflight[ready.token]
+        self.journal.drop(ready.token)
+        adopted = ready.evolve(token=proposal.token)
+        self.inflight[adopted.token] = adopted
+        self.journal.put(adopted)
+        decision.continued = adopted
 
     def fail(
         self,

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 
 from graflow_dist.errors import WireError
-from graflow_dist.names import is_session_id
+from graflow_dist.names import is_session_id, is_task_id
 from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import DEFAULT_MAX_CYCLES, TaskSpec
 from graflow_dist.wire import fields as f
@@ -23,6 +23,8 @@ from graflow_dist.wire.signing import is_content_hash, seal, unseal
 from graflow_dist.wire.specs import decode_spec, encode_spec, outcome_from_dict
 
 WIRE_VERSION = 1
+# Steps of a batch's chain at most (the coordinator sends DEFAULT_MAX_CONTINUATION).
+MAX_CHAIN = 1024
 JOB_FUNC = "graflow_dist.worker.plain_rq.run_batch"  # what rq shows as the job's function
 
 
@@ -76,8 +78,12 @@ class Batch:
     # task id -> its timeout in seconds, for the specs' tasks that have one (from their
     # NodeShape); absent in old payloads
     timeouts: dict[str, float] = field(default_factory=dict)
-    # task id -> the code blob that holds it (tasks added while the run ran have none)
+    # task id -> the code blob that holds it (tasks added while the run ran have none);
+    # also for the tasks of ``chain``
     code: dict[str, str] = field(default_factory=dict)
+    # (task id, cycle): the plain successors after the last spec, in order, which the
+    # worker may run at once (local continuation); absent in old payloads
+    chain: list[tuple[str, int]] = field(default_factory=list)
 
     def to_body(self) -> dict[str, Any]:
         body = {"v": WIRE_VERSION, "s": self.session_id, "g": self.graph_hash,
@@ -92,6 +98,9 @@ class Batch:
             index = {h: i for i, h in enumerate(blobs)}
             body["cb"] = blobs
             body["ci"] = [index.get(self.code.get(s.task_id, ""), -1) for s in self.specs]
+            if self.chain:
+                body["ch"] = [[task_id, cycle, index.get(self.code.get(task_id, ""), -1)]
+                              for task_id, cycle in self.chain]
         return body
 
     @classmethod
@@ -108,6 +117,9 @@ class Batch:
         if not (isinstance(index, list) and len(index) == len(decoded) and all(
                 type(i) is int and -1 <= i < len(blobs) for i in index)):
             raise WireError(f"{what}: malformed code index")
+        chain = _chain(body, what, len(blobs))
+        code = {s.task_id: blobs[i] for s, i in zip(decoded, index, strict=True) if i >= 0}
+        code.update((task_id, blobs[i]) for task_id, _cycle, i in chain)
         return cls(
             session_id=_session(body, "s", what),
             graph_hash=f.text(body, "g", what),
@@ -117,7 +129,8 @@ class Batch:
             enqueued_at=f.number(body, "q", what, 0.0, minimum=0.0),
             traceparent=f.text(body, "tp", what, ""),
             timeouts=_timeouts(body, what),
-            code={s.task_id: blobs[i] for s, i in zip(decoded, index, strict=True) if i >= 0},
+            code=code,
+            chain=[(task_id, cycle) for task_id, cycle, _i in chain],
         )
 
     def job_data(self) -> bytes:
@@ -134,6 +147,21 @@ class Batch:
                 and isinstance(job[2], list) and len(job[2]) == 1):
             raise WireError(f"{what}: not a graflow-dist batch job")
         return cls.from_body(job[2][0], what)
+
+
+def _chain(body: dict[str, Any], what: str, blobs: int) -> list[tuple[str, int, int]]:
+    """The ``ch`` entries: [task id, cycle, code blob index], each with its code."""
+    chain = body.get("ch", [])
+    if not isinstance(chain, list) or len(chain) > MAX_CHAIN:
+        raise WireError(f"{what}: the chain must be a list of at most {MAX_CHAIN} steps")
+    out = []
+    for item in chain:
+        if not (isinstance(item, list) and len(item) == 3 and is_task_id(item[0])
+                and type(item[1]) is int and item[1] >= 0
+                and type(item[2]) is int and 0 <= item[2] < blobs):
+            raise WireError(f"{what}: malformed chain step {f.shown(item)}")
+        out.append((item[0], item[1], item[2]))
+    return out
 
 
 def _timeouts(body: dict[str, Any], what: str) -> dict[str, float]:
@@ -215,6 +243,9 @@ class Event:
     duration_s: float = 0.0
     traceback: str = ""
     preview: str = ""
+    # done: the spec of the successor the worker runs at once (its proposal); only
+    # ever appended by the report script while the worker holds the job's lease
+    continuation: TaskSpec | None = None
 
     def encode(self, secret: bytes | None = None) -> bytes:
         """The stream entry: the msgpack body sealed with the message MAC (so a Redis
@@ -229,6 +260,8 @@ class Event:
             body["o"] = self.outcome.to_dict()
         if self.result is not None:
             body["r"] = self.result
+        if self.continuation is not None:
+            body["cn"] = encode_spec(self.continuation)
         return seal(packb(body), secret)
 
     def size_estimate(self) -> int:
@@ -256,6 +289,9 @@ class Event:
         if result is not None and not isinstance(result, bytes):
             raise WireError(f"{what}: a result must be bytes")
         outcome = body.get("o")
+        continuation = body.get("cn")
+        if continuation is not None:
+            continuation = decode_spec(continuation, f"{what}: continuation")
         return cls(
             kind=kind, session_id=_session(body, "s", what), token=f.text(body, "t", what, ""),
             task_id=f.text(body, "task", what, ""), worker=f.text(body, "w", what, ""),
@@ -271,6 +307,7 @@ class Event:
             finished_at=f.number(body, "fa", what, 0.0, minimum=0.0),
             duration_s=f.number(body, "du", what, 0.0, minimum=0.0),
             traceback=f.text(body, "tb", what, ""), preview=f.text(body, "pv", what, ""),
+            continuation=continuation,
         )
 
 

@@ -71,6 +71,7 @@ class TaskRecord:
     error_type: str = ""
     traceback: str = ""
     preview: str = ""
+    continued: bool = False  # ran at once on the worker of its predecessor
 
     @property
     def queue_wait_s(self) -> float | None:
@@ -82,7 +83,8 @@ class TaskRecord:
         return packb({"o": self.outcome, "n": self.attempts, "c": self.cycle,
                       "w": self.worker, "qa": self.queued_at, "sa": self.started_at,
                       "fa": self.finished_at, "du": self.duration_s, "err": self.error,
-                      "et": self.error_type, "tb": self.traceback, "pv": self.preview})
+                      "et": self.error_type, "tb": self.traceback, "pv": self.preview,
+                      "ct": self.continued})
 
     @classmethod
     def decode(cls, task_id: str, raw: Any, what: str = "task record") -> TaskRecord:
@@ -100,6 +102,7 @@ class TaskRecord:
             duration_s=f.number(body, "du", what, 0.0, minimum=0.0),
             error=f.text(body, "err", what, ""), error_type=f.text(body, "et", what, ""),
             traceback=f.text(body, "tb", what, ""), preview=f.text(body, "pv", what, ""),
+            continued=f.flag(body, "ct", what, False),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +112,7 @@ class TaskRecord:
                 "finished_at": self.finished_at or None, "duration_s": self.duration_s,
                 "queue_wait_s": self.queue_wait_s, "error": self.error or None,
                 "error_type": self.error_type or None, "traceback": self.traceback or None,
-                "preview": self.preview or None}
+                "preview": self.preview or None, "continued": self.continued}
 
 
 @dataclass

@@ -16,7 +16,6 @@ from typing import Any
 from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, patient_client
 from graflow_dist.broker.feedback import FeedbackStore
-from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.core.graph import LayeredGraph, TaskGraph
 from graflow_dist.core.invoke import Invocation, describe_error, invoke_task
@@ -41,6 +40,7 @@ from graflow_dist.wire.signing import dumps_signed
 from graflow_dist.wire.task_records import MAX_TRACEBACK_CHARS, clip, preview
 from graflow_dist.wire.values import encode_value
 from graflow_dist.worker.code_cache import DEFAULT_CODE_CACHE_NODES, CodeCache, RunGraphSource
+from graflow_dist.worker.job_channel import JobChannel
 
 _ERROR_TEXT_LIMIT = 64 * 1024
 
@@ -82,8 +82,8 @@ class TaskExecutor:
         return node
 
     def context(self, batch: Batch, graph: TaskGraph) -> ExecutionContext:
-        channel = RedisChannel(batch.session_id, self.channel_client,
-                               self.broker.keyspace.prefix, self.limits.max_value_bytes)
+        channel = JobChannel(batch.session_id, self.channel_client,
+                             self.broker.keyspace.prefix, self.limits.max_value_bytes)
         trace_id = batch.trace_id or batch.session_id
         tracer = self.tracer.clone(trace_id)  # spans of this batch continue the submission's
         tracer.attach_to_traceparent(batch.traceparent)

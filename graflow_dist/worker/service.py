@@ -32,6 +32,7 @@ from graflow_dist.broker import Broker
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
 from graflow_dist.broker.jobs import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S, ClaimedJob
 from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.scripts import LeaseResult
 from graflow_dist.broker.workers import WorkerRegistration
 from graflow_dist.errors import (
     ConfigurationError,
@@ -40,11 +41,14 @@ from graflow_dist.errors import (
 )
 from graflow_dist.limits import Limits
 from graflow_dist.observability.outage import OutageLog
+from graflow_dist.scheduler.continuation import continuation_token
+from graflow_dist.scheduler.events import TaskOutcome
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.trace.base import Tracer
-from graflow_dist.wire.messages import FAIL, HANDBACK, LOST, Batch, Event
+from graflow_dist.wire.messages import DONE, FAIL, HANDBACK, LOST, Batch, Event
 from graflow_dist.wire.task_records import WorkerStats
 from graflow_dist.worker.executor import Report, TaskExecutor
+from graflow_dist.worker.job_channel import JobChannel
 from graflow_dist.worker.slot import ExecutorSlot
 
 DEFAULT_GRACE_PERIOD_S = 30.0
@@ -74,6 +78,13 @@ class CurrentJob:
     lost: bool = False  # the lease was reaped (we were paused): the batch runs elsewhere
     reports: list[Report] = field(default_factory=list)  # finished, not yet sent
     reports_since: float = 0.0
+    continued: dict[str, TaskSpec] = field(default_factory=dict)  # run at once, by token
+
+    def spec(self, token: str) -> TaskSpec | None:
+        for spec in self.batch.specs:
+            if spec.token == token:
+                return spec
+        return self.continued.get(token)
 
 
 
@@ -292,8 +303,8 @@ class Worker:
         """What this worker tells the console with each heartbeat."""
         current: list[str] = []
         if job is not None:
-            unfinished = set(job.unfinished)
-            current = [s.task_id for s in job.batch.specs if s.token in unfinished]
+            current = [spec.task_id for token in list(job.unfinished)
+                       if (spec := job.spec(token)) is not None]
         return WorkerStats(self.name, queue=self.queue, host=socket.gethostname(),
                            pid=os.getpid(), started_at=self.started_at,
                            tasks_done=self.tasks_done, tasks_failed=self.tasks_failed,
@@ -394,16 +405,26 @@ class Worker:
         # when it runs (a blob that fails to load fails its tasks, not the worker).
         ctx = self.executor.context(batch, self.executor.graph(batch))
         slot = self.slot
-        for spec in batch.specs:
+        specs = list(batch.specs)
+        chain = list(batch.chain)  # plain successors after the last spec, in order
+        index = 0
+        while index < len(specs):
+            spec = specs[index]
+            index += 1
             if self.stopping.is_set() or job.lost:
                 break
             if slot is not None:
                 timeout = batch.timeouts.get(spec.task_id) or self.task_timeout_s
                 slot.running(spec.token, spec.task_id,
                              time.monotonic() + timeout if timeout else 0.0, timeout)
-            report = self.executor.run(ctx, spec, batch.enqueued_at)
+            queued_at = time.time() if spec.token in job.continued else batch.enqueued_at
+            report = self.executor.run(ctx, spec, queued_at)
             if slot is not None:
                 slot.between_tasks()
+            event = report.event
+            if chain and event.kind == DONE and event.result is not None \
+                    and isinstance(ctx.channel, JobChannel):
+                ctx.channel.remember(spec.task_id, event.result)  # for a continued successor
             self._observe(spec, report)
             with job.lock:
                 if spec.token not in job.unfinished:
@@ -413,7 +434,11 @@ class Worker:
                     job.reports_since = time.monotonic()
                 job.reports.append(report)
                 last = not job.unfinished
-                if (last or len(job.reports) >= DEFAULT_REPORT_BATCH
+                proposal = self._proposal(job, spec, report, chain) if last else None
+                if proposal is not None:
+                    if self._continue(job, proposal):
+                        specs.append(proposal)
+                elif (last or len(job.reports) >= DEFAULT_REPORT_BATCH
                         or time.monotonic() - job.reports_since >= DEFAULT_REPORT_DELAY_S):
                     self._flush_reports(job, last)
                 elif len(job.reports) == 1:  # if the next task is slow, don't wait for it
@@ -426,6 +451,38 @@ class Worker:
                 job.unfinished.clear()
             elif job.unfinished:  # stopping: hand the rest back right away
                 self._hand_back(job, list(job.unfinished))
+
+    def _proposal(self, job: CurrentJob, spec: TaskSpec, report: Report,
+                  chain: list[tuple[str, int]]) -> TaskSpec | None:
+        """The successor to run at once after ``spec``, the job's last task (local
+        continuation), or None: only after a plain completion (nothing asked for but
+        the successors), never while stopping, and at most along the job's chain."""
+        event = report.event
+        if (not chain or self.stopping.is_set() or job.lost or event.kind != DONE
+                or event.outcome != TaskOutcome() or event.dynamic
+                or spec.group is not None):
+            return None
+        task_id, cycle = chain.pop(0)
+        return TaskSpec(task_id, continuation_token(), cycle)
+
+    def _continue(self, job: CurrentJob, proposal: TaskSpec) -> bool:
+        """Send the job's reports with ``proposal`` (caller holds job.lock); True if it
+        was recorded and runs here next. Else the job was released (or its lease was
+        lost) with the last report sent plainly: the coordinator dispatches the
+        successor as usual."""
+        reports = list(job.reports)
+        events = [r.event for r in reports[:-1]]
+        done = reports[-1].event
+        result = self._send(lambda: self.claimer.continue_with(events, done, proposal,
+                                                                job.job_id))
+        del job.reports[:len(reports)]
+        if result == LeaseResult.CONTINUED:
+            job.continued[proposal.token] = proposal
+            job.unfinished.append(proposal.token)
+            return True
+        if result == LeaseResult.LEASE_LOST:
+            self._lease_lost(job)
+        return False
 
     def _observe(self, spec: TaskSpec, report: Report) -> None:
         event = report.event
@@ -492,10 +549,10 @@ class Worker:
         del job.reports[:len(reports)]  # only once they landed
 
     def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
-        specs = {s.token: s for s in job.batch.specs}
         reports, job.reports = job.reports, []  # finished tasks: reported, not handed back
         events = [r.event for r in reports] + [
-            Event(HANDBACK, job.batch.session_id, token=token, task_id=specs[token].task_id,
+            Event(HANDBACK, job.batch.session_id, token=token,
+                  task_id=spec.task_id if (spec := job.spec(token)) else "",
                   worker=self.name, error=f"handed back by worker {self.name} on shutdown")
             for token in tokens]
         self._send(lambda: self.claimer.send(events, release=job.job_id))

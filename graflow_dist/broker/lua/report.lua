@@ -3,10 +3,20 @@
 -- stream, then by `mode`: 'release' (the job is done: as `finish`), 'claim' (as
 -- 'release', then the worker claims up to `max_jobs` next jobs as `claim` does: one
 -- round trip from one job to the next), 'held' (more to come: does the worker still
--- hold the job?), 'fail' (a job it cannot read: as `fail_job`), 'none'. Returns
--- RELEASED / HELD, or LEASE_LOST (the events are appended all the same: the coordinator
--- fences stale ones off), 0 for 'none'; for 'claim' {RELEASED or LEASE_LOST, then the
--- reply of `claim`}; or {WRONG_TYPE, ...} having written nothing.
+-- hold the job?), 'fail' (a job it cannot read: as `fail_job`), 'none', or 'continue'
+-- (below). Returns RELEASED / HELD, or LEASE_LOST (the events are appended all the
+-- same: the coordinator fences stale ones off), 0 for 'none'; for 'claim' {RELEASED or
+-- LEASE_LOST, then the reply of `claim`}; or {WRONG_TYPE, ...} having written nothing.
+--
+-- 'continue' (local continuation): ARGV[8] is the completion of the job's last task
+-- carrying the worker's proposal for its successor, ARGV[9] the same completion without
+-- it, ARGV[10..] earlier reports, `reason` the proposed token. Only while the worker
+-- holds the lease, the job's jobmap entry reads and its run goes on (not finished, the
+-- job's incarnation): the earlier reports and ARGV[8] are
+-- appended and the token joins the job's tokens (a reaper re-dispatches it like any
+-- task of the job), CONTINUED. Otherwise ARGV[9] goes instead and the job is released
+-- as in 'release' (RELEASED or LEASE_LOST): a proposal is in the stream only if its
+-- token is in the job's entry, recorded by the lease's owner.
 local events_key = KEYS[1]
 local leases_key = KEYS[2]
 local owners_key = KEYS[3]
@@ -34,6 +44,49 @@ if mode == 'claim' then
 end
 local wrong = wrong_types(checks)
 if wrong then return wrong end
+
+-- The jobmap entry {session, {tokens}} with `token` added, or nil if it does not read
+-- or its run is not going on in the job's incarnation (over, or submitted again).
+local function with_token(entry, token)
+  if not entry then return nil end
+  local ok, decoded = pcall(cmsgpack.unpack, entry)
+  if not ok or type(decoded) ~= 'table' or type(decoded[1]) ~= 'string'
+     or type(decoded[2]) ~= 'table' or #decoded ~= 2 then
+    return nil
+  end
+  local meta = RUN_KEY_HEAD .. decoded[1] .. RUN_META_TAIL
+  local job_key = RQ_JOB .. job_id
+  if key_type(meta) ~= 'hash' or key_type(job_key) ~= 'hash' then return nil end
+  local status = redis.call('HGET', meta, F_RUN_STATUS)
+  if not status or string.find(FINISHED_STATUSES, ',' .. status .. ',', 1, true)
+     or (redis.call('HGET', job_key, F_JOB_INCARNATION) or '') ~=
+        (redis.call('HGET', meta, F_RUN_INCARNATION) or '') then
+    return nil
+  end
+  for _, known in ipairs(decoded[2]) do
+    if known == token then return entry end  -- a report sent again
+  end
+  table.insert(decoded[2], token)
+  return cmsgpack.pack(decoded)
+end
+
+if mode == 'continue' then
+  local entry = nil
+  if redis.call('HGET', owners_key, job_id) == worker then
+    entry = with_token(redis.call('HGET', jobmap_key, job_id), reason)
+  end
+  for i = 10, #ARGV do
+    redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
+  end
+  if entry then
+    redis.call('HSET', jobmap_key, job_id, entry)
+    redis.call('XADD', events_key, '*', F_EVENT, ARGV[8])
+    return CONTINUED
+  end
+  redis.call('XADD', events_key, '*', F_EVENT, ARGV[9])
+  return finish_job(leases_key, owners_key, jobmap_key, worker_key, job_id, worker)
+end
+
 for i = 8, #ARGV do
   redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
 end
