@@ -184,12 +184,18 @@ class RunStore:
 
     def statuses(self, session_ids: list[str]) -> dict[str, RunStatus | None]:
         """The status of each run, in one round trip; None for a run that does not
-        exist (expired, wiped) or whose status is unreadable."""
+        exist (expired, wiped) or whose status is unreadable (also a record of the
+        wrong type: loading that run fails it, and one damaged run stops no reader)."""
         pipe = self.client.pipeline(transaction=False)
         for sid in session_ids:
             pipe.hget(self.keyspace.run(sid).meta, RunField.STATUS)
-        return {sid: RunStatus.parse((raw or b"").decode(errors="replace"))
-                for sid, raw in zip(session_ids, pipe.execute(), strict=True)}
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, ResponseError) and not is_wrong_type(reply):
+                raise reply
+        return {sid: None if isinstance(raw, ResponseError)
+                else RunStatus.parse((raw or b"").decode(errors="replace"))
+                for sid, raw in zip(session_ids, replies, strict=True)}
 
     def recent(self, limit: int = 50, offset: int = 0) -> list[RunRecord]:
         """Runs newest first (damaged records are left out)."""

@@ -241,6 +241,27 @@ def test_a_run_record_with_max_steps_abc_fails_that_run_only(
     assert raw.smembers(keyspace.active_runs) <= {fine.session_id.encode()}
 
 
+def test_an_active_run_whose_record_is_of_the_wrong_type_stops_no_takeover(
+    cluster: LocalCluster, wait_until: Callable[..., Any],
+) -> None:
+    """Found by the poison soak: an active session (here "nan") whose record key holds a
+    string made every takeover fail on reading its status, so no run progressed."""
+    keyspace = Keyspace.from_env()
+    raw = cluster.client
+    raw.sadd(keyspace.active_runs, "nan")
+    raw.set(keyspace.run("nan").meta, "planted")
+    cluster.coordinator.kill()
+    standby = cluster.add_coordinator()
+    wait_until(lambda: cluster.leader() is standby, "the standby leading")
+    with Client(cluster.url) as client:
+        fine = client.submit(slow_then_next("beside-a-planted-record", 0.0))
+        assert fine.wait(timeout=RUN_TIMEOUT_S) == "second got genuine"
+    moved = [k for k in raw.scan_iter(match=keyspace.quarantine_head + "*")
+             if k.decode().endswith(keyspace.run("nan").meta)]
+    assert [raw.get(k) for k in moved] == [b"planted"]
+    assert standby.alive()
+
+
 def test_results_and_channel_values_over_the_limits_fail_their_task_cleanly(
     redis_url: str, tmp_path: Path,
 ) -> None:
