@@ -10,6 +10,7 @@ import inspect
 import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import FunctionType
 from typing import Any
 
 from graflow_dist.channels.base import iteration_key, result_key
@@ -61,8 +62,20 @@ class Invocation:
         return isinstance(self.error, FATAL_ERRORS)
 
 
-@lru_cache(maxsize=4096)
 def _parameter_names(func: Any) -> tuple[str, ...]:
+    """Names a task's arguments can be given by keyword."""
+    if (type(func) is FunctionType and not hasattr(func, "__wrapped__")
+            and not hasattr(func, "__signature__")):
+        # A plain function: read its code (tasks built in a loop are each a new
+        # function, so a cache by function would miss; inspect costs ~20 us a call).
+        code = func.__code__
+        return code.co_varnames[code.co_posonlyargcount:
+                                code.co_argcount + code.co_kwonlyargcount]
+    return _signature_names(func)
+
+
+@lru_cache(maxsize=4096)
+def _signature_names(func: Any) -> tuple[str, ...]:
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
