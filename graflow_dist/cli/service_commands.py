@@ -48,6 +48,7 @@ from graflow_dist.observability.metrics import (
 from graflow_dist.scheduler.continuation import DEFAULT_MAX_CONTINUATION
 from graflow_dist.trace.factory import TRACER_ENV, TRACER_NAMES
 from graflow_dist.web.settings import DEFAULT_PORT as DEFAULT_UI_PORT
+from graflow_dist.wire.messages import MAX_CHAIN
 from graflow_dist.wire.signing import load_secret
 from graflow_dist.worker.child import ExecutorSettings
 from graflow_dist.worker.service import (
@@ -188,7 +189,8 @@ def worker(ctx: click.Context, queue: str | None, concurrency: int, name: str | 
               help="Automatic checkpoint of every run each N steps (0: off).")
 @click.option("--checkpoint-every-s", type=SECONDS_OR_ZERO, default=0.0,
               help="Automatic checkpoint of every run each T seconds (0: off).")
-@click.option("--max-continuation", type=count(0), default=DEFAULT_MAX_CONTINUATION,
+@click.option("--max-continuation", type=click.IntRange(0, MAX_CHAIN),
+              default=DEFAULT_MAX_CONTINUATION,
               show_default=True,
               help="Steps of a chain a worker runs at once after a task, from one job "
                    "(local continuation; 0: off).")

@@ -36,6 +36,7 @@ from graflow_dist.coordinator.leases import LeaseWatch
 from graflow_dist.coordinator.recovery import Recovery
 from graflow_dist.coordinator.runs import DEFAULT_MAX_BATCH, RunState
 from graflow_dist.errors import (
+    ConfigurationError,
     GraflowError,
     NotLeaderError,
     PermissionDeniedError,
@@ -47,7 +48,16 @@ from graflow_dist.observability.outage import OutageLog
 from graflow_dist.scheduler.continuation import DEFAULT_MAX_CONTINUATION
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.state import Scheduler
-from graflow_dist.wire.messages import ANSWER, CANCEL, LOST, PARK, RESUME, SUBMIT, Event
+from graflow_dist.wire.messages import (
+    ANSWER,
+    CANCEL,
+    LOST,
+    MAX_CHAIN,
+    PARK,
+    RESUME,
+    SUBMIT,
+    Event,
+)
 
 DEFAULT_LEADER_LEASE_S = 5.0
 DEFAULT_REAP_INTERVAL_S = 0.5
@@ -135,6 +145,9 @@ class Coordinator:
         self._loaded: dict[str, Any] = {}  # runs read ahead for this step's submissions
         self.feedback = FeedbackTimeouts(self.broker)
         self.max_message_bytes = max_message_bytes
+        if not 0 <= max_continuation <= MAX_CHAIN:
+            raise ConfigurationError(f"max_continuation must be 0..{MAX_CHAIN}, "
+                                     f"not {max_continuation}")
         self.max_continuation = max_continuation
         self.ready = threading.Event()
         self.log = log.bind(coordinator=self.id)

@@ -267,7 +267,8 @@ class Event:
     def size_estimate(self) -> int:
         """Bytes of the encoded event, roughly (the big parts), without encoding it."""
         return (256 + len(self.result or b"") + len(self.error)
-                + sum(len(k) + len(v) for k, v in self.dynamic.items()))
+                + sum(len(k) + len(v) for k, v in self.dynamic.items())
+                + (len(packb(encode_spec(self.continuation))) if self.continuation else 0))
 
     @classmethod
     def decode(cls, raw: Any, what: str = "event", *, secret: bytes | None = None,

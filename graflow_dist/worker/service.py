@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -463,7 +463,11 @@ class Worker:
                 or spec.group is not None):
             return None
         task_id, cycle = chain.pop(0)
-        return TaskSpec(task_id, continuation_token(), cycle)
+        proposal = TaskSpec(task_id, continuation_token(), cycle)
+        if (replace(event, continuation=proposal).size_estimate()
+                > self.limits.max_message_bytes):
+            return None  # the completion alone fits the limit: send it plainly
+        return proposal
 
     def _continue(self, job: CurrentJob, proposal: TaskSpec) -> bool:
         """Send the job's reports with ``proposal`` (caller holds job.lock); True if it

@@ -41,6 +41,13 @@ def test_nonsense_worker_options_are_usage_errors(redis_url: str, graflow_dist: 
     assert f"Invalid value for '{option[0]}'" in proc.stderr
 
 
+def test_a_continuation_longer_than_a_job_can_carry_is_a_usage_error(
+        redis_url: str, graflow_dist: CLI) -> None:
+    proc = graflow_dist("--redis-url", redis_url, "coordinator", "--max-continuation", "2000")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "Invalid value for '--max-continuation'" in proc.stderr and "1024" in proc.stderr
+
+
 @pytest.mark.parametrize("service", ["worker", "coordinator"])
 @pytest.mark.parametrize(("secret", "message"), [("", "is set but empty"),
                                                  ("abc", "holds 3 characters")])

@@ -266,3 +266,14 @@ def test_events_for_invalid_session_ids_are_refused(session_id: str) -> None:
     raw = seal(msgpack.packb({"v": 1, "k": "cancel", "s": session_id}))
     with pytest.raises(WireError, match="invalid session id"):
         Event.decode(raw)
+
+
+def test_the_size_estimate_of_a_completion_counts_its_continuation() -> None:
+    """A worker decides to continue only if the completion with its proposal stays
+    within the message limit: the estimate must grow by the proposal's encoding."""
+    done = Event(DONE, "s" * 32, token="t.1", task_id="step", result=b"r" * 1000)
+    proposal = TaskSpec("next-" + "x" * 200, "c" * 24, 1)
+    grown = Event(DONE, "s" * 32, token="t.1", task_id="step", result=b"r" * 1000,
+                  continuation=proposal)
+    assert grown.size_estimate() - done.size_estimate() >= 200
+    assert len(grown.encode()) <= grown.size_estimate()
