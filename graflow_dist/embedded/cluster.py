@@ -144,6 +144,9 @@ class LocalCluster:
     def live_workers(self) -> list[ServiceProcess]:
         return [w for w in self.workers if w.alive()]
 
+    def live_coordinators(self) -> list[ServiceProcess]:
+        return [c for c in self.coordinators if c.alive()]
+
     def registered_worker_pids(self) -> set[int]:
         """Pids of the workers registered in Redis (their names carry their pid)."""
         return {pid_in_name(n) for n in self.broker.workers.names()}
