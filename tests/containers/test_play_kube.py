@@ -6,6 +6,7 @@ submitted from the host completes and its checkpoints are in Redis."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 
@@ -26,15 +27,21 @@ READY_TIMEOUT_S = 90.0
 @pytest.fixture(scope="module")
 def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict], int]]:
     build_images()
-    docs = list(render("overlays/dev"))
+    # The Secret no overlay ships, made as the dev overlay's comment says
+    # (`kubectl create secret generic graflow-secrets --from-literal=...`), fresh keys.
+    docs = [*render("overlays/dev"), {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "graflow-secrets", "namespace": "graflow-dev"},
+        "stringData": {"redis-password": secrets.token_hex(32),
+                       "hmac-secret": secrets.token_hex(32)}}]
     port = free_port()
     workloads = playable(docs, images={"graflow-dist": WORKER_IMAGE, "redis": REDIS_IMAGE},
                          redis_port=port)
     directory = tmp_path_factory.mktemp("kube")
     manifest = directory / "dev.yaml"
     manifest.write_text(yaml.safe_dump_all(workloads))
-    secrets = secret_payloads(docs)
-    for name, payload in secrets.items():
+    payloads = secret_payloads(docs)
+    for name, payload in payloads.items():
         podman("secret", "create", name, "-", input_text=payload)
     try:
         podman("play", "kube", "--network", "slirp4netns:allow_host_loopback=true",
@@ -42,7 +49,7 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[dict
         yield docs, port
     finally:
         podman("play", "kube", "--down", str(manifest), check=False, timeout_s=120)
-        for name in secrets:
+        for name in payloads:
             podman("secret", "rm", name, check=False)
         for doc in workloads:
             for volume in doc.get("spec", {}).get("template", {}).get("spec", {}).get(
@@ -81,7 +88,7 @@ def test_the_dev_overlay_runs_under_podman_play_kube(
             raise AssertionError(f"not ready: {ready}\n{logs}")
         time.sleep(1)
 
-    # The dev overlay's placeholder secrets, as a client of that cluster would use them.
+    # The cluster's secrets, as a client of that cluster would use them.
     monkeypatch.setenv("GRAFLOW_DIST_SECRET", secret["hmac-secret"])
     with Client(f"redis://:{secret['redis-password']}@127.0.0.1:{port}/0") as client:
         run = client.submit(build_demo_workflow(shards=6, task_seconds=0.05))
