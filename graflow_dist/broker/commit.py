@@ -45,7 +45,7 @@ STAGED_COMMIT_BYTES = 4 << 20
 STAGED_COMMIT_TTL_S = 300
 # (leading arguments kept in every piece, arguments per item) of variadic commands.
 _VARIADIC = {"HSET": (2, 2), "HDEL": (2, 1), "SADD": (2, 1), "SREM": (2, 1), "DEL": (1, 1),
-             "RPUSH": (2, 1), "ZADD": (2, 2)}
+             "RPUSH": (2, 1), "ZADD": (2, 2), "MSET": (1, 2)}
 
 
 def chunked(commands: Iterable[Command | Deferred], limit: int = MAX_COMMAND_ARGS
@@ -103,10 +103,12 @@ class Commit:
             self.commands.append(["HINCRBY", keys.meta, RunField.FAILED, count])
 
     def channel_values(self, keys: RunKeys, values: dict[str, bytes]) -> None:
-        if values:
+        if values:  # one MSET: one call inside the script for a step's results
             self.commands.append(["SADD", keys.channel_index, *values])
-        for key, value in values.items():
-            self.commands.append(["SET", keys.channel(key), value])
+            cmd: Command = ["MSET"]
+            for key, value in values.items():
+                cmd += [keys.channel(key), value]
+            self.commands.append(cmd)
 
     def task_records(self, keys: RunKeys, records: dict[str, TaskRecord]) -> None:
         """The last report of each task (the console's per-task detail)."""

@@ -137,6 +137,19 @@ def test_long_variadic_commands_are_split_and_applied(redis_client: redis.Redis,
     assert redis_client.llen("big") == 5 * MAX_COMMAND_ARGS
 
 
+def test_a_commit_s_channel_values_land_exactly_and_indexed(redis_client: redis.Redis,
+                                                             broker: Broker) -> None:
+    redis_client.set(KS.leader, "me")
+    keys = KS.run("s-values")
+    values = {f"t{i}.__result__": bytes([i % 256]) * (i % 7) for i in range(MAX_COMMAND_ARGS)}
+    redis_client.hset(keys.channel("t1.__result__"), "planted", "hash")  # overwritten
+    commit = Commit(KS)
+    commit.channel_values(keys, values)
+    assert broker.apply(commit, "me", 0) == 0
+    assert {k.decode() for k in redis_client.smembers(keys.channel_index)} == set(values)
+    assert redis_client.mget([keys.channel(k) for k in values]) == list(values.values())
+
+
 def test_a_large_commit_is_staged_in_pieces_and_applied_whole(
         redis_client: redis.Redis, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(commit_module, "STAGED_COMMIT_BYTES", 1000)

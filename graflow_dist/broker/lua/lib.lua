@@ -76,9 +76,9 @@ local function add_to_counter(key, field, amount)
   end
 end
 
--- The task count recorded in a job hash (0 if it is not a sane count).
-local function tasks_of(job_key)
-  local n = tonumber(redis.call('HGET', job_key, F_JOB_TASKS) or '0')
+-- A job hash's task count field as a count (0 if it is not a sane count).
+local function task_count(raw)
+  local n = tonumber(raw or '0')
   if not n or n ~= n or n < 0 or n > MAX_JOB_TASKS then return 0 end
   return math.floor(n)
 end
@@ -88,14 +88,16 @@ end
 local function release_running(job_id, owner)
   local job_key = RQ_JOB .. job_id
   if key_type(job_key) ~= 'hash' then return end
-  local session = redis.call('HGET', job_key, F_JOB_SESSION)
+  -- one read for the fields used below (each redis.call costs: many jobs per second)
+  local session, tasks, origin = unpack(redis.call('HMGET', job_key, F_JOB_SESSION,
+                                                   F_JOB_TASKS, F_JOB_ORIGIN))
   if session then
     local meta = RUN_KEY_HEAD .. session .. RUN_META_TAIL
     if key_type(meta) == 'hash' then
-      add_to_counter(meta, F_RUN_RUNNING, -tasks_of(job_key))
+      add_to_counter(meta, F_RUN_RUNNING, -task_count(tasks))
     end
   end
-  local wip = RQ_WIP .. (redis.call('HGET', job_key, F_JOB_ORIGIN) or '')
+  local wip = RQ_WIP .. (origin or '')
   if is_a(wip, 'zset') then redis.call('ZREM', wip, job_id .. ':' .. owner) end
 end
 
@@ -146,7 +148,12 @@ local function claim_jobs(queue_key, leases_key, owners_key, wake_key, worker_ke
     if not job_id then break end
     local job_key = RQ_JOB .. job_id
     local job_type = key_type(job_key)
-    local data = job_type == 'hash' and redis.call('HGET', job_key, F_JOB_DATA)
+    local data, origin, session, tasks, incarnation = false, false, false, false, false
+    if job_type == 'hash' then  -- one read for the fields used below
+      data, origin, session, tasks, incarnation = unpack(redis.call(
+        'HMGET', job_key, F_JOB_DATA, F_JOB_ORIGIN, F_JOB_SESSION, F_JOB_TASKS,
+        F_JOB_INCARNATION))
+    end
     if data then
       redis.call('ZADD', leases_key, deadline, job_id)
       redis.call('HSET', owners_key, job_id, worker)
@@ -154,18 +161,18 @@ local function claim_jobs(queue_key, leases_key, owners_key, wake_key, worker_ke
                  F_JOB_STARTED_AT, started_at, F_JOB_LEASE_S, lease_arg)
       -- rq info counts the started registry as "executing"; the score lies past any
       -- lease so that RQ's own clean-up never fails the job (our reaper decides).
-      local wip = RQ_WIP .. (redis.call('HGET', job_key, F_JOB_ORIGIN) or '')
+      local wip = RQ_WIP .. (origin or '')
       if is_a(wip, 'zset') then
         redis.call('ZADD', wip, deadline + RQ_WIP_EXTRA_S, job_id .. ':' .. worker)
       end
       local status = ''
-      local session = redis.call('HGET', job_key, F_JOB_SESSION)
       local meta = session and (RUN_KEY_HEAD .. session .. RUN_META_TAIL)
       if meta and key_type(meta) == 'hash' then
-        add_to_counter(meta, F_RUN_RUNNING, tasks_of(job_key))
-        status = redis.call('HGET', meta, F_RUN_STATUS) or ''
-        if (redis.call('HGET', job_key, F_JOB_INCARNATION) or '') ~=
-           (redis.call('HGET', meta, F_RUN_INCARNATION) or '') then
+        add_to_counter(meta, F_RUN_RUNNING, task_count(tasks))
+        local run_status, run_incarnation = unpack(redis.call(
+          'HMGET', meta, F_RUN_STATUS, F_RUN_INCARNATION))
+        status = run_status or ''
+        if (incarnation or '') ~= (run_incarnation or '') then
           status = SUPERSEDED
         end
       end
