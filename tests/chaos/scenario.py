@@ -262,6 +262,25 @@ class Tally:
         self.isolated_recoveries_s += verdict.isolated_recoveries_s
         self.durations_s.append(duration_s)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What a pytest-xdist worker sends its controller (plain data)."""
+        return {"runs": self.runs, "executions": self.executions,
+                "faults": dict(self.faults), "lost": self.lost, "reruns": dict(self.reruns),
+                "recoveries_s": self.recoveries_s,
+                "isolated_recoveries_s": self.isolated_recoveries_s,
+                "durations_s": self.durations_s}
+
+    def merge(self, other: dict[str, Any]) -> None:
+        """Add a worker's figures (`to_dict`) to these."""
+        self.runs += other["runs"]
+        self.executions += other["executions"]
+        self.lost += other["lost"]
+        for name in ("faults", "reruns"):
+            for key, count in other[name].items():
+                getattr(self, name)[key] += count
+        for name in ("recoveries_s", "isolated_recoveries_s", "durations_s"):
+            getattr(self, name).extend(other[name])
+
     def lines(self) -> list[str]:
         if not self.runs:
             return []
