@@ -179,22 +179,16 @@ class TaskWrapper(Executable):
             )
         if kwargs:
             task_id = kwargs.pop("task_id", None) or f"{self.task_id}_{uuid.uuid4().hex[:8]}"
-            return TaskWrapper(
-                task_id,
-                self.func,
-                inject_context=self.inject_context,
-                resolve_keyword_args=self.resolve_keyword_args,
-                max_cycles=self.max_cycles,
-                max_retries=self.max_retries,
-                retry_policy=self.retry_policy,
-                timeout=self.timeout,
-                bound_kwargs={**self._bound_kwargs, **kwargs},
-                handler=self.handler or self.handler_type,
-            )
+            return self._copy(task_id, {**self._bound_kwargs, **kwargs})
         return self.run()
 
     def renamed(self, task_id: str) -> TaskWrapper:
         """The same task (function, bound arguments, settings) under another id."""
+        return self._copy(task_id, self._bound_kwargs, register_to_context=False)
+
+    def _copy(self, task_id: str, bound_kwargs: dict[str, Any], *,
+              register_to_context: bool = True) -> TaskWrapper:
+        """This task's function and settings under ``task_id`` with ``bound_kwargs``."""
         return TaskWrapper(
             task_id,
             self.func,
@@ -204,8 +198,8 @@ class TaskWrapper(Executable):
             max_retries=self.max_retries,
             retry_policy=self.retry_policy,
             timeout=self.timeout,
-            bound_kwargs=self._bound_kwargs,
-            register_to_context=False,
+            bound_kwargs=bound_kwargs,
+            register_to_context=register_to_context,
             handler=self.handler or self.handler_type,
         )
 
