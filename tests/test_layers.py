@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "graflow_dist"
 
 # Lowest first. A module may import its own layer or lower ones.
 LAYERS: list[set[str]] = [
-    {"errors", "optional", "names", "limits", "scheduler", "observability", "drawing"},
+    {"errors", "optional", "names", "limits", "files", "scheduler", "observability",
+     "drawing"},
     {"wire", "broker"},
     {"channels", "checkpoint"},
     {"core", "hitl", "coordination", "trace", "utils", "exceptions", "demo"},

@@ -9,12 +9,12 @@ for pods without a shared disk.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
 from graflow_dist.checkpoint.format import META, PKL, STATE, SUFFIXES
 from graflow_dist.errors import CheckpointError
+from graflow_dist.files import atomic_write, fsync_dir
 
 # Where checkpoints without an absolute path go (in process, on a coordinator, listed).
 DEFAULT_CHECKPOINT_DIR = "checkpoints"
@@ -73,8 +73,8 @@ class FileCheckpointStore:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             for suffix in (PKL, STATE, META):  # meta last: it commits the checkpoint
-                _atomic_write(Path(base + suffix), files[suffix])
-            _fsync_dir(target.parent)
+                atomic_write(Path(base + suffix), files[suffix])
+            fsync_dir(target.parent)
         except OSError as exc:
             raise CheckpointError(base + META, f"cannot write ({exc.strerror or exc})") from None
 
@@ -98,27 +98,6 @@ class FileCheckpointStore:
         if not self.root.exists():
             return []
         return sorted(str(p)[: -len(META)] for p in self.root.rglob(f"*{META}"))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = ["DEFAULT_CHECKPOINT_DIR", "CheckpointStore", "FileCheckpointStore", "SUFFIXES",

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from graflow_dist.errors import FeedbackError
+from graflow_dist.files import atomic_write, fsync_dir
 from graflow_dist.hitl.backend.base import DEFAULT_RECENT_REQUESTS, FeedbackBackend
 from graflow_dist.hitl.types import FeedbackRequest, FeedbackResponse, check_feedback_id
 
@@ -71,21 +71,8 @@ class FilesystemFeedbackBackend(FeedbackBackend):
     def _write(self, directory: Path, feedback_id: str, document: dict[str, Any]) -> None:
         target = self._path(directory, feedback_id)
         payload = json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a crash
-        finally:
-            os.close(dir_fd)
+        atomic_write(target, payload)
+        fsync_dir(directory)  # the rename itself survives a crash
 
     def _load(self, cls: Any, directory: Path, feedback_id: str) -> Any:
         path = self._path(directory, feedback_id)
