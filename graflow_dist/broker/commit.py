@@ -122,13 +122,13 @@ class Commit:
         self.commands.append(["HSET", keys.meta, RunField.LAST_TASK, task_id])
 
     def jobs(self, record: RunRecord, specs: list[TaskSpec], max_batch: int,
-             live_workers: int, shape: GraphShape | None = None, ready_total: int = 0,
+             live_workers: int, shape: GraphShape | None = None, in_flight: int = 0,
              *, cycles: dict[str, int] | None = None, max_continuation: int = 0) -> None:
-        """Jobs for ``specs`` of one run, sized as if ``ready_total`` tasks (of all runs
-        in this commit; at least ``specs``) were ready; each with the plain chain its
+        """Jobs for ``specs`` of one run, sized as if ``in_flight`` tasks (of all runs;
+        at least ``specs``) were ready; each with the plain chain its
         worker may continue along (up to ``max_continuation`` steps; see
         `iter_job_commands`)."""
-        ready = max(ready_total, len(specs))
+        ready = max(in_flight, len(specs))
         if specs:
             self._woken.setdefault(record.queue, None)
         if len(specs) > DEFERRED_SPECS:

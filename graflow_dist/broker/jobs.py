@@ -27,7 +27,7 @@ from graflow_dist.broker.scripts import LeaseResult, ReapResult, Scripts
 from graflow_dist.errors import WireError
 from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
 from graflow_dist.names import is_session_id, is_token
-from graflow_dist.scheduler.continuation import plain_chain
+from graflow_dist.scheduler.continuation import plain_chain, whole_group
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 from graflow_dist.wire.fields import shown
@@ -71,8 +71,9 @@ def job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpec], m
     """RQ jobs (hash + queue push) carrying ``specs`` in batches, plus the wake token.
     Each batch names the code blobs of its tasks and their timeouts (task id ->
     seconds), from ``shape`` (``timeouts``, if given, instead); with
-    ``max_continuation`` also the plain chain after its last spec (`plain_chain`, at
-    the ``cycles`` the run's scheduler holds), which its worker may continue along."""
+    ``max_continuation`` also the plain chain after its last spec, or after the group
+    whose every member it holds (`plain_chain`, at the ``cycles`` the run's scheduler
+    holds), which its worker may continue along."""
     return list(iter_job_commands(keyspace, record, specs, max_batch, live_workers,
                                   timeouts, shape=shape, cycles=cycles,
                                   max_continuation=max_continuation))
@@ -103,10 +104,9 @@ def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpe
         chunk_timeouts = {s.task_id: timeouts[s.task_id] for s in chunk
                           if s.task_id in timeouts}
         chain: list[tuple[str, int]] = []
-        last = chunk[-1]
-        if shape is not None and max_continuation > 0 and last.group is None \
-                and last.task_id in nodes and code.get(last.task_id):
-            chain = plain_chain(shape, last.task_id, cycles or {}, max_continuation)
+        origin = _chain_origin(shape, chunk, code) if max_continuation > 0 else None
+        if origin is not None:
+            chain = plain_chain(shape, origin, cycles or {}, max_continuation)
             for task_id, _cycle in chain:
                 node = nodes[task_id]
                 code[task_id] = node.code
@@ -132,6 +132,19 @@ def iter_job_commands(keyspace: Keyspace, record: RunRecord, specs: list[TaskSpe
         yield ["RPUSH", keyspace.rq_queue(queue), *job_ids[start:start + _PUSH_CHUNK]]
     if wake:
         yield from wake_commands(keyspace, queue)
+
+
+def _chain_origin(shape: GraphShape | None, chunk: list[TaskSpec],
+                  code: dict[str, str]) -> str | None:
+    """The node whose plain chain a job of ``chunk`` carries: its last task's, or the
+    group's when it holds every member of a group (the join after the group's last
+    member); None when neither has one."""
+    if shape is None:
+        return None
+    last = chunk[-1]
+    if last.group is not None:
+        return whole_group(shape, chunk)
+    return last.task_id if last.task_id in shape.nodes and code.get(last.task_id) else None
 
 
 def wake_commands(keyspace: Keyspace, queue: str) -> list[list[Any]]:

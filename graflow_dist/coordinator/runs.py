@@ -133,10 +133,10 @@ class RunState:
         return decision
 
     def write(self, commit: Commit, max_batch: int, live_workers: int,
-              ready_total: int = 0) -> None:
+              in_flight: int = 0) -> None:
         """Put everything to write for this run now on ``commit``: frontier deltas,
-        results, new jobs (sized for ``ready_total`` tasks made ready in this commit,
-        over every run), its end."""
+        results, new jobs (sized for ``in_flight`` tasks dispatched and not done, over
+        every run), its end."""
         if self.started:
             commit.run_started(self.record, self.scheduler.shape.code_blobs())
             self.started = False
@@ -154,7 +154,7 @@ class RunState:
             commit.last_task(self.keys, self.last_task)
         if self.end is None:
             commit.jobs(self.record, self.dispatch, max_batch, live_workers,
-                        self.scheduler.shape, ready_total,
+                        self.scheduler.shape, in_flight,
                         cycles=self.scheduler.cycle_counts,
                         max_continuation=self.max_continuation)
         self.dispatch = []

@@ -443,13 +443,15 @@ class Coordinator:
     def _commit(self, touched: set[str]) -> None:
         commit: Commit = self.broker.commit()
         runs = [run for sid in touched if (run := self.runs.get(sid)) is not None]
-        # Jobs are sized for all that became ready now: many small runs at once fill
-        # the workers without splitting each run's few tasks into jobs of their own.
-        ready = sum(len(run.dispatch) for run in runs)
+        # Jobs are sized for all the work in flight (what became ready now included),
+        # not only this run's: while the workers have a backlog, a run's few tasks in
+        # one job cost no parallelism, save a job each, and a job that holds a whole
+        # group lets its worker run the group's join at once (local continuation).
+        in_flight = sum(len(run.scheduler.inflight) for run in self.runs.values())
         for run in runs:
             if run.checkpoints:
                 snapshot_channel(self.broker, run)
-            run.write(commit, self.max_batch, self.leases.live_workers, ready)
+            run.write(commit, self.max_batch, self.leases.live_workers, in_flight)
         commit.released_jobs(self._released_jobs)
         for dead in self._dead:
             commit.dead_event(dead, self.broker.events)

@@ -2,7 +2,9 @@
 scheduler adopts the worker's proposal.
 
 A worker that completes a task whose only successor becomes ready may run that
-successor itself instead of waiting for the coordinator to enqueue it. The coordinator
+successor itself instead of waiting for the coordinator to enqueue it; so may a worker
+whose job held every member of a parallel group, with the group's plain successor (its
+join) once the last member is done. The coordinator
 stays the single source of truth: the worker proposes a spec (a token of its own), and
 the scheduler adopts it only if it would have dispatched exactly that successor;
 otherwise it dispatches the successor normally and the worker's result is fenced off.
@@ -63,18 +65,35 @@ def plain_chain(shape: GraphShape, node: str, cycles: dict[str, int],
     return chain
 
 
+def whole_group(shape: GraphShape, specs: Sequence[TaskSpec]) -> str | None:
+    """The parallel group of which ``specs`` are every member, each once, at its first
+    attempt (a job holding all of a group's first dispatch), or None."""
+    group = specs[0].group if specs else None
+    if group is None:
+        return None
+    node = shape.nodes.get(group)
+    members = node.members if node is not None else None
+    if (not members or len(members) != len(specs)
+            or any(s.group != group or s.attempt != 1 for s in specs)
+            or {s.task_id for s in specs} != set(members)):
+        return None
+    return group
+
+
 def refusal(shape: GraphShape, done: TaskSpec, outcome: TaskOutcome, decision: Decision,
             proposal: TaskSpec, token_taken: bool) -> str:
     """Why a completion's proposal cannot be adopted ("" when it can): the completed
     task asked for nothing but its successors, and ``decision`` (that completion,
     applied) dispatches exactly the proposed successor, at the same cycle, and nothing
-    else."""
+    else. For a group member, the successor is its group's: that completion finished
+    the group."""
     if decision.end is not None:
         return "the run ended"
     if decision.checkpoint is not None or outcome != TaskOutcome():
         return "the task asked for more than its successor"
-    if done.group is not None:
-        return "the task is a group member"
+    origin = done.task_id if done.group is None else done.group
+    if done.group is not None and done.group not in decision.completed:
+        return "the group is not complete"
     if not (is_continuation_token(proposal.token) and proposal.attempt == 1
             and proposal.crashes == 0 and proposal.group is None
             and proposal.not_before == 0.0):
@@ -88,11 +107,11 @@ def refusal(shape: GraphShape, done: TaskSpec, outcome: TaskOutcome, decision: D
         return f"{ready.task_id!r} became ready, not {proposal.task_id!r}"
     if ready.cycle != proposal.cycle:
         return f"cycle {ready.cycle} of {ready.task_id!r}, not {proposal.cycle}"
-    node = shape.nodes[done.task_id]
+    node = shape.nodes[origin]
     succ = shape.nodes.get(proposal.task_id)
     if (not _only(node.successors, proposal.task_id) or succ is None or succ.is_group
-            or not _only(succ.predecessors, done.task_id)):
-        return f"{proposal.task_id!r} is not the plain successor of {done.task_id!r}"
+            or not _only(succ.predecessors, origin)):
+        return f"{proposal.task_id!r} is not the plain successor of {origin!r}"
     return ""
 
 

@@ -79,6 +79,7 @@ class CurrentJob:
     reports: list[Report] = field(default_factory=list)  # finished, not yet sent
     reports_since: float = 0.0
     continued: dict[str, TaskSpec] = field(default_factory=dict)  # run at once, by token
+    all_plain: bool = True  # every task so far completed plainly (see Worker._proposal)
 
     def spec(self, token: str) -> TaskSpec | None:
         for spec in self.batch.specs:
@@ -86,6 +87,10 @@ class CurrentJob:
                 return spec
         return self.continued.get(token)
 
+
+def _plain(event: Event) -> bool:
+    """Whether ``event`` is a completion that asked for nothing but its successors."""
+    return event.kind == DONE and event.outcome == TaskOutcome() and not event.dynamic
 
 
 def repair_worker_keys(broker: Broker, log: Any, exc: WrongTypeError, queue: str,
@@ -426,6 +431,7 @@ class Worker:
                     and isinstance(ctx.channel, JobChannel):
                 ctx.channel.remember(spec.task_id, event.result)  # for a continued successor
             self._observe(spec, report)
+            job.all_plain = job.all_plain and _plain(event)
             with job.lock:
                 if spec.token not in job.unfinished:
                     return  # handed back by the shutdown watchdog meanwhile
@@ -456,11 +462,11 @@ class Worker:
                   chain: list[tuple[str, int]]) -> TaskSpec | None:
         """The successor to run at once after ``spec``, the job's last task (local
         continuation), or None: only after a plain completion (nothing asked for but
-        the successors), never while stopping, and at most along the job's chain."""
+        the successors; for a group member, of every task of the job: the job held the
+        whole group), never while stopping, and at most along the job's chain."""
         event = report.event
-        if (not chain or self.stopping.is_set() or job.lost or event.kind != DONE
-                or event.outcome != TaskOutcome() or event.dynamic
-                or spec.group is not None):
+        if (not chain or self.stopping.is_set() or job.lost or not _plain(event)
+                or (spec.group is not None and not job.all_plain)):
             return None
         task_id, cycle = chain.pop(0)
         proposal = TaskSpec(task_id, continuation_token(), cycle)

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from graflow_dist.broker import Broker
-from graflow_dist.broker.jobs import decode_jobmap, job_commands
+from graflow_dist.broker.jobs import decode_jobmap, iter_job_commands, job_commands
 from graflow_dist.broker.keys import REAPER, Keyspace, RunField
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.broker.scripts import LeaseResult
@@ -178,3 +178,26 @@ def test_a_job_carries_the_plain_chain_after_its_last_task(redis_client: redis.R
     off = job_commands(KS, record, [TaskSpec("t0", "e.1")], 1, 1, shape=shape)
     data = next(c[c.index("data") + 1] for c in off if c[0] == "HSET" and "data" in c)
     assert Batch.from_job_data(data, "j").chain == []
+
+
+def test_a_job_holding_a_whole_group_carries_the_chain_after_it() -> None:
+    record = RunRecord("s1", status=RunStatus.RUNNING, graph_hash="g", queue=KS.queue_name,
+                       incarnation="i1")
+    shape = GraphShape()
+    shape.add(NodeShape("g", successors=["j"], members=["x", "y", "z"]))
+    for member in "xyz":
+        shape.add(NodeShape(member, code=CODE))
+    shape.add(NodeShape("j", predecessors=["g"], code=CODE, timeout=3.0))
+    group = [TaskSpec(m, f"e.{i}", group="g") for i, m in enumerate("xyz")]
+
+    def batches(max_batch: int) -> list[Batch]:
+        cmds = iter_job_commands(KS, record, group, max_batch, 1, shape=shape,
+                                 cycles={"j": 2}, max_continuation=8, ready=100)
+        return [Batch.from_job_data(c[c.index("data") + 1], "j")
+                for c in cmds if c[0] == "HSET" and "data" in c]
+
+    [whole] = batches(64)
+    assert whole.chain == [("j", 2)] and whole.code["j"] == CODE
+    assert whole.timeouts == {"j": 3.0}
+    split = batches(2)  # the group over two jobs: neither knows the other's results
+    assert [len(b.specs) for b in split] == [2, 1] and all(b.chain == [] for b in split)

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from graflow_dist import Client, chain, task, workflow
+from graflow_dist import Client, chain, parallel, task, workflow
 from graflow_dist.broker import Broker
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.scripts import LeaseResult
@@ -203,3 +203,66 @@ def test_a_continued_task_past_its_timeout_is_killed_and_retried(make_cluster,
     assert is_continuation_token(first.token)  # its deadline held in the continued step
     assert first.pid != second.pid and second.token != first.token
     assert _records(cluster, run.session_id)["spin"].attempts == 2
+
+
+def group_workflow(ledger_dir: str, members: int = 3, fillers: int = 40,
+                   hang_join_s: float = 0.0):  # noqa: ANN201
+    """head >> parallel(m0..) >> join, the join summing the members' results, beside
+    ``fillers`` independent 50 ms tasks that keep the workers' backlog up while the
+    group becomes ready (so its members go into one job). ``hang_join_s``: the join
+    sleeps that long on its first attempt."""
+
+    def recorded(name: str, value: int, seconds: float = 0.0) -> Any:
+        @task(name, inject_context=True)
+        def run(ctx: Any) -> int:
+            record(ledger_dir, ctx, "start")
+            time.sleep(seconds)
+            record(ledger_dir, ctx, "end")
+            return value
+
+        return run
+
+    with workflow("continued-group") as wf:
+
+        @task("join", inject_context=True)
+        def join(ctx: Any) -> int:
+            record(ledger_dir, ctx, "start")
+            if ctx.spec.attempt == 1 and ctx.spec.crashes == 0:
+                time.sleep(hang_join_s)
+            record(ledger_dir, ctx, "end")
+            return sum(ctx.get_result(f"m{i}") for i in range(members))
+
+        head = recorded("head", 0)
+        head >> parallel(*[recorded(f"m{i}", 10 ** i) for i in range(members)]) >> join
+        parallel(*[recorded(f"f{i}", 0, 0.05) for i in range(fillers)])
+    return wf
+
+
+def test_a_job_holding_a_whole_group_continues_with_its_join(make_cluster,
+                                                              ledger: Ledger) -> None:
+    port = free_port()
+    cluster = make_cluster(workers=1, coordinator_options=["--metrics-port", str(port)])
+    run = Client(cluster.url).submit(group_workflow(ledger.path))
+    wait_run(run, timeout_s=40)
+    assert run.get_result("join") == 111  # the members' results, read from the job
+    records = _records(cluster, run.session_id)
+    assert records["join"].continued and records["join"].attempts == 1
+    starts = Counter(e.task for e in ledger.entries("start"))
+    assert max(starts.values()) == 1, starts
+    member_pids = {e.pid for e in ledger.entries("start") if e.task[0] in "mj"}
+    assert len(member_pids) == 1  # the members and the join ran in one executor
+    assert metric(port, "graflow_continuations_refused_total") == 0
+
+
+def test_worker_killed_in_a_continued_join_recovers(make_cluster, ledger: Ledger) -> None:
+    cluster = make_cluster(workers=2)
+    run = Client(cluster.url).submit(group_workflow(ledger.path, hang_join_s=60))
+    first = wait_for(lambda: ledger.entries("start", "join"), "the join to start",
+                     timeout_s=40)[0]
+    assert is_continuation_token(first.token)
+    cluster.worker_by_pid(first.worker_pid).signal_group(signal.SIGKILL)
+    wait_run(run, timeout_s=60)
+    assert run.get_result("join") == 111
+    starts = Counter(e.task for e in ledger.entries("start"))
+    assert starts["join"] == 2 and all(starts[f"m{i}"] == 1 for i in range(3)), starts
+    assert run.context().frontier.crash_workers["join"]

@@ -10,6 +10,7 @@ from graflow_dist.scheduler.continuation import (
     continuation_token,
     is_continuation_token,
     plain_chain,
+    whole_group,
 )
 from graflow_dist.scheduler.events import CheckpointRequest
 
@@ -86,12 +87,38 @@ def test_what_a_task_asked_for_refuses_the_proposal() -> None:
         assert reason, outcome
 
 
-def test_no_continuation_from_a_group_member_nor_after_the_end() -> None:
-    sched = Scheduler(_coded(build_shape("g>d", groups={"g": ["x"]})), "s1")
-    [member] = sched.start().dispatch
-    assert member.group == "g"
-    assert _refused(sched, member.token, TaskSpec("d", continuation_token()))[0] == \
-        "the task is a group member"
+def test_the_group_s_last_member_continues_with_the_join() -> None:
+    sched = Scheduler(_coded(build_shape("g>d d>e", groups={"g": ["x", "y"]})), "s1")
+    x, y = sched.start().dispatch
+    assert (x.group, y.group) == ("g", "g")
+    # Before the group is complete, its join is not ready: refused, nothing dispatched.
+    assert _refused(sched, x.token, TaskSpec("d", continuation_token())) == (
+        "the group is not complete", [])
+    proposal = TaskSpec("d", continuation_token())
+    decision = sched.complete(y.token, TaskOutcome(), proposal)
+    assert decision.continued == proposal and decision.dispatch == []
+    assert decision.completed == ["y", "g"] and list(sched.inflight) == [proposal.token]
+    assert sched.complete(proposal.token, TaskOutcome()).dispatch[0].task_id == "e"
+
+
+def test_no_continuation_past_a_group_that_fails_or_forks() -> None:
+    sched = Scheduler(_coded(build_shape("g>d", groups={"g": ["x", "y"]})), "s1")
+    x, y = sched.start().dispatch
+    sched.fail(x.token, "boom")
+    assert _refused(sched, y.token, TaskSpec("d", continuation_token()))[0] == \
+        "the run ended"
+    sched = Scheduler(_coded(build_shape("g>d g>e", groups={"g": ["x"]})), "s1")
+    [x] = sched.start().dispatch
+    reason, ready = _refused(sched, x.token, TaskSpec("d", continuation_token()))
+    assert (reason, sorted(ready)) == ("2 tasks became ready", ["d", "e"])
+    sched = Scheduler(_coded(build_shape("g>d e>d", groups={"g": ["x"]})), "s1")
+    ready = {s.task_id: s for s in sched.start().dispatch}
+    sched.complete(ready["e"].token, TaskOutcome())
+    assert _refused(sched, ready["x"].token, TaskSpec("d", continuation_token())) == (
+        "'d' is not the plain successor of 'g'", ["d"])
+
+
+def test_no_continuation_after_the_end() -> None:
     sched, token = _started("a>b")
     sched.cancel("by a client")
     decision = sched.complete(token, TaskOutcome(), TaskSpec("b", continuation_token()))
@@ -120,8 +147,21 @@ def test_the_plain_chain_stops_at_forks_joins_groups_and_cycles() -> None:
     assert plain_chain(_coded(build_shape("a>x", groups={"g": ["x"]})), "a", {}) == []
     loop = _coded(build_shape("a>b b>c c>b"))
     assert plain_chain(loop, "a", {}) == []  # b's predecessors are a and c
+    group = _coded(build_shape("g>d d>e", groups={"g": ["x", "y"]}))
+    assert plain_chain(group, "g", {"d": 1}) == [("d", 1), ("e", 0)]
     no_code = build_shape("a>b")
     assert plain_chain(no_code, "a", {}) == []  # added while running: code of the run
+
+
+def test_a_whole_group_is_every_member_once_at_its_first_attempt() -> None:
+    shape = _coded(build_shape("g>d", groups={"g": ["x", "y"]}))
+    x, y = TaskSpec("x", "e.1", group="g"), TaskSpec("y", "e.2", group="g")
+    assert whole_group(shape, [x, y]) == "g" and whole_group(shape, [y, x]) == "g"
+    assert whole_group(shape, [x]) is None  # the group split over jobs
+    assert whole_group(shape, [x, x]) is None
+    assert whole_group(shape, [x, y.evolve(attempt=2)]) is None  # a retry
+    assert whole_group(shape, [x, TaskSpec("d", "e.3")]) is None
+    assert whole_group(shape, [TaskSpec("d", "e.3")]) is None
 
 
 def test_continuation_tokens_are_recognisable_and_unique() -> None:
