@@ -23,6 +23,7 @@ from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.broker.submission import Submission
 from graflow_dist.broker.task_states import DEAD_LETTERED, FAILED, task_states
+from graflow_dist.channels.base import result_key
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext
@@ -141,7 +142,7 @@ class Client:
                         crash_limit: int) -> WorkflowRun:
         graph, shape, sub = self._submission(ctx, workflow_name, crash_limit)
         self._submitter.submit(graph, shape, sub)
-        return WorkflowRun(self, ctx.session_id, graph=ctx.graph)
+        return WorkflowRun(self, ctx.session_id, graph=ctx.graph, last_task=shape.only_sink())
 
     def _submission(self, ctx: ExecutionContext, workflow_name: str, crash_limit: int
                     ) -> tuple[TaskGraph, GraphShape, Submission]:
@@ -291,10 +292,12 @@ class Client:
 class WorkflowRun:
     """A run on the cluster."""
 
-    def __init__(self, client: Client, session_id: str, graph: Any = None) -> None:
+    def __init__(self, client: Client, session_id: str, graph: Any = None,
+                 last_task: str = "") -> None:
         self.client = client
         self.session_id = session_id
         self._graph = graph
+        self._last = last_task  # the task that likely ends the run (its result: wait's)
 
     def record(self) -> RunRecord:
         """The run's record as the cluster holds it now."""
@@ -331,10 +334,14 @@ class WorkflowRun:
             try:
                 # The block is bounded so a Redis restart (which may drop the end
                 # entry) is noticed.
-                record = self.client.broker.runs.record_when_ended(
-                    self.session_id, 1.0 if left is None else max(0.001, min(left, 1.0)))
+                record, raw = self.client.broker.runs.outcome_when_ended(
+                    self.session_id, 1.0 if left is None else max(0.001, min(left, 1.0)),
+                    result_key(self._last) if self._last else "")
                 outage.recovered()
                 if record.status.finished:
+                    if (raw is not None and record.status.succeeded
+                            and record.last_task == self._last):
+                        return self.channel().decoded(result_key(self._last), raw)
                     return self._outcome(record)
             except TRANSIENT_ERRORS as exc:
                 outage.failed(exc)
@@ -351,7 +358,7 @@ class WorkflowRun:
         return RedisChannel(self.session_id, self.client.redis, self.client.keyspace.prefix)
 
     def get_result(self, task_id: str, default: Any = None) -> Any:
-        return self.channel().get(f"{task_id}.__result__", default)
+        return self.channel().get(result_key(task_id), default)
 
     def cancel(self, reason: str = "cancelled by client") -> None:
         """End the run as cancelled. Workers stop its running tasks (their processes

@@ -314,11 +314,21 @@ class RunStore:
     def record_when_ended(self, session_id: str, block_s: float) -> RunRecord:
         """`wait_ended`, then the run's `record`, in one round trip: the record once the
         run ended, or as it stands after ``block_s``."""
+        return self.outcome_when_ended(session_id, block_s)[0]
+
+    def outcome_when_ended(self, session_id: str, block_s: float, channel_key: str = ""
+                           ) -> tuple[RunRecord, bytes | None]:
+        """`record_when_ended`, and the raw value of the run's channel key
+        ``channel_key`` (read after the record, in the same round trip; None when
+        absent, not a plain value or not asked for): a waiter that guessed which task
+        ends the run needs no second round trip for its result."""
         keys = self.keyspace.run(session_id)
         pipe = self.client.pipeline(transaction=False)
         pipe.xread({keys.ended: "0-0"}, count=1, block=max(1, int(block_s * 1000)))
         pipe.hgetall(keys.meta)
-        ended, meta = pipe.execute(raise_on_error=False)
+        if channel_key:
+            pipe.get(keys.channel(channel_key))
+        ended, meta, *result = pipe.execute(raise_on_error=False)
         for reply in (ended, meta):
             if isinstance(reply, Exception) and not (isinstance(reply, ResponseError)
                                                      and is_wrong_type(reply)):
@@ -329,7 +339,8 @@ class RunStore:
             time.sleep(block_s)  # not a stream (someone else wrote it): just wait
         if not meta:
             raise UnknownSessionError(session_id)
-        return RunRecord.from_meta(session_id, meta)
+        raw = result[0] if result and isinstance(result[0], bytes) else None
+        return RunRecord.from_meta(session_id, meta), raw
 
     # --- writing (coordinator) ------------------------------------------------------------
 

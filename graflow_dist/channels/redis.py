@@ -94,6 +94,10 @@ class RedisChannel(Channel):
             return self._decode_list(items, key)
         return default if raw is None else decode_value(raw, self._what(key))
 
+    def decoded(self, key: str, raw: bytes) -> Any:
+        """The value of ``key`` from ``raw``, its plain value as read from Redis."""
+        return decode_value(raw, self._what(key))
+
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         if not keys:
             return {}

@@ -153,6 +153,23 @@ class GraphShape:
     def member_ids(self) -> set[str]:
         return {m for s in self.nodes.values() if s.members for m in s.members}
 
+    def only_sink(self) -> str:
+        """The one task that ends the graph (no successors, not in a group), or "" if
+        there are several, or a group ends it."""
+        members = None
+        found = ""
+        for node_id, node in self.nodes.items():
+            if node.successors:
+                continue
+            if members is None:
+                members = self.member_ids()
+            if node_id in members:
+                continue
+            if found or node.is_group:
+                return ""
+            found = node_id
+        return found
+
     def roots(self) -> list[str]:
         members = self.member_ids()
         return [

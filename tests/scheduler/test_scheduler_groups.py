@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import build_shape
 
 from graflow_dist.errors import ParallelGroupError
 from graflow_dist.scheduler import (
@@ -150,3 +151,11 @@ def test_group_satisfied_rules() -> None:
     assert not group_satisfied(GroupPolicySpec("at_least_n", min_success=2), progress)
     assert group_satisfied(GroupPolicySpec("critical", critical_tasks=("x",)), progress)
     assert not group_satisfied(GroupPolicySpec("critical", critical_tasks=("y",)), progress)
+
+
+def test_the_only_sink_is_the_task_that_ends_the_graph() -> None:
+    assert build_shape("a>g g>j", groups={"g": ["x", "y"]}).only_sink() == "j"
+    assert build_shape("a>b a>c").only_sink() == ""  # two ends
+    assert build_shape("a>g", groups={"g": ["x", "y"]}).only_sink() == ""  # a group ends it
+    assert build_shape("a>b b>a").only_sink() == ""  # a cycle: no end
+    assert build_shape(nodes="a").only_sink() == "a"
