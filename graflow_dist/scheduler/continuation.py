@@ -4,10 +4,10 @@ scheduler adopts the worker's proposal.
 A worker that completes a task whose only successor becomes ready may run that
 successor itself instead of waiting for the coordinator to enqueue it; so may a worker
 whose job held every member of a parallel group, with the group's plain successor (its
-join) once the last member is done. The coordinator
-stays the single source of truth: the worker proposes a spec (a token of its own), and
-the scheduler adopts it only if it would have dispatched exactly that successor;
-otherwise it dispatches the successor normally and the worker's result is fenced off.
+join) once the last member is done. The coordinator stays the single source of truth:
+the worker proposes a spec (a token of its own), and the scheduler adopts it only if it
+would have dispatched exactly that successor; otherwise it dispatches the successor
+normally and the worker's result is fenced off.
 See docs/reliability.md, "Local continuation".
 """
 
