@@ -302,7 +302,12 @@ class Worker:
         lost = self.registration.heartbeat(self.claimer, [job.job_id] if job else [],
                                            self.stats(job))
         if job is not None and lost:
-            self._lease_lost(job)
+            with job.lock:
+                # The main thread may have released the job meanwhile (its last report,
+                # a skip, a hand-back: each under job.lock, with nothing left unfinished
+                # once done): no lease to renew then, and nothing lost.
+                if job.unfinished:
+                    self._lease_lost(job)
 
     def stats(self, job: CurrentJob | None = None) -> WorkerStats:
         """What this worker tells the console with each heartbeat."""
