@@ -19,7 +19,7 @@ from graflow_dist.scheduler.continuation import continuation_token, is_continuat
 from graflow_dist.scheduler.specs import TaskSpec
 from graflow_dist.wire.messages import DONE, Event
 from graflow_dist.wire.values import encode_value
-from reliability.harness import Ledger, metric, record, wait_for, wait_run
+from reliability.harness import Ledger, metric, record, recorded_step, wait_for, wait_run
 
 STEPS = 8
 
@@ -212,16 +212,6 @@ def group_workflow(ledger_dir: str, members: int = 3, fillers: int = 40,
     group becomes ready (so its members go into one job). ``hang_join_s``: the join
     sleeps that long on its first attempt."""
 
-    def recorded(name: str, value: int, seconds: float = 0.0) -> Any:
-        @task(name, inject_context=True)
-        def run(ctx: Any) -> int:
-            record(ledger_dir, ctx, "start")
-            time.sleep(seconds)
-            record(ledger_dir, ctx, "end")
-            return value
-
-        return run
-
     with workflow("continued-group") as wf:
 
         @task("join", inject_context=True)
@@ -232,9 +222,10 @@ def group_workflow(ledger_dir: str, members: int = 3, fillers: int = 40,
             record(ledger_dir, ctx, "end")
             return sum(ctx.get_result(f"m{i}") for i in range(members))
 
-        head = recorded("head", 0)
-        head >> parallel(*[recorded(f"m{i}", 10 ** i) for i in range(members)]) >> join
-        parallel(*[recorded(f"f{i}", 0, 0.05) for i in range(fillers)])
+        head = recorded_step(ledger_dir, "head", 0.0, 0)
+        head >> parallel(*[recorded_step(ledger_dir, f"m{i}", 0.0, 10 ** i)
+                           for i in range(members)]) >> join
+        parallel(*[recorded_step(ledger_dir, f"f{i}", 0.05, 0) for i in range(fillers)])
     return wf
 
 
