@@ -311,17 +311,13 @@ class RunStore:
                 raise
             time.sleep(block_s)  # not a stream (someone else wrote it): just wait
 
-    def record_when_ended(self, session_id: str, block_s: float) -> RunRecord:
-        """`wait_ended`, then the run's `record`, in one round trip: the record once the
-        run ended, or as it stands after ``block_s``."""
-        return self.outcome_when_ended(session_id, block_s)[0]
-
     def outcome_when_ended(self, session_id: str, block_s: float, channel_key: str = ""
                            ) -> tuple[RunRecord, bytes | None]:
-        """`record_when_ended`, and the raw value of the run's channel key
-        ``channel_key`` (read after the record, in the same round trip; None when
-        absent, not a plain value or not asked for): a waiter that guessed which task
-        ends the run needs no second round trip for its result."""
+        """`wait_ended`, then the run's `record` and the raw value of its channel key
+        ``channel_key``, in one round trip: the record once the run ended, or as it
+        stands after ``block_s``; the value read after the record (None when absent,
+        not a plain value or not asked for), so a waiter that guessed which task ends
+        the run needs no second round trip for its result."""
         keys = self.keyspace.run(session_id)
         pipe = self.client.pipeline(transaction=False)
         pipe.xread({keys.ended: "0-0"}, count=1, block=max(1, int(block_s * 1000)))
