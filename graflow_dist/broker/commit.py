@@ -125,9 +125,8 @@ class Commit:
              live_workers: int, shape: GraphShape | None = None, in_flight: int = 0,
              *, cycles: dict[str, int] | None = None, max_continuation: int = 0) -> None:
         """Jobs for ``specs`` of one run, sized as if ``in_flight`` tasks (of all runs;
-        at least ``specs``) were ready; each with the plain chain its
-        worker may continue along (up to ``max_continuation`` steps; see
-        `iter_job_commands`)."""
+        at least ``specs``) were ready; each with the plain chain its worker may
+        continue along (up to ``max_continuation`` steps; see `iter_job_commands`)."""
         ready = max(in_flight, len(specs))
         if specs:
             self._woken.setdefault(record.queue, None)

@@ -12,9 +12,8 @@
 -- carrying the worker's proposal for its successor, ARGV[9] the same completion without
 -- it, ARGV[10..] earlier reports, `reason` the proposed token. Only while the worker
 -- holds the lease, the job's jobmap entry reads and its run goes on (not finished, the
--- job's incarnation): the earlier reports and ARGV[8] are
--- appended and the token joins the job's tokens (a reaper re-dispatches it like any
--- task of the job), CONTINUED. Otherwise ARGV[9] goes instead and the job is released
+-- job's incarnation): the earlier reports and ARGV[8] are appended and the token joins
+-- the job's tokens (a reaper re-dispatches it like any task of the job), CONTINUED. Otherwise ARGV[9] goes instead and the job is released
 -- as in 'release' (RELEASED or LEASE_LOST): a proposal is in the stream only if its
 -- token is in the job's entry, recorded by the lease's owner.
 local events_key = KEYS[1]
@@ -57,10 +56,10 @@ local function with_token(entry, token)
   local meta = RUN_KEY_HEAD .. decoded[1] .. RUN_META_TAIL
   local job_key = RQ_JOB .. job_id
   if key_type(meta) ~= 'hash' or key_type(job_key) ~= 'hash' then return nil end
-  local status = redis.call('HGET', meta, F_RUN_STATUS)
+  local status, run_incarnation = unpack(redis.call('HMGET', meta, F_RUN_STATUS,
+                                                     F_RUN_INCARNATION))
   if not status or string.find(FINISHED_STATUSES, ',' .. status .. ',', 1, true)
-     or (redis.call('HGET', job_key, F_JOB_INCARNATION) or '') ~=
-        (redis.call('HGET', meta, F_RUN_INCARNATION) or '') then
+     or (redis.call('HGET', job_key, F_JOB_INCARNATION) or '') ~= (run_incarnation or '') then
     return nil
   end
   for _, known in ipairs(decoded[2]) do
