@@ -3,7 +3,7 @@ runs at once is adopted only when the scheduler would have dispatched exactly it
 
 from __future__ import annotations
 
-from conftest import build_shape
+from scheduler_shapes import build_shape
 
 from graflow_dist.scheduler import GraphShape, NextTask, Scheduler, TaskOutcome, TaskSpec
 from graflow_dist.scheduler.continuation import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import build_shape
+from scheduler_shapes import build_shape
 
 from graflow_dist.errors import ParallelGroupError
 from graflow_dist.scheduler import (
