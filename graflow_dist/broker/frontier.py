@@ -21,11 +21,12 @@ from graflow_dist.scheduler.groups import GroupRun
 from graflow_dist.scheduler.journal import Journal
 from graflow_dist.scheduler.specs import GraphShape, NodeShape, TaskSpec, copy_shape
 from graflow_dist.scheduler.state import Scheduler
-from graflow_dist.wire.fields import int_text
+from graflow_dist.wire.fields import int_text, submap
 from graflow_dist.wire.messages import packb, unpackb
 from graflow_dist.wire.specs import (
     decode_spec,
     encode_spec,
+    frontier_from_dict,
     group_progress_from_dict,
     node_shape_from_dict,
     parked_from_dict,
@@ -36,6 +37,9 @@ _SHAPE_SCAN = 2000  # shape entries read per round trip
 # More pending specs than this are encoded only as the commit is sent, in chunks.
 DEFERRED_SPECS = 1000
 _SPEC_CHUNK = 500
+# A run its client started, of at most this many nodes, travels whole in its
+# submission event: the coordinator takes it over without reading it back.
+STARTED_EVENT_MAX_NODES = 64
 
 
 class Deferred:
@@ -128,12 +132,17 @@ def journal_commands(keys: RunKeys, scheduler: Scheduler, journal: Journal
         cmds.append(["HDEL", keys.parked, *journal.parked_del])
     _hset(cmds, keys.parked, {k: packb(p.to_dict()) for k, p in journal.parked_put.items()})
     cmds += shape_commands(keys.shape, scheduler.shape, journal.new_nodes)
-    done = len(scheduler.completed) - sum(1 for g in scheduler.groups if g in scheduler.completed)
-    cmds.append(["HSET", keys.meta, RunField.STEPS, scheduler.steps,
-                 RunField.DISPATCH_SEQ, scheduler.dispatch_seq, RunField.DONE, done,
-                 RunField.PENDING, len(scheduler.pending),
-                 RunField.UPDATED_AT, repr(time.time())])
+    cmds.append(["HSET", keys.meta, *(x for item in progress_meta(scheduler).items()
+                                      for x in item)])
     return cmds
+
+
+def progress_meta(scheduler: Scheduler) -> dict[str, Any]:
+    """The record's progress fields as ``scheduler`` stands."""
+    done = len(scheduler.completed) - sum(1 for g in scheduler.groups if g in scheduler.completed)
+    return {RunField.STEPS: scheduler.steps, RunField.DISPATCH_SEQ: scheduler.dispatch_seq,
+            RunField.DONE: done, RunField.PENDING: len(scheduler.pending),
+            RunField.UPDATED_AT: repr(time.time())}
 
 
 def _spec_puts(key: str, specs: list[TaskSpec]) -> Iterator[Command]:
@@ -278,6 +287,42 @@ def _decode_run(client: redis.Redis, keys: RunKeys, replies: list[Any]
         parked={_text(k, what): parked_from_dict(unpackb(v, what), what)
                 for k, v in parked.items()},
     )
+    frontier.pending_tasks.sort(key=Scheduler.seq_of)
+    check_frontier(graph, frontier, what)
+    return record, graph, frontier
+
+
+def started_body(meta: dict[str, Any], shape_fields: list[Any],
+                 frontier: FrontierSnapshot) -> dict[str, Any]:
+    """What the submission event of a run its client started carries (`Event.started`):
+    the record's fields, the shape's hash fields (node id, encoded node, ...) and the
+    frontier, exactly as the submission writes them to Redis with the event."""
+    return {"m": {k: v if isinstance(v, str) else str(v) for k, v in meta.items()},
+            "sh": shape_fields, "fr": frontier.to_dict()}
+
+
+def decode_started(session_id: str, body: dict[str, Any]
+                   ) -> tuple[RunRecord, GraphShape, FrontierSnapshot]:
+    """`load_run`, from a `started_body` instead of Redis (`WireError` naming what is
+    malformed)."""
+    what = f"run {session_id!r} submission event"
+    meta = submap(body, "m", what)
+    if not all(isinstance(v, str) for v in meta.values()):
+        raise WireError(f"{what}: record fields must be strings")
+    record = RunRecord.from_text_meta(session_id, meta, f"{what}: record")
+    fields = body.get("sh")
+    if not (isinstance(fields, list) and fields and len(fields) % 2 == 0
+            and len(fields) <= 2 * STARTED_EVENT_MAX_NODES):
+        raise WireError(f"{what}: the shape must be node ids and encoded nodes, at most "
+                        f"{STARTED_EVENT_MAX_NODES}")
+    graph = GraphShape()
+    for node_id, raw in zip(fields[0::2], fields[1::2], strict=True):
+        if not isinstance(node_id, str) or not isinstance(raw, bytes):
+            raise WireError(f"{what}: a shape entry is not a node id and an encoded node")
+        graph.nodes[node_id] = _small_node(raw, what)
+    frontier = frontier_from_dict(body.get("fr"), f"{what}: frontier")
+    if frontier.session_id != session_id:
+        raise WireError(f"{what}: the frontier is of another run")
     frontier.pending_tasks.sort(key=Scheduler.seq_of)
     check_frontier(graph, frontier, what)
     return record, graph, frontier

@@ -76,11 +76,18 @@ class RunRecord:
     @classmethod
     def from_meta(cls, session_id: str, meta: dict[bytes, bytes]) -> RunRecord:
         """Decode a ``meta`` hash; a malformed field raises `WireError` naming it."""
-        what = f"run {session_id!r} record"
         try:
             m = {k.decode(): v.decode() for k, v in meta.items()}
         except UnicodeDecodeError:
-            raise WireError(f"{what}: not UTF-8") from None
+            raise WireError(f"run {session_id!r} record: not UTF-8") from None
+        return cls.from_text_meta(session_id, m)
+
+    @classmethod
+    def from_text_meta(cls, session_id: str, m: dict[str, str],
+                       what: str = "") -> RunRecord:
+        """`from_meta` for fields already decoded (e.g. carried by a submission
+        event)."""
+        what = what or f"run {session_id!r} record"
 
         def count(name: str, default: int = 0, minimum: int = 0) -> int:
             raw = m.get(name)

@@ -16,7 +16,7 @@ from graflow_dist.broker.commit import chunked
 from graflow_dist.broker.connection import is_wrong_type
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.feedback import FeedbackStore
-from graflow_dist.broker.frontier import load_run, load_runs, shape_commands
+from graflow_dist.broker.frontier import decode_started, load_run, load_runs, shape_commands
 from graflow_dist.broker.keys import ENDED_FIELD, HASH, SET, Keyspace, RunField
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.broker.repair import KeyRepair, Quarantined
@@ -39,7 +39,7 @@ from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import GraphShape, NodeShape
-from graflow_dist.wire.messages import unpackb
+from graflow_dist.wire.messages import Event, unpackb
 from graflow_dist.wire.specs import node_shape_from_dict
 
 # Graphs with more nodes have their shape written ahead of the submission, in chunks.
@@ -244,6 +244,14 @@ class RunStore:
             except GraflowError as err:
                 out[sid] = err
         return out
+
+    def started(self, event: Event) -> tuple[RunRecord, GraphShape, FrontierSnapshot]:
+        """`load` of a small run its client started, from its submission event (which
+        the submission wrote together with the run): no round trip. `WireError` if the
+        event carries no such run or a malformed one."""
+        if not event.started:
+            raise WireError(f"submission event of run {event.session_id!r} carries no run")
+        return decode_started(event.session_id, event.started)
 
     def active_ids(self) -> tuple[list[str], list[bytes]]:
         """The active runs' session ids, and the members of the active set that are no

@@ -225,9 +225,15 @@ def as_args(values: list[Any]) -> list[bytes | str]:
     out: list[bytes | str] = []
     for v in values:
         kind = type(v)
-        if kind is str or kind is bytes or isinstance(v, bytes | str):
+        if kind is str or kind is bytes:
             out.append(v)
-        elif kind is float or isinstance(v, float):
+        elif kind is int:
+            out.append(str(v))
+        elif kind is float:
+            out.append(repr(v))
+        elif isinstance(v, bytes | str):
+            out.append(v)
+        elif isinstance(v, float):
             out.append(repr(v))
         else:
             out.append(str(v))

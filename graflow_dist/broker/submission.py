@@ -16,11 +16,14 @@ from graflow_dist.broker.channel_data import channel_write_commands
 from graflow_dist.broker.code import DEFAULT_BLOB_TTL_S
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.frontier import (
+    STARTED_EVENT_MAX_NODES,
     Command,
     expand,
     frontier_commands,
     journal_commands,
+    progress_meta,
     shape_commands,
+    started_body,
 )
 from graflow_dist.broker.jobs import DEFAULT_MAX_BATCH, iter_job_commands
 from graflow_dist.broker.keys import Keyspace, RunField
@@ -80,10 +83,12 @@ def submission_commands(keyspace: Keyspace, events: EventLog, sub: Submission
         meta[RunField.STATUS] = RunStatus.RUNNING.value
         meta[RunField.STARTED_AT] = repr(time.time())
     cmds.append(["HSET", keys.meta, *_pairs(meta)])
+    shape_cmds: list[Command] = []
     if sub.staged_shape is not None:
         cmds += [["RENAME", sub.staged_shape, keys.shape], ["PERSIST", keys.shape]]
     else:
-        cmds += shape_commands(keys.shape, sub.shape)
+        shape_cmds = list(shape_commands(keys.shape, sub.shape))
+        cmds += shape_cmds
     if sub.frontier is not None:
         cmds += frontier_commands(keys, sub.frontier)
     if sub.started is not None:
@@ -99,6 +104,10 @@ def submission_commands(keyspace: Keyspace, events: EventLog, sub: Submission
     cmds.append(["ZADD", keyspace.all_runs, record.submitted_at or time.time(),
                  record.session_id])
     event = Event(RESUME if sub.frontier is not None else SUBMIT, record.session_id)
+    if sub.started is not None and len(shape_cmds) == 1 \
+            and len(sub.shape.nodes) <= STARTED_EVENT_MAX_NODES:
+        event.started = started_body({**meta, **progress_meta(sub.started)},
+                                     shape_cmds[0][2:], sub.started.snapshot())
     cmds.append(events.publish_command(event))
     return cmds
 

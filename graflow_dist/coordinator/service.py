@@ -41,6 +41,7 @@ from graflow_dist.errors import (
     NotLeaderError,
     PermissionDeniedError,
     StaleStateError,
+    WireError,
     WrongTypeError,
 )
 from graflow_dist.limits import DEFAULT_MAX_MESSAGE_BYTES
@@ -274,11 +275,9 @@ class Coordinator:
                                           self.max_message_bytes)
         now = time.time()
         touched: set[str] = set()
-        # Every run submitted in this batch of events is read in one round trip.
-        self._loaded = self.broker.runs.load_many(list(dict.fromkeys(
-            e.event.session_id for e in entries
-            if isinstance(e.event, Event) and e.event.kind in (SUBMIT, RESUME)
-            and e.event.session_id not in self.runs)))
+        self._loaded = self._load_submitted([
+            e.event for e in entries if isinstance(e.event, Event)
+            and e.event.kind in (SUBMIT, RESUME) and e.event.session_id not in self.runs])
         size = 0
         for entry in entries:
             # One commit carries the results of its events: keep it well under what
@@ -314,6 +313,21 @@ class Coordinator:
         if touched or entries:
             self._keep_lease()
             self._commit(touched)
+
+    def _load_submitted(self, events: list[Event]) -> dict[str, Any]:
+        """The runs these submission events hand over: a small run its client started
+        as its event carries it, every other one read in one round trip."""
+        loaded: dict[str, Any] = {}
+        for event in events:
+            if event.started and event.session_id not in loaded:
+                try:
+                    loaded[event.session_id] = self.broker.runs.started(event)
+                except WireError as exc:  # what Redis holds is the truth: read that
+                    self.log.warning("submission event unusable, run read from redis",
+                                     session=event.session_id, error=str(exc))
+        loaded.update(self.broker.runs.load_many(list(dict.fromkeys(
+            e.session_id for e in events if e.session_id not in loaded))))
+        return loaded
 
     def _keep_lease(self) -> None:
         """Renew the leader lease if due, mid-step: time spent on a large run is no

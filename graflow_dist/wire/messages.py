@@ -246,6 +246,10 @@ class Event:
     # done: the spec of the successor the worker runs at once (its proposal); only
     # ever appended by the report script while the worker holds the job's lease
     continuation: TaskSpec | None = None
+    # submit of a small run its client started: the run as written with the event
+    # (record, shape, frontier), so the coordinator takes it over without reading it
+    # back (see `graflow_dist.broker.frontier.started_body`)
+    started: dict[str, Any] = field(default_factory=dict)
 
     def encode(self, secret: bytes | None = None) -> bytes:
         """The stream entry: the msgpack body sealed with the message MAC (so a Redis
@@ -262,6 +266,8 @@ class Event:
             body["r"] = self.result
         if self.continuation is not None:
             body["cn"] = encode_spec(self.continuation)
+        if self.started:
+            body["st"] = self.started
         return seal(packb(body), secret)
 
     def size_estimate(self) -> int:
@@ -308,7 +314,7 @@ class Event:
             finished_at=f.number(body, "fa", what, 0.0, minimum=0.0),
             duration_s=f.number(body, "du", what, 0.0, minimum=0.0),
             traceback=f.text(body, "tb", what, ""), preview=f.text(body, "pv", what, ""),
-            continuation=continuation,
+            continuation=continuation, started=dict(f.submap(body, "st", what, {})),
         )
 
 
