@@ -308,17 +308,39 @@ class JobClaimer:
         return LeaseResult(self._report("continue", job_id, [proposed, plain, *events],
                                         reason=proposal.token))
 
+    def ran_ahead(self, events: list[Event], done: Event, proposal: TaskSpec,
+                  after: list[Event], job_id: str, max_jobs: int = 0
+                  ) -> tuple[bool, list[ClaimedJob]]:
+        """`continue_with` for a proposal this worker already ran, the job's last task
+        (its reports are ``after``), then `release_and_claim` (``max_jobs`` 0: only
+        release), in one atomic step: where `continue_with` would not have recorded the
+        proposal, ``done`` goes without it and ``after`` is dropped (the coordinator
+        dispatches the successor as usual). Returns whether the lease was still ours,
+        and the jobs claimed."""
+        proposed = replace(done, continuation=proposal)
+        plain = replace(done, continuation=None)
+        raw = self._report("ahead", job_id, [proposed, plain, *events, *after],
+                           reason=proposal.token, claim=max_jobs, count=len(events))
+        if not max_jobs:
+            return raw == LeaseResult.RELEASED, []
+        return raw[0] == LeaseResult.RELEASED, self._claimed(raw, 2)
+
     def _report(self, mode: str, job_id: str, events: list[Event], reason: str = "",
-                claim: int = 0) -> Any:
+                claim: int = 0, count: int | None = None) -> Any:
+        """Run the report script; ``count`` (mode 'ahead') goes after the first two
+        events: how many of the rest come before the proposal's own reports."""
         ks = self.keyspace
         keys = [ks.events, ks.leases, ks.lease_owner, ks.jobmap, self.rq_worker_key,
                 ks.rq_failed(self.queue)]
         if claim:
             keys += [ks.rq_queue(self.queue), ks.wake(self.queue)]
+        encoded: list[Any] = [event.encode() for event in events]
+        if count is not None:
+            encoded.insert(2, count)
         reply = self.scripts.call(
             "report", keys,
             [mode, job_id, self.worker, reason, rq_timestamp(time.time()), self.lease_s, claim,
-             *(event.encode() for event in events)])
+             *encoded])
         return reply if claim else int(reply)
 
     def finish(self, job_id: str) -> bool:

@@ -80,6 +80,9 @@ class CurrentJob:
     reports_since: float = 0.0
     continued: dict[str, TaskSpec] = field(default_factory=dict)  # run at once, by token
     all_plain: bool = True  # every task so far completed plainly (see Worker._proposal)
+    # The job's last task, proposed and run before the proposal was sent, and the
+    # report that proposes it (see Worker._run_ahead)
+    ahead: tuple[TaskSpec, Report] | None = None
 
     def spec(self, token: str) -> TaskSpec | None:
         for spec in self.batch.specs:
@@ -447,7 +450,10 @@ class Worker:
                 last = not job.unfinished
                 proposal = self._proposal(job, spec, report, chain) if last else None
                 if proposal is not None:
-                    if self._continue(job, proposal):
+                    if not chain:  # the job's last task: its record goes with its report
+                        self._run_ahead(job, proposal, report)
+                        specs.append(proposal)
+                    elif self._continue(job, proposal):
                         specs.append(proposal)
                 elif (last or len(job.reports) >= DEFAULT_REPORT_BATCH
                         or time.monotonic() - job.reports_since >= DEFAULT_REPORT_DELAY_S):
@@ -485,19 +491,46 @@ class Worker:
         was recorded and runs here next. Else the job was released (or its lease was
         lost) with the last report sent plainly: the coordinator dispatches the
         successor as usual."""
+        if self._propose(job, proposal) != LeaseResult.CONTINUED:
+            return False
+        job.continued[proposal.token] = proposal
+        job.unfinished.append(proposal.token)
+        return True
+
+    def _propose(self, job: CurrentJob, proposal: TaskSpec) -> LeaseResult:
+        """Send the job's reports, the last one carrying ``proposal`` (caller holds
+        job.lock)."""
         reports = list(job.reports)
         events = [r.event for r in reports[:-1]]
         done = reports[-1].event
         result = self._send(lambda: self.claimer.continue_with(events, done, proposal,
                                                                 job.job_id))
         del job.reports[:len(reports)]
-        if result == LeaseResult.CONTINUED:
-            job.continued[proposal.token] = proposal
-            job.unfinished.append(proposal.token)
-            return True
         if result == LeaseResult.LEASE_LOST:
             self._lease_lost(job)
-        return False
+        return result
+
+    def _run_ahead(self, job: CurrentJob, proposal: TaskSpec, proposing: Report) -> None:
+        """Run ``proposal``, the job's last task, before its proposal is sent (caller
+        holds job.lock): the proposal, the reports held back and the successor's own go
+        in the round trip that releases the job (`_flush_reports`), one less than
+        `_continue` takes. Held back no longer than any report (the flusher sends them
+        with the proposal if the successor is slow), so a crash meanwhile loses no
+        more than it would without."""
+        job.ahead = (proposal, proposing)
+        job.continued[proposal.token] = proposal
+        job.unfinished.append(proposal.token)
+        self._flush_due.set()
+
+    def _record_ahead(self, job: CurrentJob) -> None:
+        """The successor run ahead is slow: send the reports with its proposal now, as
+        `_continue` does (caller holds job.lock). If it was not recorded (the job was
+        released), its run is dropped."""
+        proposal, _proposing = job.ahead or (None, None)
+        job.ahead = None
+        if proposal is not None and self._propose(job, proposal) != LeaseResult.CONTINUED \
+                and proposal.token in job.unfinished:
+            job.unfinished.remove(proposal.token)
 
     def _observe(self, spec: TaskSpec, report: Report) -> None:
         event = report.event
@@ -543,7 +576,10 @@ class Worker:
                 if job.reports and job.unfinished and (
                         time.monotonic() - job.reports_since >= DEFAULT_REPORT_DELAY_S):
                     try:
-                        self._flush_reports(job, last=False)
+                        if job.ahead is not None:
+                            self._record_ahead(job)
+                        else:
+                            self._flush_reports(job, last=False)
                     except Exception as exc:  # they go out with the job's next flush
                         self.log.warning("buffered reports not sent yet", error=str(exc))
 
@@ -553,7 +589,16 @@ class Worker:
         whether we still hold it."""
         reports = list(job.reports)
         events = [r.event for r in reports]
-        if last and not self.stopping.is_set():
+        claim = 0 if self.stopping.is_set() else 1
+        if job.ahead is not None:  # the successor run ahead finished: the job with it
+            proposal, proposing = job.ahead
+            job.ahead = None
+            i = next(i for i, r in enumerate(reports) if r is proposing)
+            held, claimed = self._send(lambda: self.claimer.ran_ahead(
+                events[:i], proposing.event, proposal, events[i + 1:], job.job_id, claim))
+            if claim:
+                self._next = claimed
+        elif last and claim:
             held, self._next = self._send(
                 lambda: self.claimer.release_and_claim(events, job.job_id))
         else:
@@ -564,6 +609,7 @@ class Worker:
         del job.reports[:len(reports)]  # only once they landed
 
     def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
+        job.ahead = None  # its proposal is not sent: the coordinator dispatches it
         reports, job.reports = job.reports, []  # finished tasks: reported, not handed back
         events = [r.event for r in reports] + [
             Event(HANDBACK, job.batch.session_id, token=token,

@@ -154,6 +154,50 @@ def test_a_continued_job_is_reaped_with_the_proposed_token(redis_client: redis.R
     assert (job.job_id, job.tokens) == (job_id, ["e.1", proposal.token])
 
 
+def test_a_successor_run_ahead_is_recorded_with_its_report_and_the_job_ends(
+        redis_client: redis.Redis, broker: Broker) -> None:
+    job_id = _enqueue(redis_client, "s1", "e.1")
+    _enqueue(redis_client, "s2", "e.9")  # the next job, claimed in the same step
+    claimer = _claimer(broker)
+    claimer.claim(1)
+    proposal = TaskSpec("b", continuation_token())
+    earlier = Event(DONE, "s1", token="e.0", task_id="z")
+    held, [next_job] = claimer.ran_ahead([earlier], _done("e.1"), proposal,
+                                         [_done(proposal.token, "b")], job_id, 1)
+    assert held and next_job.job_id == "gf.s2.e.9"
+    entries = broker.events.read("0-0", 10, 1)
+    # The earlier report, the proposal, then the successor's completion: the
+    # coordinator adopts the proposal before it reads the successor's report.
+    assert [e.event.token for e in entries] == ["e.0", "e.1", proposal.token]
+    assert entries[1].event.continuation == proposal
+    assert redis_client.hget(KS.jobmap, job_id) is None  # released
+    assert redis_client.zscore(KS.leases, job_id) is None
+    assert redis_client.hget(KS.lease_owner, "gf.s2.e.9") == WORKER.encode()
+
+
+@pytest.mark.parametrize("change", ["cancelled", "reaped"])
+def test_a_successor_run_ahead_that_cannot_be_recorded_is_dropped(
+        redis_client: redis.Redis, broker: Broker, change: str) -> None:
+    job_id = _enqueue(redis_client, "s1", "e.1")
+    claimer = _claimer(broker)
+    claimer.claim(1)
+    if change == "cancelled":
+        redis_client.hset(KS.run("s1").meta, RunField.STATUS, RunStatus.CANCELLED.value)
+    else:
+        redis_client.hset(KS.lease_owner, job_id, REAPER)
+    proposal = TaskSpec("b", continuation_token())
+    held, claimed = claimer.ran_ahead([], _done("e.1"), proposal,
+                                      [_done(proposal.token, "b")], job_id)
+    assert held is (change == "cancelled") and claimed == []
+    # The plain completion only: the coordinator dispatches the successor itself.
+    [entry] = broker.events.read("0-0", 10, 1)
+    assert entry.event.token == "e.1" and entry.event.continuation is None
+    if change == "cancelled":
+        assert redis_client.zscore(KS.leases, job_id) is None
+    else:
+        assert redis_client.hget(KS.lease_owner, job_id) == REAPER.encode()
+
+
 def _chain_shape(n: int) -> GraphShape:
     names = [f"t{i}" for i in range(n)]
     shape = GraphShape()

@@ -18,6 +18,7 @@ import pytest
 import redis
 from clusters import WORKER_OPTIONS, coordinator_options
 
+import graflow_dist.broker.submission as submission_module
 from graflow_dist import Client, TaskExecutionContext, task, workflow
 from graflow_dist.broker.keys import EVENT_FIELD, Keyspace, RunField
 from graflow_dist.core.context import ExecutionContext
@@ -80,6 +81,29 @@ def test_a_forged_completion_is_dead_lettered_and_never_feeds_the_next_task(
     reasons = [d["reason"].decode() for d in client.broker.events.dead_letters(10)]
     assert any("unsigned message" in r for r in reasons), reasons
     assert any("does not verify" in r for r in reasons), reasons
+    _all_alive(shared_cluster, pids)
+
+
+def test_a_submission_event_carrying_a_malformed_run_falls_back_to_redis(
+    shared_cluster: LocalCluster, client: Client, monkeypatch: pytest.MonkeyPatch,
+    wait_until: Callable[..., Any],
+) -> None:
+    """A small run travels whole in its (signed) submission event; if what it carries
+    does not decode, the coordinator reads the run from Redis, and it runs."""
+    real = submission_module.started_body
+
+    def broken(*args: Any) -> dict[str, Any]:
+        body = real(*args)
+        body["fr"]["session_id"] = "f" * 32
+        return body
+
+    monkeypatch.setattr(submission_module, "started_body", broken)
+    pids = _pids(shared_cluster)
+    run = client.submit(slow_then_next("malformed-submission", 0.0))
+    assert run.wait(timeout=RUN_TIMEOUT_S) == "second got genuine"
+    log = Path(shared_cluster.coordinator.log_path)
+    wait_until(lambda: "submission event unusable" in log.read_text(errors="replace")
+               and run.session_id in log.read_text(errors="replace"), "the warning")
     _all_alive(shared_cluster, pids)
 
 

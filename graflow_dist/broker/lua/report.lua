@@ -16,6 +16,15 @@
 -- the job's tokens (a reaper re-dispatches it like any task of the job), CONTINUED. Otherwise ARGV[9] goes instead and the job is released
 -- as in 'release' (RELEASED or LEASE_LOST): a proposal is in the stream only if its
 -- token is in the job's entry, recorded by the lease's owner.
+--
+-- 'ahead' (a continuation run ahead of its record, ending the job): as 'continue', but
+-- the worker already ran the proposed successor, the job's last task. ARGV[8] and
+-- ARGV[9] as there, ARGV[10] the number n of earlier reports (ARGV[11..10+n]), then the
+-- successor's own reports. Under the conditions of 'continue' the earlier reports,
+-- ARGV[8] and the successor's reports are appended; otherwise the earlier reports and
+-- ARGV[9] (the successor's run is dropped: the coordinator dispatches it as usual).
+-- Then the job is released and, with `max_jobs` > 0, the next jobs claimed, as in
+-- 'claim' (or 'release' with `max_jobs` 0).
 local events_key = KEYS[1]
 local leases_key = KEYS[2]
 local owners_key = KEYS[3]
@@ -35,7 +44,8 @@ local max_jobs = tonumber(ARGV[7] or '0')  -- 'claim' only
 
 local checks = {events_key, 'stream', leases_key, 'zset', owners_key, 'hash',
                 jobmap_key, 'hash', worker_key, 'hash', failed_key, 'zset'}
-if mode == 'claim' then
+local claiming = mode == 'claim' or (mode == 'ahead' and max_jobs > 0)
+if claiming then
   checks[#checks + 1] = queue_key
   checks[#checks + 1] = 'list'
   checks[#checks + 1] = wake_key
@@ -86,12 +96,31 @@ if mode == 'continue' then
   return finish_job(leases_key, owners_key, jobmap_key, worker_key, job_id, worker)
 end
 
-for i = 8, #ARGV do
-  redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
+if mode == 'ahead' then
+  local recorded = redis.call('HGET', owners_key, job_id) == worker
+    and with_token(redis.call('HGET', jobmap_key, job_id), reason) ~= nil
+  local earlier = math.max(0, math.min(tonumber(ARGV[10]) or 0, #ARGV - 10))
+  for i = 11, 10 + earlier do
+    redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
+  end
+  if recorded then
+    redis.call('XADD', events_key, '*', F_EVENT, ARGV[8])
+    for i = 11 + earlier, #ARGV do
+      redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
+    end
+  else
+    redis.call('XADD', events_key, '*', F_EVENT, ARGV[9])
+  end
 end
-if mode == 'release' then
+
+if mode ~= 'ahead' then
+  for i = 8, #ARGV do
+    redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
+  end
+end
+if mode == 'release' or (mode == 'ahead' and not claiming) then
   return finish_job(leases_key, owners_key, jobmap_key, worker_key, job_id, worker)
-elseif mode == 'claim' then
+elseif claiming then
   local released = finish_job(leases_key, owners_key, jobmap_key, worker_key, job_id, worker)
   local out = claim_jobs(queue_key, leases_key, owners_key, wake_key, worker_key, lease_arg,
                          worker, max_jobs, ended_at)
