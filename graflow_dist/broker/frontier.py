@@ -16,12 +16,13 @@ import redis
 from graflow_dist.broker.keys import RunField, RunKeys
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.errors import GraflowError, UnknownSessionError, WireError
+from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot, GroupProgress
 from graflow_dist.scheduler.groups import GroupRun
 from graflow_dist.scheduler.journal import Journal
 from graflow_dist.scheduler.specs import GraphShape, NodeShape, TaskSpec, copy_shape
 from graflow_dist.scheduler.state import Scheduler
-from graflow_dist.wire.fields import int_text, submap
+from graflow_dist.wire.fields import int_text, mapping, submap
 from graflow_dist.wire.messages import packb, unpackb
 from graflow_dist.wire.specs import (
     decode_spec,
@@ -301,15 +302,18 @@ def started_body(meta: dict[str, Any], shape_fields: list[Any],
             "sh": shape_fields, "fr": frontier.to_dict()}
 
 
-def decode_started(session_id: str, body: dict[str, Any]
+def decode_started(session_id: str, body: Any
                    ) -> tuple[RunRecord, GraphShape, FrontierSnapshot]:
     """`load_run`, from a `started_body` instead of Redis (`WireError` naming what is
     malformed)."""
     what = f"run {session_id!r} submission event"
-    meta = submap(body, "m", what)
+    meta = submap(mapping(body, what), "m", what)
     if not all(isinstance(v, str) for v in meta.values()):
         raise WireError(f"{what}: record fields must be strings")
     record = RunRecord.from_text_meta(session_id, meta, f"{what}: record")
+    if record.status is not RunStatus.RUNNING or record.resume:
+        raise WireError(f"{what}: not a run its client started (status "
+                        f"{record.status.value}, resume {record.resume})")
     fields = body.get("sh")
     if not (isinstance(fields, list) and fields and len(fields) % 2 == 0
             and len(fields) <= 2 * STARTED_EVENT_MAX_NODES):
@@ -323,6 +327,11 @@ def decode_started(session_id: str, body: dict[str, Any]
     frontier = frontier_from_dict(body.get("fr"), f"{what}: frontier")
     if frontier.session_id != session_id:
         raise WireError(f"{what}: the frontier is of another run")
+    if (frontier.steps, frontier.dispatch_seq) != (record.steps, record.dispatch_seq):
+        raise WireError(f"{what}: the frontier's counters are not the record's")
+    tokens = [s.token for s in frontier.pending_tasks]
+    if len(set(tokens)) != len(tokens):
+        raise WireError(f"{what}: a pending token appears twice")
     frontier.pending_tasks.sort(key=Scheduler.seq_of)
     check_frontier(graph, frontier, what)
     return record, graph, frontier

@@ -39,7 +39,7 @@ from graflow_dist.names import is_session_id
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import GraphShape, NodeShape
-from graflow_dist.wire.messages import Event, unpackb
+from graflow_dist.wire.messages import SUBMIT, Event, unpackb
 from graflow_dist.wire.specs import node_shape_from_dict
 
 # Graphs with more nodes have their shape written ahead of the submission, in chunks.
@@ -245,13 +245,33 @@ class RunStore:
                 out[sid] = err
         return out
 
-    def started(self, event: Event) -> tuple[RunRecord, GraphShape, FrontierSnapshot]:
-        """`load` of a small run its client started, from its submission event (which
-        the submission wrote together with the run): no round trip. `WireError` if the
-        event carries no such run or a malformed one."""
-        if not event.started:
-            raise WireError(f"submission event of run {event.session_id!r} carries no run")
-        return decode_started(event.session_id, event.started)
+    def started(self, events: list[Event]
+                ) -> dict[str, tuple[RunRecord, GraphShape, FrontierSnapshot] | None
+                          | WireError]:
+        """`load` of small runs their clients started, from their submission events
+        (`Event.started`, written with the run), for each run Redis confirms is still
+        that incarnation and running (one HMGET each, all in one round trip): None for
+        a run that is not (ended, failed on takeover, submitted again: read it), a
+        `WireError` for an event whose run does not decode (read it too)."""
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.hmget(self.keyspace.run(event.session_id).meta,
+                       [RunField.STATUS, RunField.INCARNATION])
+        out: dict[str, tuple[RunRecord, GraphShape, FrontierSnapshot] | None
+                  | WireError] = {}
+        for event, stored in zip(events, pipe.execute(raise_on_error=False), strict=True):
+            if event.kind != SUBMIT:
+                out[event.session_id] = WireError(f"a {event.kind} event carries no run")
+                continue
+            try:
+                run = decode_started(event.session_id, event.started)
+            except WireError as exc:
+                out[event.session_id] = exc
+                continue
+            record = run[0]
+            same = [record.status.value.encode(), record.incarnation.encode()]
+            out[event.session_id] = run if stored == same else None
+        return out
 
     def active_ids(self) -> tuple[list[str], list[bytes]]:
         """The active runs' session ids, and the members of the active set that are no

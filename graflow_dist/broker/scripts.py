@@ -67,7 +67,7 @@ class LeaderResult(IntEnum):
 
 class LeaseResult(IntEnum):
     """``finish``, ``fail_job`` and ``report`` (HELD: mode 'held', still ours;
-    CONTINUED: mode 'continue')."""
+    CONTINUED: mode 'continue'; mode 'ahead' releases, as 'release' or 'claim')."""
 
     LEASE_LOST = 0
     RELEASED = 1

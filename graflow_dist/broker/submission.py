@@ -30,6 +30,7 @@ from graflow_dist.broker.keys import Keyspace, RunField
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.scheduler.events import RunStatus
 from graflow_dist.scheduler.frontier import FrontierSnapshot
+from graflow_dist.scheduler.journal import Journal
 from graflow_dist.scheduler.specs import GraphShape, TaskSpec
 from graflow_dist.scheduler.state import Scheduler
 from graflow_dist.wire.messages import RESUME, SUBMIT, Event
@@ -61,6 +62,8 @@ class Submission:
     dynamic: dict[str, bytes] = field(default_factory=dict)
     started: Scheduler | None = None
     first: list[TaskSpec] = field(default_factory=list)
+    # what the client's start changed (drained once: the submission may be sent again)
+    start_journal: Journal | None = None
     staged_shape: str | None = None
 
 
@@ -96,7 +99,9 @@ def submission_commands(keyspace: Keyspace, events: EventLog, sub: Submission
         # submit-time TTL while the run needs it.
         cmds += [["PERSIST", keyspace.blob(record.graph_hash)],
                  *(["PERSIST", keyspace.code(h)] for h in sub.shape.code_blobs())]
-        cmds += expand(journal_commands(keys, sub.started, sub.started.drain_journal()))
+        if sub.start_journal is None:
+            sub.start_journal = sub.started.drain_journal()
+        cmds += expand(journal_commands(keys, sub.started, sub.start_journal))
         cmds += iter_job_commands(keyspace, record, sub.first, DEFAULT_MAX_BATCH,
                                   ASSUMED_WORKERS, shape=sub.shape)
     cmds += channel_write_commands(keys, sub.channel_values)

@@ -316,15 +316,17 @@ class Coordinator:
 
     def _load_submitted(self, events: list[Event]) -> dict[str, Any]:
         """The runs these submission events hand over: a small run its client started
-        as its event carries it, every other one read in one round trip."""
+        as its (last) event carries it, once Redis confirms it is still that run; every
+        other one read, in one round trip."""
+        carried = {e.session_id: e for e in events if e.started}
         loaded: dict[str, Any] = {}
-        for event in events:
-            if event.started and event.session_id not in loaded:
-                try:
-                    loaded[event.session_id] = self.broker.runs.started(event)
-                except WireError as exc:  # what Redis holds is the truth: read that
-                    self.log.warning("submission event unusable, run read from redis",
-                                     session=event.session_id, error=str(exc))
+        for sid, run in (self.broker.runs.started(list(carried.values()))
+                         if carried else {}).items():
+            if isinstance(run, WireError):  # what Redis holds is the truth: read that
+                self.log.warning("submission event unusable, run read from redis",
+                                 session=sid, error=str(run))
+            elif run is not None:
+                loaded[sid] = run
         loaded.update(self.broker.runs.load_many(list(dict.fromkeys(
             e.session_id for e in events if e.session_id not in loaded))))
         return loaded

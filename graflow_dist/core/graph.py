@@ -184,13 +184,18 @@ class LayeredGraph(TaskGraph):
         self._nodes = ChainMap({}, base._nodes)  # type: ignore[assignment]
         self._succ = ChainMap({}, base._succ)  # type: ignore[assignment]
         self._pred = ChainMap({}, base._pred)  # type: ignore[assignment]
-        self._layer: dict[str, Any] = self._nodes.maps[0]  # type: ignore[attr-defined]
-        self._base = base
 
     def get_node_or_none(self, node_id: str) -> Any:
-        # Once per task run: the layer, then the base (ChainMap.get looks twice).
-        node = self._layer.get(node_id)
-        return self._base.get_node_or_none(node_id) if node is None else node
+        # Once per task run: each map once (ChainMap.get looks through them twice). A
+        # renamed node left a plain dict.
+        nodes = self._nodes
+        if not isinstance(nodes, ChainMap):
+            return nodes.get(node_id)
+        for mapping in nodes.maps:
+            node = mapping.get(node_id)
+            if node is not None:
+                return node
+        return None
 
     def add_edge(self, source: str, target: str) -> None:
         for table in (self._succ, self._pred):

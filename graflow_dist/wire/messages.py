@@ -248,8 +248,9 @@ class Event:
     continuation: TaskSpec | None = None
     # submit of a small run its client started: the run as written with the event
     # (record, shape, frontier), so the coordinator takes it over without reading it
-    # back (see `graflow_dist.broker.frontier.started_body`)
-    started: dict[str, Any] = field(default_factory=dict)
+    # back (`graflow_dist.broker.frontier.started_body`). Decoded as it came: its
+    # reader checks it (a malformed one costs a read of the run, not the event)
+    started: Any = field(default_factory=dict)
 
     def encode(self, secret: bytes | None = None) -> bytes:
         """The stream entry: the msgpack body sealed with the message MAC (so a Redis
@@ -314,7 +315,7 @@ class Event:
             finished_at=f.number(body, "fa", what, 0.0, minimum=0.0),
             duration_s=f.number(body, "du", what, 0.0, minimum=0.0),
             traceback=f.text(body, "tb", what, ""), preview=f.text(body, "pv", what, ""),
-            continuation=continuation, started=dict(f.submap(body, "st", what, {})),
+            continuation=continuation, started=body.get("st") or {},
         )
 
 

@@ -56,6 +56,11 @@ DEFAULT_GRACE_PERIOD_S = 30.0
 # tasks share one transaction while a slow task's successors are never held up.
 DEFAULT_REPORT_BATCH = 16
 DEFAULT_REPORT_DELAY_S = 0.002
+# A job's last continuation runs ahead of its proposal only if Redis said this long ago
+# at most that the run was going (the claim, or a recorded continuation): a successor
+# starts at most this long after its run was cancelled, as for any report held back
+# (see Worker._run_ahead).
+RUN_AHEAD_WITHIN_S = DEFAULT_REPORT_DELAY_S
 # After Redis refused a command for a reason other than an outage: wait before retrying.
 _REFUSED_BACKOFF_S = 1.0
 
@@ -83,6 +88,8 @@ class CurrentJob:
     # The job's last task, proposed and run before the proposal was sent, and the
     # report that proposes it (see Worker._run_ahead)
     ahead: tuple[TaskSpec, Report] | None = None
+    # When Redis last said the run was going and the lease ours (monotonic)
+    confirmed_at: float = field(default_factory=time.monotonic)
 
     def spec(self, token: str) -> TaskSpec | None:
         for spec in self.batch.specs:
@@ -442,7 +449,9 @@ class Worker:
             job.all_plain = job.all_plain and _plain(event)
             with job.lock:
                 if spec.token not in job.unfinished:
-                    return  # handed back by the shutdown watchdog meanwhile
+                    # handed back by the shutdown watchdog meanwhile, or run ahead and
+                    # then not recorded
+                    return
                 job.unfinished.remove(spec.token)
                 if not job.reports:
                     job.reports_since = time.monotonic()
@@ -450,8 +459,9 @@ class Worker:
                 last = not job.unfinished
                 proposal = self._proposal(job, spec, report, chain) if last else None
                 if proposal is not None:
-                    if not chain:  # the job's last task: its record goes with its report
-                        self._run_ahead(job, proposal, report)
+                    if not chain and (time.monotonic() - job.confirmed_at
+                                      <= RUN_AHEAD_WITHIN_S):
+                        self._run_ahead(job, proposal, report)  # the job's last task
                         specs.append(proposal)
                     elif self._continue(job, proposal):
                         specs.append(proposal)
@@ -495,6 +505,7 @@ class Worker:
             return False
         job.continued[proposal.token] = proposal
         job.unfinished.append(proposal.token)
+        job.confirmed_at = time.monotonic()
         return True
 
     def _propose(self, job: CurrentJob, proposal: TaskSpec) -> LeaseResult:
@@ -511,12 +522,12 @@ class Worker:
         return result
 
     def _run_ahead(self, job: CurrentJob, proposal: TaskSpec, proposing: Report) -> None:
-        """Run ``proposal``, the job's last task, before its proposal is sent (caller
-        holds job.lock): the proposal, the reports held back and the successor's own go
-        in the round trip that releases the job (`_flush_reports`), one less than
-        `_continue` takes. Held back no longer than any report (the flusher sends them
-        with the proposal if the successor is slow), so a crash meanwhile loses no
-        more than it would without."""
+        """Queue ``proposal``, the job's last task, to run before its proposal is sent
+        (caller holds job.lock): the reports held back, the proposal and the
+        successor's own report then go in the round trip that releases the job
+        (`_flush_reports`), one less than `_continue` takes. The reports are held back
+        no longer than any report: if the successor is slow, the flusher sends them
+        with the proposal (`_record_ahead`)."""
         job.ahead = (proposal, proposing)
         job.continued[proposal.token] = proposal
         job.unfinished.append(proposal.token)
@@ -526,10 +537,13 @@ class Worker:
         """The successor run ahead is slow: send the reports with its proposal now, as
         `_continue` does (caller holds job.lock). If it was not recorded (the job was
         released), its run is dropped."""
-        proposal, _proposing = job.ahead or (None, None)
+        assert job.ahead is not None
+        proposal = job.ahead[0]
+        result = self._propose(job, proposal)
         job.ahead = None
-        if proposal is not None and self._propose(job, proposal) != LeaseResult.CONTINUED \
-                and proposal.token in job.unfinished:
+        if result == LeaseResult.CONTINUED:
+            job.confirmed_at = time.monotonic()
+        elif proposal.token in job.unfinished:
             job.unfinished.remove(proposal.token)
 
     def _observe(self, spec: TaskSpec, report: Report) -> None:
@@ -592,10 +606,10 @@ class Worker:
         claim = 0 if self.stopping.is_set() else 1
         if job.ahead is not None:  # the successor run ahead finished: the job with it
             proposal, proposing = job.ahead
-            job.ahead = None
             i = next(i for i, r in enumerate(reports) if r is proposing)
             held, claimed = self._send(lambda: self.claimer.ran_ahead(
                 events[:i], proposing.event, proposal, events[i + 1:], job.job_id, claim))
+            job.ahead = None
             if claim:
                 self._next = claimed
         elif last and claim:
@@ -609,7 +623,9 @@ class Worker:
         del job.reports[:len(reports)]  # only once they landed
 
     def _hand_back(self, job: CurrentJob, tokens: list[str]) -> None:
-        job.ahead = None  # its proposal is not sent: the coordinator dispatches it
+        if job.ahead is not None:  # never proposed: the coordinator dispatches it itself
+            tokens = [t for t in tokens if t != job.ahead[0].token]
+            job.ahead = None
         reports, job.reports = job.reports, []  # finished tasks: reported, not handed back
         events = [r.event for r in reports] + [
             Event(HANDBACK, job.batch.session_id, token=token,

@@ -51,7 +51,7 @@ def test_a_small_started_run_is_the_same_from_its_event_as_from_redis(
         redis_client: redis.Redis) -> None:
     broker, sid, event = submitted(redis_client, fan(10))
     assert event.started
-    record, shape, frontier = broker.runs.started(event)
+    record, shape, frontier = broker.runs.started([event])[sid]
     stored_record, stored_shape, stored_frontier = broker.runs.load(sid)
     assert dataclasses.replace(record, updated_at=None) == dataclasses.replace(
         stored_record, updated_at=None)
@@ -59,6 +59,37 @@ def test_a_small_started_run_is_the_same_from_its_event_as_from_redis(
     assert shape.nodes == stored_shape.nodes  # (HSCAN's order is the hash table's)
     assert frontier.to_dict() == stored_frontier.to_dict()
     assert [s.task_id for s in frontier.pending_tasks] == ["head"]
+
+
+@pytest.mark.parametrize("change", ["cancelled", "failed on takeover", "submitted again",
+                                    "gone"])
+def test_a_run_that_is_no_longer_what_its_event_says_is_read_from_redis(
+        redis_client: redis.Redis, change: str) -> None:
+    broker, sid, event = submitted(redis_client, fan(3))
+    meta = broker.keyspace.run(sid).meta
+    if change == "cancelled":
+        redis_client.hset(meta, "status", "cancelled")
+    elif change == "failed on takeover":
+        redis_client.hset(meta, "status", "failed")
+    elif change == "submitted again":
+        redis_client.hset(meta, "incarnation", "another")
+    else:
+        redis_client.delete(meta)
+    assert broker.runs.started([event]) == {sid: None}
+
+
+def test_a_submission_sent_again_after_its_code_was_lost_writes_its_frontier(
+        redis_client: redis.Redis) -> None:
+    client = Client(redis_client=redis_client)
+    wf = fan(3)
+    client.submit(wf)  # the client now counts on the graph's code being stored
+    broker = Broker(redis_client)
+    for key in redis_client.scan_iter(f"{broker.keyspace.prefix}:code:*"):
+        redis_client.delete(key)  # Redis lost it: the next submission is refused once
+    run = client.submit(wf)
+    _record, _shape, frontier = broker.runs.load(run.session_id)
+    assert [s.task_id for s in frontier.pending_tasks] == ["head"]
+    assert len(frontier.active) == 6
 
 
 def test_a_large_run_is_not_carried_by_its_event(redis_client: redis.Redis) -> None:
@@ -86,13 +117,22 @@ def _broken(body: dict[str, Any], how: str) -> dict[str, Any]:
         body["fr"]["completed_tasks"] = ["ghost"]
     elif how == "frontier not a map":
         body["fr"] = [1]
+    elif how == "not a map":
+        body = [body]
+    elif how == "not started by its client":
+        body["m"]["status"] = "submitted"
+    elif how == "counters not the record's":
+        body["fr"]["dispatch_seq"] += 1
+    elif how == "a pending token twice":
+        body["fr"]["pending_tasks"] *= 2
     return body
 
 
 @pytest.mark.parametrize("how", [
     "no record", "record field not text", "record without status", "odd shape",
     "shape entry not bytes", "node not msgpack", "frontier of another run",
-    "frontier names an unknown task", "frontier not a map"])
+    "frontier names an unknown task", "frontier not a map", "not a map",
+    "not started by its client", "counters not the record's", "a pending token twice"])
 def test_a_malformed_event_is_refused_naming_the_run(redis_client: redis.Redis,
                                                      how: str) -> None:
     _broker, sid, event = submitted(redis_client, fan(2))

@@ -3,10 +3,11 @@
 -- stream, then by `mode`: 'release' (the job is done: as `finish`), 'claim' (as
 -- 'release', then the worker claims up to `max_jobs` next jobs as `claim` does: one
 -- round trip from one job to the next), 'held' (more to come: does the worker still
--- hold the job?), 'fail' (a job it cannot read: as `fail_job`), 'none', or 'continue'
--- (below). Returns RELEASED / HELD, or LEASE_LOST (the events are appended all the
--- same: the coordinator fences stale ones off), 0 for 'none'; for 'claim' {RELEASED or
--- LEASE_LOST, then the reply of `claim`}; or {WRONG_TYPE, ...} having written nothing.
+-- hold the job?), 'fail' (a job it cannot read: as `fail_job`), 'none', 'continue' or
+-- 'ahead' (below). Returns RELEASED / HELD, or LEASE_LOST (the events are appended all
+-- the same: the coordinator fences stale ones off), 0 for 'none'; for 'claim' (and
+-- 'ahead' with `max_jobs` > 0) {RELEASED or LEASE_LOST, then the reply of `claim`}; or
+-- {WRONG_TYPE, ...} having written nothing.
 --
 -- 'continue' (local continuation): ARGV[8] is the completion of the job's last task
 -- carrying the worker's proposal for its successor, ARGV[9] the same completion without
@@ -31,15 +32,15 @@ local owners_key = KEYS[3]
 local jobmap_key = KEYS[4]
 local worker_key = KEYS[5]
 local failed_key = KEYS[6]
-local queue_key = KEYS[7]  -- 'claim' only
-local wake_key = KEYS[8]  -- 'claim' only
+local queue_key = KEYS[7]  -- claiming only
+local wake_key = KEYS[8]  -- claiming only
 local mode = ARGV[1]
 local job_id = ARGV[2]
 local worker = ARGV[3]
 local reason = ARGV[4]
 local ended_at = ARGV[5]
-local lease_arg = ARGV[6]  -- 'claim' only
-local max_jobs = tonumber(ARGV[7] or '0')  -- 'claim' only
+local lease_arg = ARGV[6]  -- claiming only
+local max_jobs = tonumber(ARGV[7] or '0')  -- claiming only ('claim', 'ahead')
 -- ARGV[8..]: encoded events
 
 local checks = {events_key, 'stream', leases_key, 'zset', owners_key, 'hash',
