@@ -320,8 +320,7 @@ class Coordinator:
         other one read, in one round trip."""
         carried = {e.session_id: e for e in events if e.started}
         loaded: dict[str, Any] = {}
-        for sid, run in (self.broker.runs.started(list(carried.values()))
-                         if carried else {}).items():
+        for sid, run in self.broker.runs.started(list(carried.values())).items():
             if isinstance(run, WireError):  # what Redis holds is the truth: read that
                 self.log.warning("submission event unusable, run read from redis",
                                  session=sid, error=str(run))

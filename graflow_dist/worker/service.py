@@ -505,19 +505,20 @@ class Worker:
             return False
         job.continued[proposal.token] = proposal
         job.unfinished.append(proposal.token)
-        job.confirmed_at = time.monotonic()
         return True
 
     def _propose(self, job: CurrentJob, proposal: TaskSpec) -> LeaseResult:
         """Send the job's reports, the last one carrying ``proposal`` (caller holds
-        job.lock)."""
+        job.lock); CONTINUED confirms the run is going and the lease ours."""
         reports = list(job.reports)
         events = [r.event for r in reports[:-1]]
         done = reports[-1].event
         result = self._send(lambda: self.claimer.continue_with(events, done, proposal,
                                                                 job.job_id))
         del job.reports[:len(reports)]
-        if result == LeaseResult.LEASE_LOST:
+        if result == LeaseResult.CONTINUED:
+            job.confirmed_at = time.monotonic()
+        elif result == LeaseResult.LEASE_LOST:
             self._lease_lost(job)
         return result
 
@@ -539,11 +540,9 @@ class Worker:
         released), its run is dropped."""
         assert job.ahead is not None
         proposal = job.ahead[0]
-        result = self._propose(job, proposal)
+        recorded = self._propose(job, proposal) == LeaseResult.CONTINUED
         job.ahead = None
-        if result == LeaseResult.CONTINUED:
-            job.confirmed_at = time.monotonic()
-        elif proposal.token in job.unfinished:
+        if not recorded and proposal.token in job.unfinished:
             job.unfinished.remove(proposal.token)
 
     def _observe(self, spec: TaskSpec, report: Report) -> None:

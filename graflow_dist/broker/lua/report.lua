@@ -55,9 +55,9 @@ end
 local wrong = wrong_types(checks)
 if wrong then return wrong end
 
--- The jobmap entry {session, {tokens}} with `token` added, or nil if it does not read
--- or its run is not going on in the job's incarnation (over, or submitted again).
-local function with_token(entry, token)
+-- The jobmap entry {session, {tokens}} decoded, or nil if it does not read or its run
+-- is not going on in the job's incarnation (over, or submitted again).
+local function going_entry(entry)
   if not entry then return nil end
   local ok, decoded = pcall(cmsgpack.unpack, entry)
   if not ok or type(decoded) ~= 'table' or type(decoded[1]) ~= 'string'
@@ -73,6 +73,13 @@ local function with_token(entry, token)
      or (redis.call('HGET', job_key, F_JOB_INCARNATION) or '') ~= (run_incarnation or '') then
     return nil
   end
+  return decoded
+end
+
+-- The jobmap entry with `token` added, or nil as for `going_entry`.
+local function with_token(entry, token)
+  local decoded = going_entry(entry)
+  if not decoded then return nil end
   for _, known in ipairs(decoded[2]) do
     if known == token then return entry end  -- a report sent again
   end
@@ -98,8 +105,10 @@ if mode == 'continue' then
 end
 
 if mode == 'ahead' then
+  -- recorded as 'continue' would record it; the job ends here, so its entry is not
+  -- rewritten with the token
   local recorded = redis.call('HGET', owners_key, job_id) == worker
-    and with_token(redis.call('HGET', jobmap_key, job_id), reason) ~= nil
+    and going_entry(redis.call('HGET', jobmap_key, job_id)) ~= nil
   local earlier = math.max(0, math.min(tonumber(ARGV[10]) or 0, #ARGV - 10))
   for i = 11, 10 + earlier do
     redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
@@ -112,9 +121,7 @@ if mode == 'ahead' then
   else
     redis.call('XADD', events_key, '*', F_EVENT, ARGV[9])
   end
-end
-
-if mode ~= 'ahead' then
+else
   for i = 8, #ARGV do
     redis.call('XADD', events_key, '*', F_EVENT, ARGV[i])
   end
