@@ -85,7 +85,11 @@ def _max_bytes_option(name: str, env: str, default: int, what: str) -> Any:
 def _connected(ctx: click.Context, startup_timeout_s: float, role: str,
                queue: str | None = None, name: str | None = None) -> redis.Redis:
     """A checked connection: the secret is usable, Redis answers, and its user may run
-    everything ``role`` needs (nothing is written before all that holds)."""
+    everything ``role`` needs (nothing is written before all that holds).
+
+    Until the service installs its own handler, SIGTERM ends it at once with status 0:
+    it holds nothing yet (a pod stopped while it waits for Redis)."""
+    _on_sigterm(_stop_before_starting)
     load_secret()
     client = connect(ctx.obj["redis_url"])
     wait_for_connection(client, ctx.obj["redis_url"], startup_timeout_s,
@@ -97,6 +101,11 @@ def _connected(ctx: click.Context, startup_timeout_s: float, role: str,
     except TRANSIENT_ERRORS as exc:
         raise ConnectionConfigError(f"lost Redis while checking permissions: {exc}") from None
     return client
+
+
+def _stop_before_starting() -> None:
+    log.info("stopped before it started")
+    raise SystemExit(0)
 
 
 def _on_sigterm(handler: Any) -> None:

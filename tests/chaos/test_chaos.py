@@ -72,6 +72,10 @@ class Injector:
 
     def _pick_worker(self, fault: Fault) -> ServiceProcess | None:
         live = self._candidates()
+        if fault.kind == "worker_term":
+            # A worker still importing has no handler yet: SIGTERM's default action ends
+            # it (tests/cli/test_startup_wait.py covers a term from its Redis wait on).
+            live = [w for w in live if _started(w)]
         if not live:
             return None
         busy = self.in_flight()
@@ -157,6 +161,12 @@ class Injector:
             process.signal_group(signal.SIGCONT)
             fault.ended = time.time()
         self.paused = []
+
+
+def _started(worker: ServiceProcess) -> bool:
+    """Its supervisor logged its start (after installing its SIGTERM handler)."""
+    return worker.log_path is not None and \
+        "worker supervisor started" in worker.log_path.read_text(errors="replace")
 
 
 def _status(run) -> str | None:  # noqa: ANN001
