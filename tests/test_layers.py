@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "graflow_dist"
@@ -27,6 +29,10 @@ LAYERS: list[set[str]] = [
 # what it imports lazily, and why.
 LAZY_ALLOWED = {
     ("graflow_dist", "graflow_dist.client"): "keeps redis and rq out of `import graflow_dist`",
+    ("graflow_dist.checkpoint.io", "graflow_dist.checkpoint.redis_store"):
+        "keeps redis out of `import graflow_dist` (only redis:// checkpoint paths need it)",
+    ("graflow_dist.coordination.executor", "graflow_dist.coordination.redis_coordinator"):
+        "keeps redis and rq out of `import graflow_dist` (only the redis backend needs them)",
 }
 # Where Redis commands may be issued and Redis key names spelled.
 REDIS_FREE = ["client.py", "coordinator", "worker", "cli", "web"]
@@ -159,6 +165,16 @@ def test_function_level_imports_are_the_listed_few() -> None:
                 if (a, b) not in LAZY_ALLOWED]
     assert not unlisted, "\n".join(unlisted)
     assert len(LAZY_ALLOWED) <= 3
+
+
+def test_import_graflow_dist_leaves_redis_and_rq_out() -> None:
+    """An in-process user does not pay for the cluster's libraries (nor wait for them:
+    a service's start-up, with its SIGTERM handler not yet set, is shorter)."""
+    code = ("import sys, graflow_dist; "
+            "print(' '.join(m for m in ('redis', 'rq') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "", f"`import graflow_dist` imported {out}"
 
 
 def test_only_the_broker_talks_to_redis() -> None:

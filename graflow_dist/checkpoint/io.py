@@ -18,7 +18,6 @@ from graflow_dist.checkpoint.format import (
     parse_state,
     state_document,
 )
-from graflow_dist.checkpoint.redis_store import RedisCheckpointStore, public_path
 from graflow_dist.checkpoint.stores import (
     DEFAULT_CHECKPOINT_DIR,
     CheckpointStore,
@@ -49,8 +48,19 @@ def default_base(session_id: str, steps: int, root: str = DEFAULT_CHECKPOINT_DIR
 def store_for(path: str) -> CheckpointStore:
     """The store a checkpoint path lives in: ``redis://...`` or the filesystem."""
     if is_redis_path(path):
+        from graflow_dist.checkpoint.redis_store import RedisCheckpointStore  # noqa: PLC0415
+
         return RedisCheckpointStore.for_path(path)
     return FileCheckpointStore()
+
+
+def shown_path(path: str) -> str:
+    """``path`` as it may be stored and shown: a Redis URL without its password."""
+    if not is_redis_path(path):
+        return path
+    from graflow_dist.checkpoint.redis_store import public_path  # noqa: PLC0415
+
+    return public_path(path)
 
 
 def write_checkpoint(
@@ -76,9 +86,7 @@ def write_checkpoint(
     )
     files = {PKL: payload.encode(), STATE: dump_json(state), META: dump_json(meta.to_dict())}
     (store or store_for(base)).write(base, files)
-    if is_redis_path(base):
-        base = public_path(base)  # the path is stored and shown: no password in it
-    meta.path = with_suffix(base, PKL)
+    meta.path = with_suffix(shown_path(base), PKL)
     return meta.path, meta
 
 
@@ -86,7 +94,7 @@ def load_checkpoint(path: str) -> tuple[ContextPayload, FrontierSnapshot, Checkp
     """Read and validate all three files; any problem is a `CheckpointError`."""
     base = split_base(os.fspath(path))
     store = store_for(base)
-    shown = public_path(base) if is_redis_path(base) else base
+    shown = shown_path(base)
     meta = parse_meta(store.read(base, META), with_suffix(shown, META))  # absent: uncommitted
     frontier, _ = parse_state(store.read(base, STATE), with_suffix(shown, STATE))
     payload = ContextPayload.decode(store.read(base, PKL), with_suffix(shown, PKL))

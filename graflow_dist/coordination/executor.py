@@ -11,11 +11,6 @@ from graflow_dist.coordination.coordinator import (
     DirectCoordinator,
     TaskCoordinator,
 )
-from graflow_dist.coordination.redis_coordinator import (
-    DEFAULT_GROUP_TIMEOUT_S,
-    RedisCoordinator,
-    cluster_broker,
-)
 from graflow_dist.coordination.threading_coordinator import ThreadingCoordinator
 from graflow_dist.core.context import ExecutionContext
 
@@ -27,6 +22,12 @@ def in_process_coordinator(group: Any, context: ExecutionContext) -> TaskCoordin
     if backend is CoordinationBackend.THREADING:
         return ThreadingCoordinator(config.get("thread_count"))
     if backend is CoordinationBackend.REDIS:
+        from graflow_dist.coordination.redis_coordinator import (  # noqa: PLC0415
+            DEFAULT_GROUP_TIMEOUT_S,
+            RedisCoordinator,
+            cluster_broker,
+        )
+
         broker = cluster_broker(config, getattr(group, "redis_client", None))
         return RedisCoordinator(broker, context, group.task_id,
                                 config.get("timeout", DEFAULT_GROUP_TIMEOUT_S))
