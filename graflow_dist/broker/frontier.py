@@ -96,9 +96,10 @@ def frontier_commands(keys: RunKeys, frontier: FrontierSnapshot) -> list[Command
     return cmds
 
 
-def journal_commands(keys: RunKeys, scheduler: Scheduler, journal: Journal
-                     ) -> list[Command | Deferred]:
-    """Persist what changed in ``scheduler`` since the last drain."""
+def journal_commands(keys: RunKeys, scheduler: Scheduler, journal: Journal,
+                     progress: dict[str, Any] | None = None) -> list[Command | Deferred]:
+    """Persist what changed in ``scheduler`` since the last drain (``progress``: its
+    `progress_meta`, when the caller also sends it elsewhere)."""
     cmds: list[Command | Deferred] = []
     if journal.pending_del:
         cmds.append(["HDEL", keys.pending, *journal.pending_del])
@@ -133,8 +134,8 @@ def journal_commands(keys: RunKeys, scheduler: Scheduler, journal: Journal
         cmds.append(["HDEL", keys.parked, *journal.parked_del])
     _hset(cmds, keys.parked, {k: packb(p.to_dict()) for k, p in journal.parked_put.items()})
     cmds += shape_commands(keys.shape, scheduler.shape, journal.new_nodes)
-    cmds.append(["HSET", keys.meta, *(x for item in progress_meta(scheduler).items()
-                                      for x in item)])
+    progress = progress_meta(scheduler) if progress is None else progress
+    cmds.append(["HSET", keys.meta, *(x for item in progress.items() for x in item)])
     return cmds
 
 

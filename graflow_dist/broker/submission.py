@@ -87,6 +87,7 @@ def submission_commands(keyspace: Keyspace, events: EventLog, sub: Submission
         meta[RunField.STARTED_AT] = repr(time.time())
     cmds.append(["HSET", keys.meta, *_pairs(meta)])
     shape_cmds: list[Command] = []
+    progress = progress_meta(sub.started) if sub.started is not None else {}
     if sub.staged_shape is not None:
         cmds += [["RENAME", sub.staged_shape, keys.shape], ["PERSIST", keys.shape]]
     else:
@@ -101,7 +102,7 @@ def submission_commands(keyspace: Keyspace, events: EventLog, sub: Submission
                  *(["PERSIST", keyspace.code(h)] for h in sub.shape.code_blobs())]
         if sub.start_journal is None:
             sub.start_journal = sub.started.drain_journal()
-        cmds += expand(journal_commands(keys, sub.started, sub.start_journal))
+        cmds += expand(journal_commands(keys, sub.started, sub.start_journal, progress))
         cmds += iter_job_commands(keyspace, record, sub.first, DEFAULT_MAX_BATCH,
                                   ASSUMED_WORKERS, shape=sub.shape)
     cmds += channel_write_commands(keys, sub.channel_values)
@@ -111,7 +112,7 @@ def submission_commands(keyspace: Keyspace, events: EventLog, sub: Submission
     event = Event(RESUME if sub.frontier is not None else SUBMIT, record.session_id)
     if sub.started is not None and len(shape_cmds) == 1 \
             and len(sub.shape.nodes) <= STARTED_EVENT_MAX_NODES:
-        event.started = started_body({**meta, **progress_meta(sub.started)},
+        event.started = started_body({**meta, **progress},
                                      shape_cmds[0][2:], sub.started.snapshot())
     cmds.append(events.publish_command(event))
     return cmds
