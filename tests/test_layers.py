@@ -168,8 +168,7 @@ def test_function_level_imports_are_the_listed_few() -> None:
 
 
 def test_import_graflow_dist_leaves_redis_and_rq_out() -> None:
-    """An in-process user does not pay for the cluster's libraries (nor wait for them:
-    a service's start-up, with its SIGTERM handler not yet set, is shorter)."""
+    """An in-process user does not pay for the cluster's libraries (0.3 s of imports)."""
     code = ("import sys, graflow_dist; "
             "print(' '.join(m for m in ('redis', 'rq') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
