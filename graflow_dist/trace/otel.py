@@ -60,7 +60,8 @@ def submit_traceparent(session_id: str, workflow: str = "") -> str:
     """Record a ``submit`` span (a child of the caller's current span, if any) and
     return its W3C ``traceparent``, which the run's tasks continue on the workers.
     Empty when OpenTelemetry is not installed or nothing is being traced."""
-    if not otel_configured() and not _api().get_current_span().get_span_context().is_valid:
+    if not otel_available() or (
+            not otel_configured() and not _api().get_current_span().get_span_context().is_valid):
         return ""  # nothing records spans here and there is no trace to continue
     propagation = _otel("trace.propagation.tracecontext")
     tracer = _api().get_tracer(INSTRUMENTATION_NAME)

@@ -38,6 +38,26 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
                           capture_output=True, text=True, timeout=timeout_s)
 
 
+# What graflow-dist imports only when a feature needs it (graflow_dist.optional), and the
+# test extra installs: hidden by `without_optional`, as on a machine with the README's
+# Quick start install (`pip install -e '.[embedded]'`).
+OPTIONAL_MODULES = ("opentelemetry", "networkx", "matplotlib", "pygraphviz")
+
+
+@pytest.fixture
+def env_without_optional(tmp_path: Path) -> dict[str, str]:
+    """An environment whose Python processes (the CLI and every service it starts)
+    cannot import `OPTIONAL_MODULES`, as if they were not installed."""
+    site = tmp_path / "without-optional"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"for name in {OPTIONAL_MODULES!r}:\n"
+        "    sys.modules[name] = None  # import raises ModuleNotFoundError\n")
+    path = os.environ.get("PYTHONPATH")
+    return cli_env(PYTHONPATH=f"{site}{os.pathsep}{path}" if path else str(site))
+
+
 @pytest.fixture
 def graflow_dist() -> Callable[..., subprocess.CompletedProcess[str]]:
     """``graflow_dist(*args, cwd=None, env=None, timeout_s=60)``: see `run_cli`."""

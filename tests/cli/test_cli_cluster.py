@@ -264,8 +264,14 @@ def test_ctrl_c_stops_up_and_everything_it_started(
         client.ping()
 
 
-def test_up_demo_runs_the_demo_and_exits(tmp_path: Path, graflow_dist: CLI) -> None:
-    proc = ok(graflow_dist("up", "--demo", cwd=tmp_path, timeout_s=120))
+@pytest.mark.parametrize("extras", ["test extras", "none"])
+def test_up_demo_runs_the_demo_and_exits(tmp_path: Path, graflow_dist: CLI, extras: str,
+                                         env_without_optional: dict[str, str]) -> None:
+    """The README's Quick start, also as its install leaves it: without the optional
+    modules (OpenTelemetry, networkx, matplotlib) that the test extra installs."""
+    env = env_without_optional if extras == "none" else None
+    proc = ok(graflow_dist("up", "--demo", "--no-ui", cwd=tmp_path, env=env,
+                           timeout_s=120))
     output = proc.stdout + proc.stderr
     assert "result: sum of squares = 1240, refined estimate = 156.75" in output
     assert "run completed" in output
