@@ -9,16 +9,18 @@ import click
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.loading import load_workflow
 from graflow_dist.drawing.layout import DIRECTIONS, LR
-from graflow_dist.utils.graph import draw_ascii, draw_mermaid, draw_svg
+from graflow_dist.utils.graph import draw_ascii, draw_dot, draw_mermaid, draw_png, draw_svg
 
-FORMATS = ("svg", "mermaid", "text")
-SUFFIX_FORMATS = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".txt": "text"}
+FORMATS = ("svg", "png", "dot", "mermaid", "text")
+SUFFIX_FORMATS = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot",
+                  ".mmd": "mermaid", ".mermaid": "mermaid", ".txt": "text"}
 
 
 @cli.command("graph")
 @click.argument("target", metavar="MODULE:ATTR")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format (default: from the -o suffix, else text).")
+              help="Output format (default: from the -o suffix, else text); png needs "
+                   "matplotlib and -o.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the drawing to FILE instead of standard output.")
 @click.option("--direction", type=click.Choice(DIRECTIONS), default=LR, show_default=True,
@@ -26,13 +28,22 @@ SUFFIX_FORMATS = {".svg": "svg", ".mmd": "mermaid", ".mermaid": "mermaid", ".txt
 def graph(target: str, fmt: str | None, output: Path | None, direction: str) -> None:
     """Draw a workflow: MODULE:ATTR as for `submit` (a .py file or a dotted module, and a
     workflow(...) or a function returning one). Needs no Redis."""
+    chosen = fmt or (_format_of(output) if output else "text")
+    if chosen == "png" and output is None:
+        raise click.UsageError("a PNG is written to a file: give -o FILE.png")
     wf = load_workflow(target)
-    chosen = fmt or (SUFFIX_FORMATS.get(output.suffix.lower(), "text") if output else "text")
+    if chosen == "png":
+        assert output is not None
+        output.write_bytes(draw_png(wf))
+        click.echo(f"wrote {output} ({chosen})", err=True)
+        return
     if chosen == "svg":
         title = getattr(wf, "name", None) or target
         drawing = draw_svg(wf, direction=direction, title=title)
     elif chosen == "mermaid":
         drawing = draw_mermaid(wf)
+    elif chosen == "dot":
+        drawing = draw_dot(wf)
     else:
         drawing = draw_ascii(wf)
     if output is None:
@@ -40,3 +51,16 @@ def graph(target: str, fmt: str | None, output: Path | None, direction: str) -> 
         return
     output.write_text(drawing if drawing.endswith("\n") else drawing + "\n", encoding="utf-8")
     click.echo(f"wrote {output} ({chosen})", err=True)
+
+
+def _format_of(output: Path) -> str:
+    """The format ``output``'s suffix names (text without one); an unknown suffix is an
+    error rather than a text drawing under a misleading name."""
+    if not output.suffix:
+        return "text"
+    chosen = SUFFIX_FORMATS.get(output.suffix.lower())
+    if chosen is None:
+        raise click.BadParameter(
+            f"no format is drawn as {output.suffix!r}: name the file "
+            f"{', '.join(SUFFIX_FORMATS)}, or give --format", param_hint="-o/--output")
+    return chosen

@@ -85,5 +85,38 @@ def test_bad_references_fail_with_one_clear_line(graflow_dist, tmp_path) -> None
     assert "Traceback" not in missing.stderr
     no_file = graflow_dist("graph", f"{tmp_path}/absent.py:wf")
     assert no_file.returncode == 1 and "no such workflow file" in no_file.stderr
-    bad_format = graflow_dist("graph", f"{flow}:wf", "--format", "png")
-    assert bad_format.returncode == 2 and "'png' is not one of" in bad_format.stderr
+    bad_format = graflow_dist("graph", f"{flow}:wf", "--format", "jpeg")
+    assert bad_format.returncode == 2 and "'jpeg' is not one of" in bad_format.stderr
+
+
+def test_png_and_dot_by_suffix(graflow_dist, tmp_path) -> None:
+    flow = write_workflow(tmp_path)
+    png, dot = tmp_path / "etl.png", tmp_path / "etl.gv"
+    result = graflow_dist("graph", f"{flow}:wf", "-o", str(png))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {png} (png)" in result.stderr
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert graflow_dist("graph", f"{flow}:wf", "-o", str(dot)).returncode == 0
+    assert dot.read_text().startswith('digraph "workflow" {') and '"extract"' in dot.read_text()
+
+
+def test_a_suffix_without_a_format_is_refused_not_written_as_text(graflow_dist,
+                                                                  tmp_path) -> None:
+    flow = write_workflow(tmp_path)
+    out = tmp_path / "etl.jpg"
+    result = graflow_dist("graph", f"{flow}:wf", "-o", str(out))
+    assert result.returncode == 2 and not out.exists()
+    assert "no format is drawn as '.jpg'" in result.stderr and ".png" in result.stderr
+    to_stdout = graflow_dist("graph", f"{flow}:wf", "--format", "png")
+    assert to_stdout.returncode == 2 and "give -o FILE.png" in to_stdout.stderr
+    assert to_stdout.stdout == ""
+
+
+def test_png_without_matplotlib_says_what_to_install(graflow_dist, tmp_path,
+                                                     env_without_optional) -> None:
+    flow = write_workflow(tmp_path)
+    out = tmp_path / "etl.png"
+    result = graflow_dist("graph", f"{flow}:wf", "-o", str(out), env=env_without_optional)
+    assert result.returncode == 1 and not out.exists()
+    assert "matplotlib" in result.stderr and "pip install" in result.stderr
+    assert "Traceback" not in result.stderr
