@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,25 +33,28 @@ def graph(target: str, fmt: str | None, output: Path | None, direction: str) -> 
     if chosen == "png" and output is None:
         raise click.UsageError("a PNG is written to a file: give -o FILE.png")
     wf = load_workflow(target)
-    if chosen == "png":
-        assert output is not None
-        output.write_bytes(draw_png(wf))
-        click.echo(f"wrote {output} ({chosen})", err=True)
-        return
-    if chosen == "svg":
-        title = getattr(wf, "name", None) or target
-        drawing = draw_svg(wf, direction=direction, title=title)
-    elif chosen == "mermaid":
-        drawing = draw_mermaid(wf)
-    elif chosen == "dot":
-        drawing = draw_dot(wf)
-    else:
-        drawing = draw_ascii(wf)
+    drawing = _draw(wf, chosen, direction, getattr(wf, "name", None) or target)
     if output is None:
         click.echo(drawing)
         return
-    output.write_text(drawing if drawing.endswith("\n") else drawing + "\n", encoding="utf-8")
+    if isinstance(drawing, bytes):
+        output.write_bytes(drawing)
+    else:
+        output.write_text(drawing if drawing.endswith("\n") else drawing + "\n",
+                          encoding="utf-8")
     click.echo(f"wrote {output} ({chosen})", err=True)
+
+
+def _draw(wf: Any, chosen: str, direction: str, title: str) -> str | bytes:
+    if chosen == "png":
+        return draw_png(wf)
+    if chosen == "svg":
+        return draw_svg(wf, direction=direction, title=title)
+    if chosen == "mermaid":
+        return draw_mermaid(wf)
+    if chosen == "dot":
+        return draw_dot(wf)
+    return draw_ascii(wf)
 
 
 def _format_of(output: Path) -> str:
