@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--dir", help="checkpoint directory (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="graflow-ckpt-") as tmp:
-        directory = Path(args.dir or tmp)
+        directory = Path(args.dir or tmp).resolve()  # a cluster re-roots relative paths
         wf = build_workflow(str(directory))
 
         print("== first run")

@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--failure-rate", type=float, default=DEFAULT_FAILURE_RATE)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="graflow-ckpt-") as tmp:
-        directory = Path(args.dir or tmp)
+        directory = Path(args.dir or tmp).resolve()  # a cluster re-roots relative paths
         directory.mkdir(parents=True, exist_ok=True)
         checkpoint_base = str(directory / "before_train_model")
         ledger = RunLedger(str(directory / "run_ledger.json"))

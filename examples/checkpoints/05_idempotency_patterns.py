@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--dir", help="checkpoint directory (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="graflow-ckpt-") as tmp:
-        directory = Path(args.dir or tmp) / uuid.uuid4().hex[:8]  # fresh crash markers
+        directory = Path(args.dir or tmp).resolve() / uuid.uuid4().hex[:8]  # fresh crash markers
         directory.mkdir(parents=True)
         pattern_processed_ids(directory)
         pattern_state_machine(directory)

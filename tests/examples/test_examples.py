@@ -160,14 +160,18 @@ def test_idempotency_patterns(tmp_path: Path) -> None:
     ],
 )
 def test_examples_run_on_a_cluster(tmp_path: Path, name: str, redis_url: str) -> None:
-    """GRAFLOW_DIST_CLUSTER sends every run (and every resume) to the cluster. The
-    examples checkpoint into temporary directories under ``tmp_path``: that is the
-    coordinator's checkpoint directory (it refuses paths outside it)."""
+    """GRAFLOW_DIST_CLUSTER sends every run (and every resume) to the cluster. As the
+    README says: the coordinator's checkpoint directory is ``./checkpoints`` (as for
+    `graflow-dist up` run here; it refuses paths outside it) and the example is given
+    ``--dir checkpoints/examples``, a relative path it makes absolute (the coordinator
+    would put a relative one below its directory)."""
+    checkpoints = tmp_path / "checkpoints"
     with LocalCluster(2, redis_url=redis_url, data_dir=str(tmp_path / "cluster"),
                       worker_options=WORKER_OPTIONS,
-                      coordinator_options=["--checkpoint-dir", str(tmp_path)]) as cluster:
+                      coordinator_options=["--checkpoint-dir", str(checkpoints)]) as cluster:
         env = {"GRAFLOW_DIST_CLUSTER": cluster.url,
                "GRAFLOW_DIST_SECRET": os.environ["GRAFLOW_DIST_SECRET"]}
-        out = run_example(name, tmp_path, env=env).stdout
+        out = run_example(name, tmp_path, "--dir", "checkpoints/examples", env=env).stdout
+    assert list((checkpoints / "examples").rglob("*.meta.json")), "written where asked"
     assert "OK" in out
     assert "Traceback" not in out
