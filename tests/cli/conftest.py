@@ -39,7 +39,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
 
 # What graflow-dist imports only when a feature needs it (graflow_dist.optional), and the
-# test extra installs: hidden by `without_optional`, as on a machine with the README's
+# test extra installs: hidden by `env_without_optional`, as on a machine with the README's
 # Quick start install (`pip install -e '.[embedded]'`).
 OPTIONAL_MODULES = ("opentelemetry", "networkx", "matplotlib", "pygraphviz")
 
