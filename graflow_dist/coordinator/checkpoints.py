@@ -129,12 +129,12 @@ def write_requested(broker: Broker, run: RunState, root: str, log: Any
         try:
             path, _meta = checkpoint_run(broker, run.record, pending.frontier,
                                          pending.request, root, pending.channel_values)
-            broker.runs.note_checkpoint(run.session_id, path=path)
+            broker.runs.note_checkpoint(run.session_id, run.record.incarnation, path=path)
             log.info("checkpoint written", session=run.session_id, path=path,
                      steps=pending.frontier.steps)
             written.append((pending.request, path))
         except GraflowError as exc:
-            broker.runs.note_checkpoint(run.session_id, error=str(exc))
+            broker.runs.note_checkpoint(run.session_id, run.record.incarnation, error=str(exc))
             log.error("checkpoint failed", session=run.session_id, error=str(exc))
     run.checkpoints = []
     return written
