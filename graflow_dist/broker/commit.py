@@ -118,6 +118,16 @@ class Commit:
                 cmd += [task_id, record.encode()]
             self.commands.append(cmd)
 
+    def checkpoint_noted(self, keys: RunKeys, path: str | None, error: str | None) -> None:
+        """Where the run's last checkpoint went, and why one failed (either or both)."""
+        fields: list[Any] = []
+        if path is not None:
+            fields += [RunField.LAST_CHECKPOINT, path]
+        if error is not None:
+            fields += [RunField.CHECKPOINT_ERROR, error]
+        if fields:
+            self.commands.append(["HSET", keys.meta, *fields])
+
     def last_task(self, keys: RunKeys, task_id: str) -> None:
         self.commands.append(["HSET", keys.meta, RunField.LAST_TASK, task_id])
 

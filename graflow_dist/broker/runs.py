@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import ResponseError
 
 from graflow_dist.broker.channel_data import read_channel
 from graflow_dist.broker.code import DEFAULT_BLOB_TTL_S, CodeStore
@@ -41,9 +41,6 @@ from graflow_dist.scheduler.frontier import FrontierSnapshot
 from graflow_dist.scheduler.specs import GraphShape, NodeShape
 from graflow_dist.wire.messages import SUBMIT, Event, unpackb
 from graflow_dist.wire.specs import node_shape_from_dict
-
-# Tries of a checkpoint's note on a run record that workers keep writing.
-_NOTE_ATTEMPTS = 50
 
 # Graphs with more nodes have their shape written ahead of the submission, in chunks.
 STAGED_SHAPE_NODES = 5_000
@@ -392,29 +389,6 @@ class RunStore:
         pipe.xadd(keys.ended, {ENDED_FIELD: RunStatus.FAILED.value})
         pipe.execute()
         return moved
-
-    def note_checkpoint(self, session_id: str, incarnation: str, path: str | None = None,
-                        error: str | None = None) -> bool:
-        """Record where the run's last checkpoint went, or why it failed, on that
-        incarnation of the run only (not on a new submission of the session, nor on
-        data that expired). Workers write the record too (running counts), so a write
-        that raced one is tried again. False if it was not recorded."""
-        field = RunField.LAST_CHECKPOINT if error is None else RunField.CHECKPOINT_ERROR
-        meta = self.keyspace.run(session_id).meta
-        for _attempt in range(_NOTE_ATTEMPTS):
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(meta)
-                    if pipe.type(meta) != HASH.encode() or \
-                            pipe.hget(meta, RunField.INCARNATION) != incarnation.encode():
-                        return False  # gone (expired, wiped) or submitted again
-                    pipe.multi()
-                    pipe.hset(meta, field, error or path or "")
-                    pipe.execute()
-                    return True
-                except WatchError:
-                    continue  # the record changed meanwhile: look again
-        return False
 
     def expire(self, record: RunRecord, ttl_s: int, code: Iterable[str] = ()) -> bool:
         """Give a finished run's data and its graph (manifest and the code blobs

@@ -34,9 +34,11 @@ def checkpoint_run(
     request: CheckpointRequest,
     root: str,
     channel_values: dict[str, bytes] | None = None,
+    dynamic: dict[str, bytes] | None = None,
 ) -> tuple[str, CheckpointMetadata]:
     """Write the three checkpoint files of a run; relative paths are under ``root``.
-    ``channel_values`` is the channel as of the request (default: as it is now)."""
+    ``channel_values`` is the channel and ``dynamic`` the run's dynamic tasks as of the
+    request (default: as Redis holds them now)."""
     graph = broker.runs.code.graph(record.graph_hash)
     if graph is None:
         raise CheckpointError("<checkpoint>", f"graph {record.graph_hash} of run "
@@ -55,7 +57,7 @@ def checkpoint_run(
         default_max_cycles=record.default_max_cycles,
         default_max_retries=record.default_max_retries,
         config={"workflow": record.workflow, "queue": record.queue},
-        dynamic=broker.runs.dynamic_blobs(record.session_id),
+        dynamic=broker.runs.dynamic_blobs(record.session_id) if dynamic is None else dynamic,
     )
     if request.path:
         base = checkpoint_location(root, request.path)
@@ -109,33 +111,32 @@ def _in_store(root: str, requested: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}/{name}", parts.query, ""))
 
 
-def snapshot_channel(broker: Broker, run: RunState) -> None:
-    """Read the channel for this commit's checkpoints *before* the commit enqueues the
-    successors, which could otherwise write to it first; the results this commit
-    writes are added from the reports."""
-    values = {**broker.runs.channel_values(run.session_id), **run.results}
-    for pending in run.checkpoints:
-        if pending.channel_values is None:
-            pending.channel_values = values
-
-
 def write_requested(broker: Broker, run: RunState, root: str, log: Any
                     ) -> list[tuple[CheckpointRequest, str]]:
-    """Write the checkpoints ``run`` asked for (after the commit that recorded them);
-    a failure is noted on the run (``checkpoint_error``) and logged, never raised.
-    Returns the requests written and where."""
+    """Write the checkpoints ``run`` asked for, before the commit of the step that asked:
+    the channel and the dynamic tasks as Redis holds them, with what that commit adds.
+    The commit notes on the run's record where the last one went, or why one failed
+    (``checkpoint_error``: logged, never raised). So a run is never seen ended before
+    its checkpoints are written, and none is lost: a coordinator that dies before its
+    commit leaves the files, and the next leader, applying the same events again,
+    writes them again. Returns the requests written and where."""
+    if not run.checkpoints:
+        return []
+    sid = run.session_id
+    values = {**broker.runs.channel_values(sid), **run.results}
+    dynamic = {**broker.runs.dynamic_blobs(sid), **run.dynamic}
     written = []
     for pending in run.checkpoints:
         try:
             path, _meta = checkpoint_run(broker, run.record, pending.frontier,
-                                         pending.request, root, pending.channel_values)
-            broker.runs.note_checkpoint(run.session_id, run.record.incarnation, path=path)
-            log.info("checkpoint written", session=run.session_id, path=path,
+                                         pending.request, root, values, dynamic)
+            run.checkpoint_path = path
+            log.info("checkpoint written", session=sid, path=path,
                      steps=pending.frontier.steps)
             written.append((pending.request, path))
         except GraflowError as exc:
-            broker.runs.note_checkpoint(run.session_id, run.record.incarnation, error=str(exc))
-            log.error("checkpoint failed", session=run.session_id, error=str(exc))
+            run.checkpoint_error = str(exc)
+            log.error("checkpoint failed", session=sid, error=str(exc))
     run.checkpoints = []
     return written
 

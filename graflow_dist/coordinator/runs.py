@@ -30,12 +30,10 @@ __all__ = ["DEFAULT_MAX_BATCH", "PendingCheckpoint", "RunState"]
 
 @dataclass
 class PendingCheckpoint:
-    """A checkpoint to write after the next commit: the frontier as of the request, and
-    the channel as of just before the commit (see ``Coordinator._snapshot_channel``)."""
+    """A checkpoint to write before the next commit: the frontier as of the request."""
 
     request: CheckpointRequest
     frontier: FrontierSnapshot
-    channel_values: dict[str, bytes] | None = None
 
 
 @dataclass
@@ -57,6 +55,8 @@ class RunState:
     dynamic: dict[str, bytes] = field(default_factory=dict)  # task id -> signed task
     results: dict[str, bytes] = field(default_factory=dict)  # channel key -> value, to write
     task_records: dict[str, TaskRecord] = field(default_factory=dict)  # to write
+    checkpoint_path: str | None = None  # written, to note on the record
+    checkpoint_error: str | None = None  # why one failed, to note on the record
 
     @property
     def session_id(self) -> str:
@@ -152,6 +152,8 @@ class RunState:
         self.dynamic, self.failures, self.results, self.task_records = {}, 0, {}, {}
         if self.last_task is not None:
             commit.last_task(self.keys, self.last_task)
+        commit.checkpoint_noted(self.keys, self.checkpoint_path, self.checkpoint_error)
+        self.checkpoint_path = self.checkpoint_error = None
         if self.end is None:
             commit.jobs(self.record, self.dispatch, max_batch, live_workers,
                         self.scheduler.shape, in_flight,

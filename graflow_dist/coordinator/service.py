@@ -28,7 +28,6 @@ from graflow_dist.broker.keys import Keyspace
 from graflow_dist.checkpoint.io import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.coordinator.checkpoints import (
     AutoCheckpoints,
-    snapshot_channel,
     write_requested,
 )
 from graflow_dist.coordinator.feedback import FeedbackTimeouts
@@ -464,8 +463,7 @@ class Coordinator:
         # group lets its worker run the group's join at once (local continuation).
         in_flight = sum(len(run.scheduler.inflight) for run in self.runs.values())
         for run in runs:
-            if run.checkpoints:
-                snapshot_channel(self.broker, run)
+            self._write_checkpoints(run)
             run.write(commit, self.max_batch, self.leases.live_workers, in_flight)
         commit.released_jobs(self._released_jobs)
         for dead in self._dead:
@@ -486,12 +484,15 @@ class Coordinator:
                 ended.append(run)
         self._expire(ended)
 
-    def _after_commit(self, run: RunState) -> bool:
-        """Write the run's checkpoints; True once the run is over (it is dropped)."""
+    def _write_checkpoints(self, run: RunState) -> None:
+        """Write the checkpoints the run asked for (before the commit that notes them)."""
         for request, path in write_requested(self.broker, run, self.checkpoint_dir, self.log):
             waiting_for = request.metadata.get("waiting_for") or []
             if waiting_for:
                 self.feedback.note_timeouts(waiting_for, path)
+
+    def _after_commit(self, run: RunState) -> bool:
+        """Drop the run once it is over; True if it was."""
         if run.end is None:
             return False
         del self.runs[run.session_id]

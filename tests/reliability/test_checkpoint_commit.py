@@ -1,0 +1,128 @@
+"""A coordinator that dies around the commit of a step that asked for a checkpoint: the
+checkpoint is written and noted all the same, by it or by the next leader.
+
+The first coordinator runs in this process (so it can die exactly before or after that
+commit); real worker processes run the tasks and a coordinator process takes over."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from clusters import LEADER_LEASE_S, WORKER_OPTIONS
+
+from graflow_dist import CheckpointManager, Client, TaskExecutionContext, task, workflow
+from graflow_dist.broker import Broker, Commit
+from graflow_dist.broker.keys import RunField
+from graflow_dist.coordinator.service import Coordinator
+from graflow_dist.embedded.processes import ServiceProcess
+from graflow_dist.embedded.redis_server import RedisServer
+from reliability.harness import Ledger, record, wait_for, wait_run
+
+
+class Died(Exception):
+    """The in-process coordinator's end (nothing after it runs, as after a SIGKILL)."""
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    with RedisServer(appendonly=True, dir=tmp_path / "redis") as server:
+        yield server.url
+
+
+@pytest.fixture
+def workers(redis_url: str, tmp_path: Path) -> Iterator[list[ServiceProcess]]:
+    started = [ServiceProcess("worker", redis_url, WORKER_OPTIONS,
+                              log_path=tmp_path / f"worker-{i}.log").start() for i in range(2)]
+    broker = Broker(redis.Redis.from_url(redis_url))
+    wait_for(lambda: len(broker.workers.names()) == len(started), "the workers")
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def checkpointing_workflow(ledger_dir: str, base: Path):  # noqa: ANN201
+    with workflow("checkpoint-at-commit") as wf:
+
+        @task(inject_context=True)
+        def extract(ctx: TaskExecutionContext) -> int:
+            record(ledger_dir, ctx, "start")
+            ctx.checkpoint(path=str(base), metadata={"stage": "extract"})
+            return 20
+
+        @task(inject_context=True)
+        def load(ctx: TaskExecutionContext, extract: int) -> int:
+            record(ledger_dir, ctx, "start")
+            return extract + 1
+
+        extract >> load
+    return wf
+
+
+def dying_coordinator(url: str, checkpoints: Path, when: str
+                      ) -> tuple[Coordinator, threading.Thread]:
+    """A leader that dies ``when`` ("before"/"after") applying the commit of the step in
+    which ``extract`` completed."""
+    coordinator = Coordinator(redis.Redis.from_url(url), checkpoint_dir=str(checkpoints),
+                              leader_lease_s=LEADER_LEASE_S)
+    apply = coordinator.broker.apply
+
+    def apply_then_die(commit: Commit, *args: Any) -> int:
+        step = any(cmd[:1] == ["HSET"] and RunField.LAST_TASK in cmd and "extract" in cmd
+                   for cmd in commit.commands if isinstance(cmd, list))
+        if step and when == "before":
+            raise Died
+        failed = apply(commit, *args)
+        if step:
+            raise Died
+        return failed
+
+    coordinator.broker.apply = apply_then_die  # type: ignore[method-assign]
+
+    def serve() -> None:
+        try:
+            coordinator.run(threading.Event())
+        except Died:
+            pass
+
+    thread = threading.Thread(target=serve, name=f"coordinator-dies-{when}", daemon=True)
+    thread.start()
+    return coordinator, thread
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_coordinator_dying_at_its_commit_loses_no_checkpoint(
+    when: str, redis_url: str, workers: list[ServiceProcess], tmp_path: Path,
+) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    ledger = Ledger(tmp_path / "ledger")
+    base = checkpoints / "etl"
+    _first, thread = dying_coordinator(redis_url, checkpoints, when)
+    with Client(redis_url) as client:
+        run = client.submit(checkpointing_workflow(ledger.path, base))
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the first coordinator did not reach the commit"
+        successor = ServiceProcess("coordinator", redis_url, [
+            "--checkpoint-dir", str(checkpoints), "--leader-lease-s", str(LEADER_LEASE_S)],
+            log_path=tmp_path / "coordinator.log").start()
+        try:
+            assert wait_run(run) == 21
+        finally:
+            successor.stop()
+        noted = run.info()["last_checkpoint"]
+    assert noted == f"{base}.pkl" and run.info()["checkpoint_error"] is None
+    ctx, meta = CheckpointManager.resume_from_checkpoint(noted)
+    assert meta.user_metadata["stage"] == "extract"
+    assert ctx.completed_tasks == ["extract"]
+    assert [spec.task_id for spec in ctx.pending_tasks] == ["load"]
+    assert ctx.get_result("extract") == 20
+    # Died before its commit: the next leader applied the step again and wrote the
+    # checkpoint again. Died after it: the checkpoint was written before the commit.
+    rewritten = "checkpoint written" in (tmp_path / "coordinator.log").read_text()
+    assert rewritten == (when == "before")
+    # extract's completion was in the stream: the takeover applied it, never re-ran it
+    assert [e.task for e in ledger.entries("start")] == ["extract", "load"]
