@@ -10,6 +10,7 @@ import dataclasses
 import os
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from graflow_dist.core.graph import TaskGraph
 from graflow_dist.core.graph_code import graph_from_code
 from graflow_dist.core.workflow import WorkflowContext
 from graflow_dist.errors import (
+    CheckpointWarning,
     CodeMissingError,
     FeedbackError,
     RunActiveError,
@@ -339,6 +341,7 @@ class WorkflowRun:
                     result_key(self._last) if self._last else "")
                 outage.recovered()
                 if record.status.finished:
+                    self._warn_of_checkpoint(record)
                     if (raw is not None and record.status.succeeded
                             and record.last_task == self._last):
                         return self.channel().decoded(result_key(self._last), raw)
@@ -346,6 +349,11 @@ class WorkflowRun:
             except TRANSIENT_ERRORS as exc:
                 outage.failed(exc)
                 time.sleep(min(outage.backoff_s(), max(0.0, left or 1.0)))
+
+    def _warn_of_checkpoint(self, record: RunRecord) -> None:
+        if record.checkpoint_error:
+            warnings.warn(CheckpointWarning(self.session_id, record.checkpoint_error),
+                          stacklevel=3)
 
     def _outcome(self, record: RunRecord) -> Any:
         if not record.status.succeeded:

@@ -132,6 +132,17 @@ class CheckpointError(GraflowError):
         super().__init__(f"checkpoint {path}: {cause}")
 
 
+class CheckpointWarning(UserWarning):
+    """A run on a cluster asked for a checkpoint that was not written (a path outside
+    the coordinator's checkpoint directory, a full disk): the run went on, as it does
+    there, and `WorkflowRun.wait` warns once it ends. In process the error is raised."""
+
+    def __init__(self, session_id: str, error: str) -> None:
+        self.session_id = session_id
+        self.error = error
+        super().__init__(f"run {session_id}: a checkpoint was not written: {error}")
+
+
 class SignatureError(GraflowError):
     """A signed blob is unsigned, forged or signed with another secret."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from typing import Any, NoReturn
 
 import click
@@ -14,7 +15,7 @@ from graflow_dist.cli.loading import load_workflow
 from graflow_dist.cli.progress import watch as watch_run
 from graflow_dist.client import FINISHED, SUCCEEDED, Client, WorkflowRun
 from graflow_dist.core.checkpoint import CheckpointManager
-from graflow_dist.errors import GraflowError
+from graflow_dist.errors import CheckpointWarning, GraflowError
 
 
 def client_from(ctx: click.Context) -> Client:
@@ -33,7 +34,13 @@ def announce(run: WorkflowRun, wait: bool, show_progress: bool, timeout: float |
         warn_without_coordinator(run)
         if show_progress:
             watch_run(run)
-        result = run.wait(timeout)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CheckpointWarning)
+            try:
+                result = run.wait(timeout)
+            finally:
+                for warning in caught:
+                    click.echo(f"warning: {warning.message}", err=True)
     except KeyboardInterrupt:
         detach(run.session_id, "waiting")
     except GraflowError as exc:
@@ -104,6 +111,8 @@ def status(ctx: click.Context, session: str, as_json: bool) -> None:
     click.echo(f"steps:    {info.get('steps', 0)}")
     if info.get("last_checkpoint"):
         click.echo(f"checkpoint: {info['last_checkpoint']}")
+    if info.get("checkpoint_error"):
+        click.echo(f"checkpoint failed: {info['checkpoint_error']}")
     if info.get("error"):
         click.echo(f"error:    {info.get('error_type') or ''}: {info['error']}")
 
@@ -120,8 +129,11 @@ def watch(ctx: click.Context, session: str) -> None:
     except KeyboardInterrupt:
         detach(session, "watching")
     click.echo(f"run {session} {final.status}")
+    info = run.info()
+    if info.get("checkpoint_error"):
+        click.echo(f"warning: {CheckpointWarning(session, info['checkpoint_error'])}",
+                   err=True)
     if final.status not in SUCCEEDED:
-        info = run.info()
         click.echo(f"error: {info.get('error_type') or ''}: {info.get('error') or ''}",
                    err=True)
         sys.exit(1)

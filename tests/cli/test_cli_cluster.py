@@ -306,3 +306,36 @@ def test_submit_wait_of_a_failing_run_exits_1_with_the_task_error(
     session = proc.stdout.strip()
     assert proc.stderr.strip() == (f"run {session} failed: task 'divide' failed: "
                                    "ZeroDivisionError: division by zero")
+
+
+def test_a_checkpoint_the_cluster_refused_is_reported(
+    up_cluster: UpProcess, graflow_dist: CLI
+) -> None:
+    """The run goes on (as it does on a cluster), and every command that shows the run's
+    end says which checkpoint was not written and why."""
+    (up_cluster.cwd / "escaping.py").write_text(textwrap.dedent("""
+        from graflow_dist import task, workflow
+
+        with workflow("escaping") as wf:
+
+            @task(inject_context=True)
+            def save(ctx):
+                ctx.checkpoint(path="../../elsewhere/save")
+                return "saved"
+    """))
+    url = ("--redis-url", up_cluster.url)
+    proc = ok(graflow_dist(*url, "submit", "escaping.py:wf", "--wait", cwd=up_cluster.cwd))
+    session = proc.stdout.splitlines()[0]
+    assert proc.stdout.splitlines()[1:] == [f"run {session} completed", "result: 'saved'"]
+    refusal = (f"warning: run {session}: a checkpoint was not written: checkpoint "
+               "../../elsewhere/save: refused: outside the coordinator's checkpoint "
+               "directory ")
+    assert proc.stderr.startswith(refusal), proc.stderr
+    assert "CheckpointWarning" not in proc.stderr and "client.py" not in proc.stderr
+
+    watched = ok(graflow_dist(*url, "watch", session))
+    assert watched.stdout.strip().splitlines()[-1] == f"run {session} completed"
+    assert watched.stderr.splitlines()[-1].startswith(refusal), watched.stderr  # after the bar
+    status = ok(graflow_dist(*url, "status", session)).stdout
+    assert "checkpoint failed: checkpoint ../../elsewhere/save: refused: outside" in status
+    assert "checkpoint: " not in status

@@ -24,7 +24,12 @@ from graflow_dist.broker.keys import EVENT_FIELD, Keyspace, RunField
 from graflow_dist.core.context import ExecutionContext
 from graflow_dist.embedded import RedisServer
 from graflow_dist.embedded.cluster import LocalCluster
-from graflow_dist.errors import GraflowError, InvalidNameError, PayloadTooLargeError
+from graflow_dist.errors import (
+    CheckpointWarning,
+    GraflowError,
+    InvalidNameError,
+    PayloadTooLargeError,
+)
 from graflow_dist.wire.messages import DONE, JOB_FUNC, WIRE_VERSION, Batch, Event, packb
 from graflow_dist.wire.signing import seal
 
@@ -231,7 +236,8 @@ def test_checkpoint_paths_outside_the_checkpoint_dir_are_refused(
                     return "done"
 
             run = client.submit(wf)
-            assert run.wait(timeout=RUN_TIMEOUT_S) == "done"
+            with pytest.warns(CheckpointWarning, match="refused"):
+                assert run.wait(timeout=RUN_TIMEOUT_S) == "done"
             info = run.info()  # noted with the run's end, not after it
             assert "refused" in info["checkpoint_error"], requested
             assert info["last_checkpoint"] is None

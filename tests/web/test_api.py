@@ -4,15 +4,18 @@ real ``graflow-dist ui`` process."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from console_helpers import TASKS, ConsoleHttp, gated_workflow, open_gates, poll
 
-from graflow_dist import Client
+from graflow_dist import Client, TaskExecutionContext, task, workflow
 from graflow_dist.embedded.cluster import LocalCluster, pid_in_name
+from graflow_dist.errors import CheckpointWarning
 
 RUN_TIMEOUT_S = 60
 
@@ -119,6 +122,27 @@ def test_a_run_in_detail_and_live(client: Client, http: ConsoleHttp,
     missing = http.get("/api/runs/no-such-run")
     assert missing.status_code == 404 and "unknown session" in missing.json()["error"]
     assert http.get("/runs/no-such-run").status_code == 404
+
+
+def test_a_refused_checkpoint_shows_on_the_run_page(client: Client, http: ConsoleHttp
+                                                   ) -> None:
+    with workflow("api-refused-checkpoint") as wf:
+
+        @task(inject_context=True)
+        def save(ctx: TaskExecutionContext) -> str:
+            ctx.checkpoint(path="../../elsewhere/save")
+            return "saved"
+
+    run = client.submit(wf)
+    with pytest.warns(CheckpointWarning, match="refused: outside the coordinator's"):
+        assert run.wait(timeout=RUN_TIMEOUT_S) == "saved"
+    detail = http.get(f"/api/runs/{run.session_id}").json()
+    assert "refused" in detail["run"]["checkpoint_error"]
+    box = re.search(r'<div id="checkpoint-error"[^>]*>([^<]*)</div>',
+                    http.get(f"/runs/{run.session_id}").text)
+    assert box and "hidden" not in box.group(0), "the refusal is not shown"
+    assert box.group(1).startswith("checkpoint failed: checkpoint ../../elsewhere/save: "
+                                   "refused")
 
 
 def test_cancel_one_run_and_bulk_cancel(client: Client, http: ConsoleHttp,

@@ -242,6 +242,9 @@ function initRun() {
     const error = document.getElementById("run-error");
     error.hidden = !r.error;
     error.textContent = r.error ? `${r.error_type || ""}: ${r.error}` : "";
+    const checkpointError = document.getElementById("checkpoint-error");
+    checkpointError.hidden = !r.checkpoint_error;
+    checkpointError.textContent = r.checkpoint_error ? `checkpoint failed: ${r.checkpoint_error}` : "";
     document.getElementById("cancel-run").hidden = r.finished;
     if (r.finished !== finished || r.last_checkpoint !== lastCheckpoint) {
       finished = r.finished;
