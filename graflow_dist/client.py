@@ -28,6 +28,7 @@ from graflow_dist.channels.base import result_key
 from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.core.context import ExecutionContext
+from graflow_dist.core.dynamic import adopt, load_dynamic
 from graflow_dist.core.engine import WorkflowEngine
 from graflow_dist.core.graph import TaskGraph
 from graflow_dist.core.graph_code import graph_from_code
@@ -378,7 +379,8 @@ class WorkflowRun:
         self.client.broker.events.publish(Event(CANCEL, self.session_id, error=reason))
 
     def context(self) -> ExecutionContext:
-        """An `ExecutionContext` view of the run: its frontier, channel and graph."""
+        """An `ExecutionContext` view of the run: its frontier, channel and graph (with
+        the tasks its tasks added, as in process)."""
         runs = self.client.broker.runs
         record, _shape, frontier = runs.load(self.session_id)
         graph = self._graph
@@ -386,6 +388,10 @@ class WorkflowRun:
             stored = runs.code.graph(record.graph_hash)
             graph = None if stored is None else graph_from_code(
                 *stored, f"graph {record.graph_hash} of run {self.session_id}")
+        dynamic = runs.dynamic_blobs(self.session_id)
+        if graph is not None and dynamic:
+            graph = graph.copy()  # the workflow's own graph stays as it was defined
+            adopt(graph, load_dynamic(dynamic, f"run {self.session_id}"))
         ctx = ExecutionContext(graph, record.start_node, record.max_steps,
                                session_id=self.session_id, channel=self.channel(),
                                default_max_cycles=record.default_max_cycles)
@@ -397,6 +403,7 @@ class WorkflowRun:
         """Make ``context`` reflect the run: its frontier, its Redis channel, its last
         checkpoint and status (so code written for in-process runs keeps working)."""
         remote = self.context()
+        context.graph = remote.graph
         context.frontier = remote.frontier
         context.channel = remote.channel
         context.last_checkpoint_path = remote.last_checkpoint_path

@@ -16,7 +16,7 @@ from graflow_dist.checkpoint.format import (
 from graflow_dist.checkpoint.io import default_base, load_checkpoint, store_for, write_checkpoint
 from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR, FileCheckpointStore, split_base
 from graflow_dist.core.context import ExecutionContext
-from graflow_dist.core.dynamic import DynamicNode, adopt
+from graflow_dist.core.dynamic import adopt, load_dynamic
 from graflow_dist.core.graph_code import graph_from_code, split_graph
 from graflow_dist.errors import CheckpointError, GraflowError
 from graflow_dist.scheduler.frontier import FrontierSnapshot
@@ -134,10 +134,7 @@ def restore_context(payload: ContextPayload, frontier: FrontierSnapshot, path: s
     try:
         graph = (graph_from_code(payload.graph_manifest, payload.graph_code, path)
                  if payload.graph_manifest else loads_signed(payload.graph_blob, path))
-        dynamic = {task_id: loads_signed(blob, f"{path}: dynamic task {task_id!r}")
-                   for task_id, blob in payload.dynamic.items()}
-        adopt(graph, {task_id: node if isinstance(node, DynamicNode) else DynamicNode(node)
-                      for task_id, node in dynamic.items()})
+        adopt(graph, load_dynamic(payload.dynamic, path))
         values = {
             k: decode_value(v, f"{path}: channel key {k!r}")
             for k, v in payload.channel.get("values", {}).items()

@@ -17,6 +17,7 @@ from graflow_dist.core.scope import GraphScope
 from graflow_dist.core.task import ParallelGroup, SequentialTask
 from graflow_dist.errors import GraphError
 from graflow_dist.scheduler.specs import NodeShape
+from graflow_dist.wire.signing import loads_signed
 
 
 @dataclass
@@ -106,6 +107,16 @@ def adopt(graph: TaskGraph, nodes: dict[str, DynamicNode]) -> None:
             graph.add_edge(node_id, successor)
 
 
+def load_dynamic(blobs: dict[str, bytes], what: str) -> dict[str, DynamicNode]:
+    """Stored dynamic tasks (signed blobs, verified before loading) as nodes to
+    `adopt`; ``what`` says whose they are in errors."""
+    nodes = {}
+    for task_id, blob in blobs.items():
+        loaded = loads_signed(blob, f"{what}: dynamic task {task_id!r}")
+        nodes[task_id] = loaded if isinstance(loaded, DynamicNode) else DynamicNode(loaded)
+    return nodes
+
+
 def unwrap(loaded: Any) -> Any:
     """The executable of a stored dynamic node (older stores hold the bare executable)."""
     return loaded.executable if isinstance(loaded, DynamicNode) else loaded
@@ -116,6 +127,7 @@ __all__ = [
     "DynamicScope",
     "adopt",
     "collect_new_nodes",
+    "load_dynamic",
     "dynamic_shapes",
     "entry_points",
     "unwrap",

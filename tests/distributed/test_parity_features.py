@@ -154,6 +154,34 @@ def test_a_group_and_its_join_built_on_a_worker(client: Client) -> None:
         assert "plan_ParallelGroup_1" in run.context().completed_tasks
 
 
+def test_execute_brings_the_tasks_built_on_workers_into_the_context(client: Client) -> None:
+    """As in process: after ``execute`` the context's graph holds the tasks the run
+    added (its frontier names them), and the workflow's own graph is left as defined."""
+    with workflow("dynamic-in-context") as wf:
+
+        @task(inject_context=True)
+        def plan(ctx: TaskExecutionContext) -> str:
+            ctx.next_task(parallel(square(task_id="sq2", x=2), square(task_id="sq3", x=3))
+                          >> summarize(task_id="sum", names=["sq2", "sq3"]), goto=True)
+            return "planned"
+
+        @task
+        def skipped() -> str:
+            return "not reached: plan jumps to the group"
+
+        plan >> skipped
+
+    contexts = {"in process": ExecutionContext(wf.graph), "cluster": ExecutionContext(wf.graph)}
+    assert WorkflowEngine().execute(contexts["in process"]) == 13
+    assert client.execute(contexts["cluster"], timeout=RUN_TIMEOUT_S) == 13
+    added = {"sq2", "sq3", "sum", "plan_ParallelGroup_1"}
+    for where, ctx in contexts.items():
+        assert added <= set(ctx.graph.nodes), where
+        assert set(ctx.completed_tasks) <= set(ctx.graph.nodes), where
+        assert ctx.graph.successors("plan_ParallelGroup_1") == ["sum"], where
+    assert not added & set(wf.graph.nodes)
+
+
 def test_a_chain_built_on_a_worker_runs_in_order(client: Client) -> None:
     with workflow("dynamic-chain") as wf:
 
