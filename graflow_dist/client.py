@@ -390,8 +390,15 @@ class WorkflowRun:
                 *stored, f"graph {record.graph_hash} of run {self.session_id}")
         dynamic = runs.dynamic_blobs(self.session_id)
         if graph is not None and dynamic:
-            graph = graph.copy()  # the workflow's own graph stays as it was defined
-            adopt(graph, load_dynamic(dynamic, f"run {self.session_id}"))
+            try:
+                nodes = load_dynamic(dynamic, f"run {self.session_id}")
+                extended = graph.copy()  # the workflow's own graph stays as defined
+                adopt(extended, nodes)
+                graph = extended
+            except Exception as exc:  # e.g. code only the workers can import
+                log.warning("the tasks the run added do not load here: the context's "
+                            "graph lacks them", session=self.session_id,
+                            error=f"{type(exc).__name__}: {exc}")
         ctx = ExecutionContext(graph, record.start_node, record.max_steps,
                                session_id=self.session_id, channel=self.channel(),
                                default_max_cycles=record.default_max_cycles)

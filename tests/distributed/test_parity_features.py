@@ -3,12 +3,15 @@ groups and chains created by next_task (with their joins), coordination backends
 
 from __future__ import annotations
 
+import os
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clusters import checkpoint_dir_of
+import structlog
+from clusters import checkpoint_dir_of, coordinator_options
 
 from graflow_dist import (
     CheckpointManager,
@@ -180,6 +183,46 @@ def test_execute_brings_the_tasks_built_on_workers_into_the_context(client: Clie
         assert set(ctx.completed_tasks) <= set(ctx.graph.nodes), where
         assert ctx.graph.successors("plan_ParallelGroup_1") == ["sum"], where
     assert not added & set(wf.graph.nodes)
+
+
+def test_execute_succeeds_when_the_tasks_built_on_workers_do_not_load_here(
+    tmp_path: Path,
+) -> None:
+    """A task built on a worker from a module only workers have: the run's outcome
+    comes back all the same; only the context's graph lacks that task (logged)."""
+    only_there = tmp_path / "worker-path"
+    only_there.mkdir()
+    (only_there / "gd_worker_only_helper.py").write_text(
+        "WORDS = \"from the worker's own module\"\n")
+    (only_there / "gd_worker_only_tasks.py").write_text(textwrap.dedent("""
+        import gd_worker_only_helper
+        from graflow_dist import task
+
+        @task("made_there")
+        def made_there() -> str:
+            return gd_worker_only_helper.WORDS
+    """))
+    path = os.pathsep.join(p for p in [str(only_there), os.environ.get("PYTHONPATH")] if p)
+    with workflow("worker-only-dynamic") as wf:
+
+        @task(inject_context=True)
+        def plan(ctx: TaskExecutionContext) -> str:
+            import gd_worker_only_tasks  # noqa: PLC0415 - importable on workers only
+
+            ctx.next_task(gd_worker_only_tasks.made_there, goto=True)
+            return "planned"
+
+    with LocalCluster(1, data_dir=tmp_path / "cluster", env={"PYTHONPATH": path},
+                      coordinator_options=coordinator_options(tmp_path)) as cluster, \
+            Client(cluster.url) as client:
+        ctx = ExecutionContext(wf.graph)
+        with structlog.testing.capture_logs() as logs:
+            assert client.execute(ctx, timeout=RUN_TIMEOUT_S) == \
+                "from the worker's own module"
+    assert ctx.completed_tasks == ["plan", "made_there"]
+    assert "made_there" not in ctx.graph.nodes
+    warning = next(e for e in logs if "do not load here" in e["event"])
+    assert "No module named 'gd_worker_only" in warning["error"]
 
 
 def test_a_chain_built_on_a_worker_runs_in_order(client: Client) -> None:
