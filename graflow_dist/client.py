@@ -219,13 +219,16 @@ class Client:
 
     def execute(self, context: ExecutionContext, timeout: float | None = None) -> Any:
         """Run ``context`` on the cluster the way ``WorkflowEngine().execute`` runs it
-        in process: wait, bring the outcome back into ``context`` (frontier, channel,
-        last checkpoint, status), return the last result or raise the run's error."""
+        in process: wait, bring the outcome back into ``context`` (graph, frontier,
+        channel, last checkpoint, status, last result), return the last result or raise
+        the run's error. (A context with nothing left to run returns its last result
+        again, as in process.)"""
         run = self.submit(context)
         try:
-            return run.wait(timeout)
+            run.wait(timeout)
         finally:
             run.sync_into(context)
+        return context.last_result
 
     def attach(self, session_id: str) -> WorkflowRun:
         """A handle on a run submitted elsewhere (e.g. by a process that since died)."""
@@ -407,14 +410,18 @@ class WorkflowRun:
         return ctx
 
     def sync_into(self, context: ExecutionContext) -> None:
-        """Make ``context`` reflect the run: its frontier, its Redis channel, its last
-        checkpoint and status (so code written for in-process runs keeps working)."""
+        """Make ``context`` reflect the run: its graph, frontier, Redis channel, last
+        checkpoint, status and the result of its last completed task (so code written
+        for in-process runs keeps working)."""
         remote = self.context()
+        record = self.record()
         context.graph = remote.graph
         context.frontier = remote.frontier
         context.channel = remote.channel
         context.last_checkpoint_path = remote.last_checkpoint_path
-        context.status = RunStatus.parse(self.status()) or RunStatus.RUNNING
+        context.status = record.status
+        if record.last_task:
+            context.last_result = self.get_result(record.last_task)
 
     def __repr__(self) -> str:
         return f"WorkflowRun({self.session_id!r})"

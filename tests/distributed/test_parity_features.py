@@ -185,6 +185,33 @@ def test_execute_brings_the_tasks_built_on_workers_into_the_context(client: Clie
     assert not added & set(wf.graph.nodes)
 
 
+def test_execute_leaves_the_last_result_in_the_context_as_in_process(client: Client) -> None:
+    """``context.last_result`` after ``execute``, and a finished context executed again
+    (nothing left to run: its last result again, no task runs twice)."""
+    with workflow("last-result") as wf:
+
+        @task(inject_context=True)
+        def first(ctx: TaskExecutionContext) -> int:
+            ctx.get_channel().atomic_add("first_runs", 1)
+            return 20
+
+        @task
+        def second(first: int) -> int:
+            return first + 1
+
+        first >> second
+
+    contexts = {"in process": ExecutionContext(wf.graph), "cluster": ExecutionContext(wf.graph)}
+    run: dict[str, Any] = {"in process": WorkflowEngine().execute,
+                           "cluster": lambda c: client.execute(c, timeout=RUN_TIMEOUT_S)}
+    for where, ctx in contexts.items():
+        assert run[where](ctx) == 21, where
+        assert ctx.last_result == 21, where
+        assert run[where](ctx) == 21, where
+        assert ctx.channel.get("first_runs") == 1, where
+        assert ctx.completed_tasks == ["first", "second"], where
+
+
 def test_execute_succeeds_when_the_tasks_built_on_workers_do_not_load_here(
     tmp_path: Path,
 ) -> None:
