@@ -66,6 +66,10 @@ FINISHED = tuple(sorted(s.value for s in FINISHED_STATUSES))
 SUCCEEDED = tuple(sorted(s.value for s in SUCCEEDED_STATUSES))
 # Task states (see `graflow_dist.broker.task_states`) that `Client.retry` accepts.
 RETRYABLE_STATES = frozenset({FAILED, DEAD_LETTERED})
+# A run not over after this long: `WorkflowRun.wait` says so if no coordinator runs.
+UNPICKED_WARNING_S = 5.0
+NO_COORDINATOR = ("no coordinator is running for prefix {prefix!r} on this Redis: the run "
+                  "waits until one starts (graflow-dist coordinator, or graflow-dist up)")
 
 
 @dataclass
@@ -304,6 +308,7 @@ class WorkflowRun:
         self.session_id = session_id
         self._graph = graph
         self._last = last_task  # the task that likely ends the run (its result: wait's)
+        self._coordinator_checked = False  # see `coordinator_missing`
 
     def record(self) -> RunRecord:
         """The run's record as the cluster holds it now."""
@@ -330,6 +335,7 @@ class WorkflowRun:
         deadline = None if timeout is None else time.monotonic() + timeout
         outage = OutageLog(log, "client")
         record: RunRecord | None = None
+        look_for_leader_at = time.monotonic() + UNPICKED_WARNING_S
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -344,6 +350,10 @@ class WorkflowRun:
                     self.session_id, 1.0 if left is None else max(0.001, min(left, 1.0)),
                     result_key(self._last) if self._last else "")
                 outage.recovered()
+                if not record.status.finished and time.monotonic() >= look_for_leader_at:
+                    look_for_leader_at = float("inf")  # once
+                    if not self._coordinator_checked:
+                        self._warn_without_coordinator()
                 if record.status.finished:
                     self._warn_of_checkpoint(record)
                     if (raw is not None and record.status.succeeded
@@ -353,6 +363,18 @@ class WorkflowRun:
             except TRANSIENT_ERRORS as exc:
                 outage.failed(exc)
                 time.sleep(min(outage.backoff_s(), max(0.0, left or 1.0)))
+
+    def coordinator_missing(self) -> bool:
+        """Whether no coordinator leads the run's cluster (its prefix on its Redis).
+        Whoever asks tells the user: `wait` then does not."""
+        self._coordinator_checked = True
+        return self.client.broker.leader.holder() is None
+
+    def _warn_without_coordinator(self) -> None:
+        """Waiting on a cluster without a coordinator would wait silently forever."""
+        if self.coordinator_missing():
+            log.warning(NO_COORDINATOR.format(prefix=self.client.keyspace.prefix),
+                        session=self.session_id)
 
     def _warn_of_checkpoint(self, record: RunRecord) -> None:
         if record.checkpoint_error:

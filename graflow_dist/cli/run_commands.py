@@ -13,7 +13,7 @@ from graflow_dist.checkpoint.stores import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.loading import load_workflow
 from graflow_dist.cli.progress import watch as watch_run
-from graflow_dist.client import FINISHED, SUCCEEDED, Client, WorkflowRun
+from graflow_dist.client import FINISHED, NO_COORDINATOR, SUCCEEDED, Client, WorkflowRun
 from graflow_dist.core.checkpoint import CheckpointManager
 from graflow_dist.errors import CheckpointWarning, GraflowError
 
@@ -52,11 +52,9 @@ def announce(run: WorkflowRun, wait: bool, show_progress: bool, timeout: float |
 
 def warn_without_coordinator(run: WorkflowRun) -> None:
     """Waiting on a cluster without a coordinator would wait silently forever."""
-    client = run.client
-    if client.broker.leader.holder() is None and run.status() not in FINISHED:
-        click.echo(f"warning: no coordinator is running for prefix {client.keyspace.prefix!r} "
-                   "on this Redis: the run waits until one starts "
-                   "(graflow-dist coordinator, or graflow-dist up)", err=True)
+    if run.coordinator_missing() and run.status() not in FINISHED:
+        click.echo("warning: " + NO_COORDINATOR.format(prefix=run.client.keyspace.prefix),
+                   err=True)
 
 
 def detach(session_id: str, doing: str) -> NoReturn:

@@ -14,11 +14,13 @@ from typing import Any
 import msgpack
 import pytest
 import redis
+import structlog
 
 from graflow_dist import Client, parallel, task, workflow
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.embedded.cluster import LocalCluster
-from graflow_dist.errors import GraflowError, UnknownSessionError
+from graflow_dist.embedded.redis_server import RedisServer
+from graflow_dist.errors import GraflowError, RunTimeoutError, UnknownSessionError
 from graflow_dist.wire.messages import JOB_FUNC, WIRE_VERSION
 from graflow_dist.wire.signing import dumps_signed
 
@@ -40,6 +42,31 @@ MALFORMED_JOB_DATA = [
                                                    "specs": []}], {}]),
                  id="unknown-wire-version"),
 ]
+
+
+def test_waiting_without_a_coordinator_says_so(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run on a Redis no coordinator serves never ends: ``wait`` says why, once, when
+    the run has not ended after a while (the CLI says so at once itself)."""
+    monkeypatch.setattr("graflow_dist.client.UNPICKED_WARNING_S", 0.2)
+    with workflow("no-coordinator") as wf:
+
+        @task
+        def only() -> int:
+            return 1
+
+    with RedisServer(dir=tmp_path / "redis") as server, Client(server.url) as client:
+        run = client.submit(wf)
+        with structlog.testing.capture_logs() as logs, pytest.raises(RunTimeoutError):
+            run.wait(timeout=1.5)
+        warnings = [e for e in logs if "no coordinator is running" in e["event"]]
+        assert len(warnings) == 1 and warnings[0]["session"] == run.session_id
+        assert "prefix 'graflow'" in warnings[0]["event"]
+        asked = client.attach(run.session_id)
+        assert asked.coordinator_missing()  # the caller tells the user: wait does not
+        with structlog.testing.capture_logs() as logs, pytest.raises(RunTimeoutError):
+            asked.wait(timeout=0.5)
+        assert not [e for e in logs if "no coordinator" in e["event"]]
 
 
 @pytest.mark.parametrize("data", MALFORMED_JOB_DATA)
