@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import AuthenticationError, InvalidResponse, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -139,6 +139,10 @@ def check_connection(client: redis.Redis, url: str | None = None) -> None:
                 "redis://:PASSWORD@host:port/0)"
             ) from None
         raise ConnectionConfigError(f"Redis at {shown} answered with an error: {exc}") from None
+    except InvalidResponse as exc:
+        raise ConnectionConfigError(
+            f"{shown} did not answer as a Redis server does ({exc}): check the host and "
+            "port in the URL") from None
     except TRANSIENT_ERRORS as exc:
         error = ConnectionConfigError(f"cannot reach Redis at {shown}: {exc}")
         error.unreachable = True

@@ -3,7 +3,9 @@ traceback, never a password."""
 
 from __future__ import annotations
 
+import socketserver
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,6 +97,32 @@ def test_a_wrong_redis_password(
     assert f"127.0.0.1:{protected_redis.port}" in line
     assert "refused the credentials" in line
     assert WRONG_PASSWORD not in proc.stderr + proc.stdout
+
+
+@pytest.fixture(scope="module")
+def not_redis() -> Iterator[int]:
+    """A loopback port where something other than Redis answers (as a web server does)."""
+
+    class Http(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(4096)
+            self.request.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n<html>no</html>")
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Http) as server:
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield server.server_address[1]
+        server.shutdown()
+
+
+@pytest.mark.parametrize("args", REDIS_COMMANDS)
+def test_a_redis_url_where_something_else_answers(
+    not_redis: int, workdir: Path, graflow_dist: CLI, args: list[str]
+) -> None:
+    url = f"redis://127.0.0.1:{not_redis}/0"
+    line = one_line_error(graflow_dist("--redis-url", url, *args, cwd=workdir, timeout_s=30))
+    assert line.startswith(f"error: {url} did not answer as a Redis server does"), line
+    assert line.endswith("check the host and port in the URL"), line
 
 
 @pytest.mark.parametrize("args", [["runs"], ["worker"]], ids=["runs", "worker"])
