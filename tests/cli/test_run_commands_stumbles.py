@@ -16,6 +16,11 @@ from typing import Any
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 GRAFLOW_DIST = Path(sys.executable).parent / "graflow-dist"
+# Runs a command with Ctrl-C acting as on a terminal: a test suite started in the
+# background of a shell without job control (nohup, `cmd &` in a script) inherits
+# SIGINT ignored, and Python then leaves it ignored, as it should for a user.
+WITH_CTRL_C = [sys.executable, "-c", "import os, signal, sys; "
+               "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"]
 
 FLOWS = textwrap.dedent("""
     import time
@@ -95,8 +100,8 @@ def test_ctrl_c_on_submit_wait_says_the_run_goes_on(
         tmp_path: Path, cluster: object, redis_url: str, graflow_dist: CLI,
         env_with: Callable[..., Any]) -> None:
     write_flows(tmp_path)
-    proc = subprocess.Popen([str(GRAFLOW_DIST), "--redis-url", redis_url, "submit",
-                             "flows.py:slow", "--wait"], cwd=tmp_path, env=env_with(),
+    proc = subprocess.Popen([*WITH_CTRL_C, str(GRAFLOW_DIST), "--redis-url", redis_url,
+                             "submit", "flows.py:slow", "--wait"], cwd=tmp_path, env=env_with(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     session = proc.stdout.readline().strip()  # what the user sees before pressing Ctrl-C
