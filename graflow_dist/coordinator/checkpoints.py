@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -111,7 +112,8 @@ def _in_store(root: str, requested: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}/{name}", parts.query, ""))
 
 
-def write_requested(broker: Broker, run: RunState, root: str, log: Any
+def write_requested(broker: Broker, run: RunState, root: str, log: Any,
+                    before_each: Callable[[], None] = lambda: None,
                     ) -> list[tuple[CheckpointRequest, str]]:
     """Write the checkpoints ``run`` asked for, before the commit of the step that asked:
     the channel and the dynamic tasks as Redis holds them, with what that commit adds.
@@ -119,7 +121,8 @@ def write_requested(broker: Broker, run: RunState, root: str, log: Any
     (``checkpoint_error``: logged, never raised). So a run is never seen ended before
     its checkpoints are written, and none is lost: a coordinator that dies before its
     commit leaves the files, and the next leader, applying the same events again,
-    writes them again. Returns the requests written and where."""
+    writes them again. ``before_each`` runs before each checkpoint is written. Returns
+    the requests written and where."""
     if not run.checkpoints:
         return []
     sid = run.session_id
@@ -127,6 +130,7 @@ def write_requested(broker: Broker, run: RunState, root: str, log: Any
     dynamic = {**broker.runs.dynamic_blobs(sid), **run.dynamic}
     written = []
     for pending in run.checkpoints:
+        before_each()
         try:
             path, _meta = checkpoint_run(broker, run.record, pending.frontier,
                                          pending.request, root, values, dynamic)

@@ -485,8 +485,12 @@ class Coordinator:
         self._expire(ended)
 
     def _write_checkpoints(self, run: RunState) -> None:
-        """Write the checkpoints the run asked for (before the commit that notes them)."""
-        for request, path in write_requested(self.broker, run, self.checkpoint_dir, self.log):
+        """Write the checkpoints the run asked for (before the commit that notes them).
+        Checkpoints in one step may take longer to write than the leader lease lasts:
+        it is kept before each, or the commit would be refused, again after every
+        reload."""
+        for request, path in write_requested(self.broker, run, self.checkpoint_dir, self.log,
+                                             before_each=self._keep_lease):
             waiting_for = request.metadata.get("waiting_for") or []
             if waiting_for:
                 self.feedback.note_timeouts(waiting_for, path)

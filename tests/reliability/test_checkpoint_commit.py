@@ -7,17 +7,20 @@ commit); real worker processes run the tasks and a coordinator process takes ove
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import structlog
 from clusters import LEADER_LEASE_S, WORKER_OPTIONS
 
 from graflow_dist import CheckpointManager, Client, TaskExecutionContext, task, workflow
 from graflow_dist.broker import Broker, Commit
 from graflow_dist.broker.keys import RunField
+from graflow_dist.coordinator import checkpoints as checkpoints_module
 from graflow_dist.coordinator.service import Coordinator
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
@@ -126,3 +129,44 @@ def test_a_coordinator_dying_at_its_commit_loses_no_checkpoint(
     assert rewritten == (when == "before")
     # extract's completion was in the stream: the takeover applied it, never re-ran it
     assert [e.task for e in ledger.entries("start")] == ["extract", "load"]
+
+
+def test_checkpoints_slower_than_the_leader_lease_do_not_cost_the_lead(
+    redis_url: str, workers: list[ServiceProcess], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A step whose runs' checkpoints take longer to write than the leader lease (slow
+    storage, many runs): the leader keeps its lease while it writes them, so the commit
+    that follows is not refused (it was, after every reload again: no run ever ended)."""
+    lease_s = 1.0
+    write = checkpoints_module.checkpoint_run
+
+    def slow_write(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(lease_s * 0.4)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoints_module, "checkpoint_run", slow_write)
+    coordinator = Coordinator(redis.Redis.from_url(redis_url),
+                              checkpoint_dir=str(tmp_path / "checkpoints"),
+                              leader_lease_s=lease_s)
+    stop = threading.Event()
+    thread = threading.Thread(target=coordinator.run, args=(stop,), daemon=True)
+    with structlog.testing.capture_logs() as logs, Client(redis_url) as client:
+        thread.start()
+        wait_for(coordinator.ready.is_set, "the coordinator to lead")
+        with workflow("checkpoint-each") as wf:
+
+            @task(inject_context=True)
+            def only(ctx: TaskExecutionContext) -> str:
+                ctx.checkpoint(metadata={"stage": "only"})
+                return "done"
+
+        runs = [client.submit(wf) for _ in range(6)]
+        try:
+            assert [wait_run(run) for run in runs] == ["done"] * len(runs)
+            assert all(run.info()["last_checkpoint"] for run in runs)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    lost = [e for e in logs if e["event"] == "no longer leader"]
+    assert not lost, lost
