@@ -160,6 +160,8 @@ class Commit:
                                                        default=str)]
         self.commands += [["HSET", keys.meta, *fields],
                           ["SREM", self.keyspace.active_runs, keys.session_id],
+                          ["ZADD", self.keyspace.expiring_runs, repr(time.time()),
+                           keys.session_id],
                           ["XADD", keys.ended, "*", ENDED_FIELD, end.status.value]]
 
     def released_jobs(self, job_ids: list[str]) -> None:

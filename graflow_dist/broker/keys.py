@@ -310,6 +310,10 @@ class Keyspace:
         return f"{self.prefix}:runs:active"
 
     @property
+    def expiring_runs(self) -> str:  # ZSET ended session id -> end time, until its TTL is set
+        return f"{self.prefix}:runs:expiring"
+
+    @property
     def all_runs(self) -> str:  # ZSET session_id -> submit time
         return f"{self.prefix}:runs"
 
@@ -381,7 +385,8 @@ class Keyspace:
             self.events: STREAM, self.dead_events: STREAM, self.cursor: STRING,
             self.commits: STRING, self.leader: STRING, self.leader_epoch: STRING,
             self.leases: ZSET, self.lease_owner: HASH, self.jobmap: HASH,
-            self.active_runs: SET, self.all_runs: ZSET, self.workers: ZSET,
+            self.active_runs: SET, self.expiring_runs: ZSET, self.all_runs: ZSET,
+            self.workers: ZSET,
             self.worker_stats: HASH, self.coordinators: ZSET, self.feedback_index: ZSET,
             self.feedback_pending: ZSET, self.checkpoint_index: ZSET,
             self.rq_queue(q): LIST, self.wake(q): LIST, self.rq_wip(q): ZSET,

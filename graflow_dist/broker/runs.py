@@ -390,6 +390,17 @@ class RunStore:
         pipe.execute()
         return moved
 
+    def expiring(self, limit: int) -> list[str]:
+        """Up to ``limit`` ended runs, oldest first, whose data still waits for its TTL
+        (the commit that ends a run lists it; `expire` takes it off)."""
+        raw = self.client.zrange(self.keyspace.expiring_runs, 0, limit - 1)
+        return [sid.decode(errors="replace") for sid in raw]
+
+    def not_expiring(self, session_ids: list[str]) -> None:
+        """Take runs off the list of `expiring`: live again, gone, or not readable."""
+        if session_ids:
+            self.client.zrem(self.keyspace.expiring_runs, *session_ids)
+
     def expire(self, record: RunRecord, ttl_s: int, code: Iterable[str] = ()) -> bool:
         """Give a finished run's data and its graph (manifest and the code blobs
         ``code``) a TTL; False (nothing changes) if the session was submitted again
@@ -404,9 +415,10 @@ class RunStore:
         calls = []
         for record, code in finished:
             keys = self.keyspace.run(record.session_id)
-            calls.append(([keys.meta, keys.channel_index, keys.feedback],
+            calls.append(([keys.meta, keys.channel_index, keys.feedback,
+                           self.keyspace.expiring_runs],
                           [record.incarnation, ttl_s, keys.channel_prefix],
-                          [*keys.frontier_keys(), keys.tasks,
+                          [record.session_id, *keys.frontier_keys(), keys.tasks,
                            *self.code.keys(record.graph_hash, code)]))
         expired = [False] * len(calls)
         cursors = {i: "0" for i in range(len(calls))}

@@ -40,6 +40,7 @@ from graflow_dist.errors import (
     NotLeaderError,
     PermissionDeniedError,
     StaleStateError,
+    UnknownSessionError,
     WireError,
     WrongTypeError,
 )
@@ -71,6 +72,11 @@ _REFUSED_BACKOFF_S = 2.0
 # What loading a run may raise on data someone else wrote (the run fails, not us).
 _UNLOADABLE = (GraflowError, KeyError, TypeError, ValueError)
 _LOADS_PER_ROUND_TRIP = 100
+# Ended runs whose data never got its TTL (the leader died between the commit that
+# ended them and `_expire`, or Redis failed that call) are looked for at takeover and
+# then this often, this many at a time.
+_EXPIRY_SWEEP_S = 60.0
+_EXPIRY_SWEEP_RUNS = 100
 
 log = structlog.get_logger("graflow_dist.coordinator")
 
@@ -138,6 +144,7 @@ class Coordinator:
         self.is_leader = False
         self._renew_at = 0.0
         self._reap_at = 0.0
+        self._sweep_at = 0.0  # see `_sweep_expiring`
         self.auto_checkpoints = AutoCheckpoints(checkpoint_every_steps, checkpoint_every_s)
         self._outage = OutageLog(log, "coordinator")
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
@@ -251,6 +258,7 @@ class Coordinator:
                     self.recovery.fail_run(session_id, exc)
         self._loaded = {}
         self.recovery.forget_damage()
+        self._sweep_at = 0.0
         self.is_leader = True
         self.ready.set()
         self.log.info("leader", epoch=self.epoch, runs=len(self.runs), cursor=self.cursor)
@@ -298,6 +306,9 @@ class Coordinator:
         if time.monotonic() >= self._reap_at:
             touched |= self._reap(now)
             self._reap_at = time.monotonic() + self.reap_interval_s
+        if time.monotonic() >= self._sweep_at:
+            self._sweep_expiring()
+            self._sweep_at = time.monotonic() + _EXPIRY_SWEEP_S
         for run in self.runs.values():
             due = run.scheduler.release_due(now)
             if due:
@@ -505,6 +516,30 @@ class Coordinator:
                       error=str(run.end.error) if run.end.error else None,
                       steps=run.scheduler.steps)
         return True
+
+    def _sweep_expiring(self) -> None:
+        """Give the data of ended runs that missed `_expire` its TTL (never a run this
+        coordinator drives: it was submitted again)."""
+        sessions = [sid for sid in self.broker.runs.expiring(_EXPIRY_SWEEP_RUNS)
+                    if sid not in self.runs]
+        if not sessions:
+            return
+        ended, forget = [], []
+        for sid, loaded in self.broker.runs.load_many(sessions).items():
+            if isinstance(loaded, UnknownSessionError):
+                forget.append(sid)  # gone already
+            elif isinstance(loaded, GraflowError):
+                self.log.error("ended run unreadable: its data keeps no TTL", session=sid,
+                               error=str(loaded))
+                forget.append(sid)
+            elif not loaded[0].status.finished:
+                forget.append(sid)  # live again: its end lists it again
+            else:
+                ended.append((loaded[0], loaded[1].code_blobs()))
+        self.broker.runs.not_expiring(forget)
+        if ended:
+            self.broker.runs.expire_many(ended, self.run_ttl_s)
+            self.log.info("data of ended runs given its TTL late", runs=len(ended))
 
     def _expire(self, ended: list[RunState]) -> None:
         """Finished runs keep their data for ``run_ttl_s``, then Redis drops it (every

@@ -223,10 +223,13 @@ def test_expire_run_expires_what_the_run_indexed_unless_submitted_again(
     redis_client.zadd(KS.feedback_pending, {"fb1": 1.0})
     redis_client.set(KS.blob("gh"), "manifest")
     redis_client.set(KS.code("c1"), "blob")
+    redis_client.zadd(KS.expiring_runs, {"done": 1.0, "other": 1.0})  # as its end left it
     again = RunRecord("done", incarnation="i2", graph_hash="gh")
     assert broker.runs.expire_many([(again, ["c1"])], 100) == [False]  # not this one
     assert redis_client.ttl(keys.channel("a")) == -1 and redis_client.ttl(keys.meta) == -1
+    assert redis_client.zscore(KS.expiring_runs, "done") == 1.0  # looked at again later
     assert broker.runs.expire(record, 100, ["c1"]) is True
+    assert redis_client.zrange(KS.expiring_runs, 0, -1) == [b"other"]
     for key in (keys.channel("a"), keys.meta, keys.channel_index, keys.feedback,
                 KS.feedback("fb1"), KS.blob("gh"), KS.code("c1")):
         assert 0 < redis_client.ttl(key) <= 100, key
@@ -244,15 +247,15 @@ def test_expire_run_works_through_a_large_channel_index_in_bounded_calls(
     redis_client.mset({keys.channel(n): "1" for n in names})
     # One call expires a chunk and says where to go on; the index itself comes last.
     result, cursor = scripts.call(
-        "expire_run", [keys.meta, keys.channel_index, keys.feedback],
-        ["i1", 100, keys.channel_prefix, "0", 100])
+        "expire_run", [keys.meta, keys.channel_index, keys.feedback, KS.expiring_runs],
+        ["i1", 100, keys.channel_prefix, "0", 100, "big"])
     assert result == ExpireResult.MORE and cursor != b"0"
     assert 0 < sum(redis_client.ttl(keys.channel(n)) > 0 for n in names) < len(names)
     assert redis_client.ttl(keys.channel_index) == -1
     # Submitted again between two calls: the rest is live data, left alone.
     result, _ = scripts.call(
-        "expire_run", [keys.meta, keys.channel_index, keys.feedback],
-        ["i2", 100, keys.channel_prefix, cursor, 100])
+        "expire_run", [keys.meta, keys.channel_index, keys.feedback, KS.expiring_runs],
+        ["i2", 100, keys.channel_prefix, cursor, 100, "big"])
     assert result == ExpireResult.RESUBMITTED
     assert broker.runs.expire(record, 100) is True  # calls until done
     assert all(0 < redis_client.ttl(keys.channel(n)) <= 100 for n in names)

@@ -1,5 +1,7 @@
-"""A coordinator that dies around the commit of a step that asked for a checkpoint: the
-checkpoint is written and noted all the same, by it or by the next leader.
+"""A leader that dies around a commit loses nothing that commit stood for: the
+checkpoints its step asked for are written and noted (by it or by the next leader), and
+a run it ended still gets its data's TTL. Also: writing checkpoints never costs the
+lead.
 
 The first coordinator runs in this process (so it can die exactly before or after that
 commit); real worker processes run the tasks and a coordinator process takes over."""
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +68,22 @@ def checkpointing_workflow(ledger_dir: str, base: Path):  # noqa: ANN201
     return wf
 
 
-def dying_coordinator(url: str, checkpoints: Path, when: str
-                      ) -> tuple[Coordinator, threading.Thread]:
-    """A leader that dies ``when`` ("before"/"after") applying the commit of the step in
-    which ``extract`` completed."""
+def completes(task_id: str) -> Callable[[Commit], bool]:
+    """Whether a commit is that of the step in which ``task_id`` completed."""
+    return lambda commit: any(
+        cmd[:1] == ["HSET"] and RunField.LAST_TASK in cmd and task_id in cmd
+        for cmd in commit.commands if isinstance(cmd, list))
+
+
+def dying_coordinator(url: str, checkpoints: Path, when: str,
+                      at: Callable[[Commit], bool]) -> tuple[Coordinator, threading.Thread]:
+    """A leader that dies ``when`` ("before"/"after") applying the commit ``at`` picks."""
     coordinator = Coordinator(redis.Redis.from_url(url), checkpoint_dir=str(checkpoints),
                               leader_lease_s=LEADER_LEASE_S)
     apply = coordinator.broker.apply
 
     def apply_then_die(commit: Commit, *args: Any) -> int:
-        step = any(cmd[:1] == ["HSET"] and RunField.LAST_TASK in cmd and "extract" in cmd
-                   for cmd in commit.commands if isinstance(cmd, list))
+        step = at(commit)
         if step and when == "before":
             raise Died
         failed = apply(commit, *args)
@@ -104,7 +111,7 @@ def test_a_coordinator_dying_at_its_commit_loses_no_checkpoint(
     checkpoints = tmp_path / "checkpoints"
     ledger = Ledger(tmp_path / "ledger")
     base = checkpoints / "etl"
-    _first, thread = dying_coordinator(redis_url, checkpoints, when)
+    _first, thread = dying_coordinator(redis_url, checkpoints, when, completes("extract"))
     with Client(redis_url) as client:
         run = client.submit(checkpointing_workflow(ledger.path, base))
         thread.join(timeout=60)
@@ -170,3 +177,38 @@ def test_checkpoints_slower_than_the_leader_lease_do_not_cost_the_lead(
             thread.join(timeout=30)
     lost = [e for e in logs if e["event"] == "no longer leader"]
     assert not lost, lost
+
+
+def test_a_run_ended_by_a_leader_that_died_at_once_still_expires(
+    redis_url: str, workers: list[ServiceProcess], tmp_path: Path,
+) -> None:
+    """The leader dies right after the commit that ended a run, before giving its data a
+    TTL: the next leader does it when it takes over (the data stayed forever)."""
+    with workflow("expires-anyway") as wf:
+
+        @task
+        def only() -> str:
+            return "done"
+
+    _first, thread = dying_coordinator(redis_url, tmp_path / "checkpoints", "after",
+                                       completes("only"))
+    r = redis.Redis.from_url(redis_url)
+    keyspace = Broker(r).keyspace
+    with Client(redis_url) as client:
+        run = client.submit(wf)
+        assert wait_run(run) == "done"  # the end is committed
+        thread.join(timeout=30)
+        meta = keyspace.run(run.session_id).meta
+        assert r.ttl(meta) == -1, "expired before the leader died"
+        assert r.zscore(keyspace.expiring_runs, run.session_id) is not None
+        successor = ServiceProcess("coordinator", redis_url, [
+            "--checkpoint-dir", str(tmp_path / "checkpoints"),
+            "--leader-lease-s", str(LEADER_LEASE_S), "--run-ttl-s", "3600"],
+            log_path=tmp_path / "coordinator.log").start()
+        try:
+            wait_for(lambda: r.ttl(meta) > 0, "the run's data to get its TTL")
+        finally:
+            successor.stop()
+    assert 0 < r.ttl(meta) <= 3600
+    assert r.ttl(keyspace.run(run.session_id).channel_index) > 0
+    assert r.zcard(keyspace.expiring_runs) == 0
