@@ -16,6 +16,7 @@ from graflow_dist.broker.commit import Commit, apply
 from graflow_dist.broker.console import ConsoleQueries
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.feedback import FeedbackStore
+from graflow_dist.broker.indexes import IndexPruner
 from graflow_dist.broker.jobs import JobClaimer, LeaseReaper
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.leader import LeaderLease
@@ -51,6 +52,7 @@ class Broker:
         self.console = ConsoleQueries(client, self.keyspace)
         self.repair = KeyRepair(client, self.keyspace)
         self._scripts = Scripts(client, self.keyspace)
+        self.indexes = IndexPruner(self.keyspace, self._scripts)
 
     def claimer(self, queue: str, worker: str, lease_s: float, rq_worker_key: str,
                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> JobClaimer:

@@ -109,7 +109,7 @@ class ExpireResult(IntEnum):
 
 SCRIPT_NAMES = ("fenced_apply", "leader_acquire", "leader_release", "claim", "extend",
                 "finish", "fail_job", "report", "reap_mark", "lease_grace", "quarantine",
-                "expire_run", "submit_run")
+                "expire_run", "submit_run", "prune_index")
 
 
 def _lua_literal(value: Any) -> str:

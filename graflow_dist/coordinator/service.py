@@ -72,11 +72,13 @@ _REFUSED_BACKOFF_S = 2.0
 # What loading a run may raise on data someone else wrote (the run fails, not us).
 _UNLOADABLE = (GraflowError, KeyError, TypeError, ValueError)
 _LOADS_PER_ROUND_TRIP = 100
-# Ended runs whose data never got its TTL (the leader died between the commit that
-# ended them and `_expire`, or Redis failed that call) are looked for at takeover and
-# then this often, this many at a time.
-_EXPIRY_SWEEP_S = 60.0
+# Housekeeping, at takeover and then this often: ended runs whose data never got its
+# TTL (the leader died between the commit that ended them and `_expire`, or Redis
+# failed that call), this many at a time; index entries whose data expired, this many
+# per index at a time (more than a busy cluster's runs end meanwhile).
+_HOUSEKEEPING_S = 10.0
 _EXPIRY_SWEEP_RUNS = 100
+_PRUNED_PER_INDEX = 5000
 
 log = structlog.get_logger("graflow_dist.coordinator")
 
@@ -144,7 +146,7 @@ class Coordinator:
         self.is_leader = False
         self._renew_at = 0.0
         self._reap_at = 0.0
-        self._sweep_at = 0.0  # see `_sweep_expiring`
+        self._housekeeping_at = 0.0  # see `_housekeeping`
         self.auto_checkpoints = AutoCheckpoints(checkpoint_every_steps, checkpoint_every_s)
         self._outage = OutageLog(log, "coordinator")
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
@@ -258,7 +260,7 @@ class Coordinator:
                     self.recovery.fail_run(session_id, exc)
         self._loaded = {}
         self.recovery.forget_damage()
-        self._sweep_at = 0.0
+        self._housekeeping_at = 0.0
         self.is_leader = True
         self.ready.set()
         self.log.info("leader", epoch=self.epoch, runs=len(self.runs), cursor=self.cursor)
@@ -306,9 +308,11 @@ class Coordinator:
         if time.monotonic() >= self._reap_at:
             touched |= self._reap(now)
             self._reap_at = time.monotonic() + self.reap_interval_s
-        if time.monotonic() >= self._sweep_at:
-            self._sweep_expiring()
-            self._sweep_at = time.monotonic() + _EXPIRY_SWEEP_S
+        if time.monotonic() >= self._housekeeping_at:
+            self._housekeeping()
+            # no more often than data can expire (a TTL of seconds: tests)
+            self._housekeeping_at = time.monotonic() + min(_HOUSEKEEPING_S,
+                                                           max(1.0, self.run_ttl_s))
         for run in self.runs.values():
             due = run.scheduler.release_due(now)
             if due:
@@ -516,6 +520,11 @@ class Coordinator:
                       error=str(run.end.error) if run.end.error else None,
                       steps=run.scheduler.steps)
         return True
+
+    def _housekeeping(self) -> None:
+        self._sweep_expiring()
+        # Runs (and their feedback requests) submitted before this may have expired.
+        self.broker.indexes.prune(time.time() - self.run_ttl_s, _PRUNED_PER_INDEX)
 
     def _sweep_expiring(self) -> None:
         """Give the data of ended runs that missed `_expire` its TTL (never a run this

@@ -262,6 +262,32 @@ def test_expire_run_works_through_a_large_channel_index_in_bounded_calls(
     assert 0 < redis_client.ttl(keys.channel_index) <= 100
 
 
+# --- prune_index ---------------------------------------------------------------------------
+
+
+def test_index_entries_go_once_their_data_is_gone_a_bounded_number_per_call(
+        redis_client: redis.Redis, broker: Broker) -> None:
+    for i in range(7):
+        redis_client.zadd(KS.all_runs, {f"s{i}": 100.0 + i})
+    for live in ("s1", "s4"):  # still has its record
+        redis_client.hset(KS.run(live).meta, RunField.STATUS, "running")
+    redis_client.zadd(KS.all_runs, {"new": 500.0})  # too young to have expired
+    redis_client.zadd(KS.feedback_index, {"gone": 100.0, "kept": 101.0})
+    redis_client.hset(KS.feedback("kept"), "request", "{}")
+
+    assert broker.indexes.prune(before=200.0, limit=3) == 3  # s0, s2 and "gone"
+    assert broker.indexes.prune(before=200.0, limit=3) == 2  # goes on after s2: s3, s5
+    assert broker.indexes.prune(before=200.0, limit=3) == 1  # s6, and from the start again
+    assert redis_client.zrange(KS.all_runs, 0, -1) == [b"s1", b"s4", b"new"]
+    assert redis_client.zrange(KS.feedback_index, 0, -1) == [b"kept"]
+    assert broker.indexes.prune(before=200.0, limit=3) == 0
+
+    redis_client.delete(KS.all_runs)
+    redis_client.set(KS.all_runs, "planted")
+    with pytest.raises(WrongTypeError, match="prune_index"):
+        broker.indexes.prune(before=200.0, limit=3)
+
+
 # --- leader --------------------------------------------------------------------------------
 
 

@@ -1,0 +1,59 @@
+"""A finished run's data expires after ``--run-ttl-s``, and with it every trace of the
+run in the deployment's indexes (`P:runs`, the feedback index): a cluster that runs for
+months does not keep an entry per run it ever ran. A run still going stays listed,
+however old."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clusters import WORKER_OPTIONS, coordinator_options
+from conftest import poll
+
+from graflow_dist import Client, TaskExecutionContext, task, workflow
+from graflow_dist.broker.keys import Keyspace
+from graflow_dist.embedded import RedisServer
+from graflow_dist.embedded.cluster import LocalCluster
+
+RUN_TTL_S = 1
+RUN_TIMEOUT_S = 60
+
+
+def test_expired_runs_leave_no_index_entries_and_a_waiting_run_stays(tmp_path: Path) -> None:
+    with workflow("short-lived") as plain:
+
+        @task
+        def only() -> int:
+            return 1
+
+    with workflow("asks-first") as asking:
+
+        @task(inject_context=True)
+        def ask(ctx: TaskExecutionContext) -> bool:
+            return ctx.request_feedback("approval", "go?", timeout=600).approved
+
+    with RedisServer(dir=tmp_path / "redis") as server, LocalCluster(
+        1, redis_url=server.url, data_dir=str(tmp_path / "services"),
+        worker_options=WORKER_OPTIONS,
+        coordinator_options=coordinator_options(tmp_path, "--run-ttl-s", str(RUN_TTL_S)),
+    ) as cluster, Client(cluster.url) as client:
+        r, keyspace = cluster.client, Keyspace.from_env()
+        waiting = client.submit(asking)
+        request = poll(lambda: client.pending_feedback(waiting.session_id), "the request")[0]
+        finished = [client.submit(plain) for _ in range(5)]
+        assert [run.wait(timeout=RUN_TIMEOUT_S) for run in finished] == [1] * 5
+
+        poll(lambda: r.zcard(keyspace.all_runs) == 1, "the expired runs off the index")
+        assert client.runs() and [x["session_id"] for x in client.runs()] == [
+            waiting.session_id]  # older than the TTL, but going: it stays
+        assert r.zrange(keyspace.feedback_index, 0, -1) == [request.feedback_id.encode()]
+        for run in finished:
+            assert not r.exists(keyspace.run(run.session_id).meta)
+
+        client.respond(request.feedback_id, approved=True)
+        assert waiting.wait(timeout=RUN_TIMEOUT_S) is True
+        poll(lambda: r.zcard(keyspace.all_runs) == 0 and r.zcard(keyspace.feedback_index) == 0,
+             "the last run and its request off the indexes")
+        assert r.zcard(keyspace.expiring_runs) == 0
+        assert not [k for k in r.keys(f"{keyspace.prefix}:run:*")]
+        assert not [k for k in r.keys(f"{keyspace.prefix}:feedback:req:*")]
