@@ -32,16 +32,19 @@ class IndexPruner:
                           keyspace.feedback_index: (keyspace.feedback(""), "")}
         self._after = dict.fromkeys(self._data_key, _START)
 
-    def prune(self, before: float, limit: int) -> int:
+    def prune(self, before: float, limit: int) -> tuple[int, bool]:
         """Look at up to ``limit`` entries of each index scored up to ``before`` (older
         ones only: newer data cannot have expired yet) and take off those whose data is
-        gone. Returns how many were taken off."""
-        removed = 0
+        gone. Returns how many were taken off, and whether an index has more to look at
+        (call again)."""
+        removed, more = 0, False
         for index, (head, tail) in self._data_key.items():
             after = self._after[index]
             taken, looked_at, last = self.scripts.call("prune_index", [index], [
                 head, tail, "-inf" if after == _START else repr(after), repr(before), limit])
             removed += int(taken)
             # from the last entry looked at next time; from the start once through
-            self._after[index] = float(last) if int(looked_at) == limit else _START
-        return removed
+            full = int(looked_at) == limit
+            self._after[index] = float(last) if full else _START
+            more = more or full
+        return removed, more

@@ -75,10 +75,12 @@ _LOADS_PER_ROUND_TRIP = 100
 # Housekeeping, at takeover and then this often: ended runs whose data never got its
 # TTL (the leader died between the commit that ended them and `_expire`, or Redis
 # failed that call), this many at a time; index entries whose data expired, this many
-# per index at a time (more than a busy cluster's runs end meanwhile).
+# per index and script call (a few ms of Redis), up to this many calls (2,000 runs/s:
+# more than end on a busy cluster meanwhile).
 _HOUSEKEEPING_S = 10.0
 _EXPIRY_SWEEP_RUNS = 100
 _PRUNED_PER_INDEX = 5000
+_PRUNE_PAGES = 4
 
 log = structlog.get_logger("graflow_dist.coordinator")
 
@@ -524,7 +526,10 @@ class Coordinator:
     def _housekeeping(self) -> None:
         self._sweep_expiring()
         # Runs (and their feedback requests) submitted before this may have expired.
-        self.broker.indexes.prune(time.time() - self.run_ttl_s, _PRUNED_PER_INDEX)
+        before = time.time() - self.run_ttl_s
+        for _page in range(_PRUNE_PAGES):
+            if not self.broker.indexes.prune(before, _PRUNED_PER_INDEX)[1]:
+                break
 
     def _sweep_expiring(self) -> None:
         """Give the data of ended runs that missed `_expire` its TTL (never a run this

@@ -275,12 +275,12 @@ def test_index_entries_go_once_their_data_is_gone_a_bounded_number_per_call(
     redis_client.zadd(KS.feedback_index, {"gone": 100.0, "kept": 101.0})
     redis_client.hset(KS.feedback("kept"), "request", "{}")
 
-    assert broker.indexes.prune(before=200.0, limit=3) == 3  # s0, s2 and "gone"
-    assert broker.indexes.prune(before=200.0, limit=3) == 2  # goes on after s2: s3, s5
-    assert broker.indexes.prune(before=200.0, limit=3) == 1  # s6, and from the start again
+    assert broker.indexes.prune(before=200.0, limit=3) == (3, True)  # s0, s2 and "gone"
+    assert broker.indexes.prune(before=200.0, limit=3) == (2, True)  # on after s2: s3, s5
+    assert broker.indexes.prune(before=200.0, limit=3) == (1, False)  # s6; then from the start
     assert redis_client.zrange(KS.all_runs, 0, -1) == [b"s1", b"s4", b"new"]
     assert redis_client.zrange(KS.feedback_index, 0, -1) == [b"kept"]
-    assert broker.indexes.prune(before=200.0, limit=3) == 0
+    assert broker.indexes.prune(before=200.0, limit=3) == (0, False)
 
     redis_client.delete(KS.all_runs)
     redis_client.set(KS.all_runs, "planted")
