@@ -66,6 +66,12 @@ class LeaderLease:
     def withdraw(self, candidate: str) -> None:
         self.client.zrem(self.keyspace.coordinators, candidate)
 
+    def forget_silent(self, silent_s: float) -> int:
+        """Forget the coordinators silent for over ``silent_s`` seconds (killed: they
+        never withdrew); returns how many."""
+        return int(self.client.zremrangebyscore(self.keyspace.coordinators, "-inf",
+                                                time.time() - silent_s))
+
     def coordinators(self) -> dict[str, float]:
         """Coordinator id -> when it last tried or renewed the lease."""
         return {n.decode(errors="replace"): s for n, s in

@@ -115,3 +115,16 @@ class WorkerRegistry:
         """Worker name -> time of its last heartbeat."""
         return {n.decode(errors="replace"): s for n, s in
                 self.client.zrange(self.keyspace.workers, 0, -1, withscores=True)}
+
+    def forget_lost(self, silent_s: float) -> list[str]:
+        """Forget the workers silent for over ``silent_s`` seconds (killed, their node
+        lost: they never unregistered), so the list does not grow with every worker
+        that ever ran. Returns their names."""
+        cutoff = time.time() - silent_s
+        names = self.client.zrangebyscore(self.keyspace.workers, "-inf", cutoff)
+        if names:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zremrangebyscore(self.keyspace.workers, "-inf", cutoff)
+            pipe.hdel(self.keyspace.worker_stats, *names)
+            pipe.execute()
+        return [n.decode(errors="replace") for n in names]

@@ -81,6 +81,9 @@ _HOUSEKEEPING_S = 10.0
 _EXPIRY_SWEEP_RUNS = 100
 _PRUNED_PER_INDEX = 5000
 _PRUNE_PAGES = 4
+# Workers and coordinators silent this long are forgotten (the console lists them as
+# lost until then).
+FORGET_LOST_AFTER_S = 24 * 3600.0
 
 log = structlog.get_logger("graflow_dist.coordinator")
 
@@ -530,6 +533,10 @@ class Coordinator:
         for _page in range(_PRUNE_PAGES):
             if not self.broker.indexes.prune(before, _PRUNED_PER_INDEX)[1]:
                 break
+        lost = self.broker.workers.forget_lost(FORGET_LOST_AFTER_S)
+        if lost:
+            self.log.info("lost workers forgotten", workers=lost[:20], count=len(lost))
+        self.broker.leader.forget_silent(FORGET_LOST_AFTER_S)
 
     def _sweep_expiring(self) -> None:
         """Give the data of ended runs that missed `_expire` its TTL (never a run this

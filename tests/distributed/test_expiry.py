@@ -1,10 +1,11 @@
-"""A finished run's data expires after ``--run-ttl-s``, and with it every trace of the
-run in the deployment's indexes (`P:runs`, the feedback index): a cluster that runs for
-months does not keep an entry per run it ever ran. A run still going stays listed,
-however old."""
+"""What a cluster keeps does not grow with what it ever ran: a finished run's data
+expires after ``--run-ttl-s`` and with it every trace of the run in the deployment's
+indexes (`P:runs`, the feedback index), while a run still going stays listed however
+old; workers and coordinators silent for a day are forgotten."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from clusters import WORKER_OPTIONS, coordinator_options
@@ -12,11 +13,13 @@ from conftest import poll
 
 from graflow_dist import Client, TaskExecutionContext, task, workflow
 from graflow_dist.broker.keys import Keyspace
+from graflow_dist.coordinator.service import FORGET_LOST_AFTER_S
 from graflow_dist.embedded import RedisServer
 from graflow_dist.embedded.cluster import LocalCluster
 
 RUN_TTL_S = 1
 RUN_TIMEOUT_S = 60
+HOUSEKEEPING_WAIT_S = 15  # a coordinator's housekeeping runs every 10 s
 
 
 def test_expired_runs_leave_no_index_entries_and_a_waiting_run_stays(tmp_path: Path) -> None:
@@ -57,3 +60,21 @@ def test_expired_runs_leave_no_index_entries_and_a_waiting_run_stays(tmp_path: P
         assert r.zcard(keyspace.expiring_runs) == 0
         assert not [k for k in r.keys(f"{keyspace.prefix}:run:*")]
         assert not [k for k in r.keys(f"{keyspace.prefix}:feedback:req:*")]
+
+
+def test_workers_and_coordinators_silent_for_a_day_are_forgotten(
+        shared_cluster: LocalCluster) -> None:
+    """Killed workers never unregister: the list (and the console) would keep every
+    worker that ever ran. A day of silence, and they go; live ones stay."""
+    r, keyspace = shared_cluster.client, Keyspace.from_env()
+    live = set(shared_cluster.broker.workers.names())
+    day_ago = time.time() - FORGET_LOST_AFTER_S - 60
+    r.zadd(keyspace.workers, {"gf-killed-pod": day_ago, "gf-lost-yesterday": time.time() - 3600})
+    r.hset(keyspace.worker_stats, "gf-killed-pod", b"x")
+    r.zadd(keyspace.coordinators, {"coord-killed": day_ago})
+    poll(lambda: "gf-killed-pod" not in shared_cluster.broker.workers.names(),
+         "the silent worker forgotten", timeout_s=HOUSEKEEPING_WAIT_S)
+    assert set(shared_cluster.broker.workers.names()) == live | {"gf-lost-yesterday"}
+    assert not r.hexists(keyspace.worker_stats, "gf-killed-pod")
+    assert "coord-killed" not in shared_cluster.broker.leader.coordinators()
+    assert shared_cluster.broker.leader.coordinators()  # the live one stays
