@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 
 import redis
+from rq import Queue
 from rq import Worker as RQWorker
+from rq.worker_registration import clean_worker_registry
 
 from graflow_dist.broker.jobs import JobClaimer
 from graflow_dist.broker.keys import HASH, RQ_WORKERS, SET, ZSET, Keyspace
@@ -127,4 +129,7 @@ class WorkerRegistry:
             pipe.zremrangebyscore(self.keyspace.workers, "-inf", cutoff)
             pipe.hdel(self.keyspace.worker_stats, *names)
             pipe.execute()
+            # RQ's registry of the prefix's queue too (an RQ worker's own maintenance
+            # does this; ours never run it): entries whose worker hash expired
+            clean_worker_registry(Queue(self.keyspace.queue_name, connection=self.client))
         return [n.decode(errors="replace") for n in names]

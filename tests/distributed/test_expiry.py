@@ -72,9 +72,15 @@ def test_workers_and_coordinators_silent_for_a_day_are_forgotten(
     r.zadd(keyspace.workers, {"gf-killed-pod": day_ago, "gf-lost-yesterday": time.time() - 3600})
     r.hset(keyspace.worker_stats, "gf-killed-pod", b"x")
     r.zadd(keyspace.coordinators, {"coord-killed": day_ago})
+    rq_sets = ("rq:workers", f"rq:workers:{keyspace.queue_name}")
+    for key in rq_sets:  # its RQ registration, whose worker hash expired long ago
+        r.sadd(key, "rq:worker:gf-killed-pod")
     poll(lambda: "gf-killed-pod" not in shared_cluster.broker.workers.names(),
          "the silent worker forgotten", timeout_s=HOUSEKEEPING_WAIT_S)
     assert set(shared_cluster.broker.workers.names()) == live | {"gf-lost-yesterday"}
     assert not r.hexists(keyspace.worker_stats, "gf-killed-pod")
+    for key in rq_sets:
+        members = r.smembers(key)
+        assert b"rq:worker:gf-killed-pod" not in members and members, key
     assert "coord-killed" not in shared_cluster.broker.leader.coordinators()
     assert shared_cluster.broker.leader.coordinators()  # the live one stays
