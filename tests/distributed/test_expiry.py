@@ -6,10 +6,11 @@ old; workers and coordinators silent for a day are forgotten."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from clusters import WORKER_OPTIONS, coordinator_options
-from conftest import poll
 
 from graflow_dist import Client, TaskExecutionContext, task, workflow
 from graflow_dist.broker.keys import Keyspace
@@ -22,7 +23,8 @@ RUN_TIMEOUT_S = 60
 HOUSEKEEPING_WAIT_S = 15  # a coordinator's housekeeping runs every 10 s
 
 
-def test_expired_runs_leave_no_index_entries_and_a_waiting_run_stays(tmp_path: Path) -> None:
+def test_expired_runs_leave_no_index_entries_and_a_waiting_run_stays(
+        tmp_path: Path, wait_until: Callable[..., Any]) -> None:
     with workflow("short-lived") as plain:
 
         @task
@@ -42,11 +44,12 @@ def test_expired_runs_leave_no_index_entries_and_a_waiting_run_stays(tmp_path: P
     ) as cluster, Client(cluster.url) as client:
         r, keyspace = cluster.client, Keyspace.from_env()
         waiting = client.submit(asking)
-        request = poll(lambda: client.pending_feedback(waiting.session_id), "the request")[0]
+        request = wait_until(lambda: client.pending_feedback(waiting.session_id),
+                             "the request")[0]
         finished = [client.submit(plain) for _ in range(5)]
         assert [run.wait(timeout=RUN_TIMEOUT_S) for run in finished] == [1] * 5
 
-        poll(lambda: r.zcard(keyspace.all_runs) == 1, "the expired runs off the index")
+        wait_until(lambda: r.zcard(keyspace.all_runs) == 1, "the expired runs off the index")
         assert client.runs() and [x["session_id"] for x in client.runs()] == [
             waiting.session_id]  # older than the TTL, but going: it stays
         assert r.zrange(keyspace.feedback_index, 0, -1) == [request.feedback_id.encode()]
@@ -55,15 +58,15 @@ def test_expired_runs_leave_no_index_entries_and_a_waiting_run_stays(tmp_path: P
 
         client.respond(request.feedback_id, approved=True)
         assert waiting.wait(timeout=RUN_TIMEOUT_S) is True
-        poll(lambda: r.zcard(keyspace.all_runs) == 0 and r.zcard(keyspace.feedback_index) == 0,
-             "the last run and its request off the indexes")
+        wait_until(lambda: r.zcard(keyspace.all_runs) + r.zcard(keyspace.feedback_index) == 0,
+                   "the last run and its request off the indexes")
         assert r.zcard(keyspace.expiring_runs) == 0
         assert not [k for k in r.keys(f"{keyspace.prefix}:run:*")]
         assert not [k for k in r.keys(f"{keyspace.prefix}:feedback:req:*")]
 
 
 def test_workers_and_coordinators_silent_for_a_day_are_forgotten(
-        shared_cluster: LocalCluster) -> None:
+        shared_cluster: LocalCluster, wait_until: Callable[..., Any]) -> None:
     """Killed workers never unregister: the list (and the console) would keep every
     worker that ever ran. A day of silence, and they go; live ones stay."""
     r, keyspace = shared_cluster.client, Keyspace.from_env()
@@ -75,8 +78,8 @@ def test_workers_and_coordinators_silent_for_a_day_are_forgotten(
     rq_sets = ("rq:workers", f"rq:workers:{keyspace.queue_name}")
     for key in rq_sets:  # its RQ registration, whose worker hash expired long ago
         r.sadd(key, "rq:worker:gf-killed-pod")
-    poll(lambda: "gf-killed-pod" not in shared_cluster.broker.workers.names(),
-         "the silent worker forgotten", timeout_s=HOUSEKEEPING_WAIT_S)
+    wait_until(lambda: "gf-killed-pod" not in shared_cluster.broker.workers.names(),
+               "the silent worker forgotten", timeout_s=HOUSEKEEPING_WAIT_S)
     assert set(shared_cluster.broker.workers.names()) == live | {"gf-lost-yesterday"}
     assert not r.hexists(keyspace.worker_stats, "gf-killed-pod")
     for key in rq_sets:
