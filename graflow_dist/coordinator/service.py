@@ -527,6 +527,7 @@ class Coordinator:
         return True
 
     def _housekeeping(self) -> None:
+        """What keeps Redis from growing with every run and worker there ever was."""
         self._sweep_expiring()
         # Runs (and their feedback requests) submitted before this may have expired.
         before = time.time() - self.run_ttl_s
