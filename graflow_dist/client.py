@@ -406,6 +406,10 @@ class WorkflowRun:
     def context(self) -> ExecutionContext:
         """An `ExecutionContext` view of the run: its frontier, channel and graph (with
         the tasks its tasks added, as in process)."""
+        return self._context()[0]
+
+    def _context(self) -> tuple[ExecutionContext, RunRecord]:
+        """`context`, and the record it was read with."""
         runs = self.client.broker.runs
         record, _shape, frontier = runs.load(self.session_id)
         graph = self._graph
@@ -429,14 +433,13 @@ class WorkflowRun:
                                default_max_cycles=record.default_max_cycles)
         ctx.frontier = frontier
         ctx.last_checkpoint_path = record.last_checkpoint
-        return ctx
+        return ctx, record
 
     def sync_into(self, context: ExecutionContext) -> None:
         """Make ``context`` reflect the run: its graph, frontier, Redis channel, last
         checkpoint, status and the result of its last completed task (so code written
         for in-process runs keeps working)."""
-        remote = self.context()
-        record = self.record()
+        remote, record = self._context()
         context.graph = remote.graph
         context.frontier = remote.frontier
         context.channel = remote.channel

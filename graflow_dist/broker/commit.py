@@ -151,8 +151,9 @@ class Commit:
                                                max_continuation=max_continuation)
 
     def run_ended(self, keys: RunKeys, end: RunEnd) -> None:
+        finished_at = repr(time.time())
         fields: list[Any] = [RunField.STATUS, end.status.value,
-                             RunField.FINISHED_AT, repr(time.time())]
+                             RunField.FINISHED_AT, finished_at]
         if end.error is not None:
             fields += [RunField.ERROR, str(end.error),
                        RunField.ERROR_TYPE, type(end.error).__name__,
@@ -160,7 +161,7 @@ class Commit:
                                                        default=str)]
         self.commands += [["HSET", keys.meta, *fields],
                           ["SREM", self.keyspace.active_runs, keys.session_id],
-                          ["ZADD", self.keyspace.expiring_runs, repr(time.time()),
+                          ["ZADD", self.keyspace.expiring_runs, finished_at,
                            keys.session_id],
                           ["XADD", keys.ended, "*", ENDED_FIELD, end.status.value]]
 
