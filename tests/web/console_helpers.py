@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from graflow_dist import TaskExecutionContext, task, workflow
+from graflow_dist.embedded.cluster import LocalCluster, pid_in_name
 
 DEFAULT_WAIT_S = 30.0
 
@@ -25,6 +26,19 @@ def poll(condition: Callable[[], Any], what: str, timeout_s: float = DEFAULT_WAI
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
+
+
+def wait_one_executor_each(cluster: LocalCluster) -> None:
+    """Until each worker service of ``cluster`` (one executor each) is registered under
+    one name. An earlier test's cancel may still be replacing an executor: for a moment
+    its old name is registered next to the new one, or neither is."""
+    cluster.wait_ready()
+
+    def one_name_each() -> bool:
+        pids = [pid_in_name(n) for n in cluster.broker.workers.names()]
+        return sorted(pids) == sorted(w.pid for w in cluster.live_workers())
+
+    poll(one_name_each, "each worker to be registered under one name")
 
 
 class ConsoleHttp:

@@ -11,7 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-from console_helpers import TASKS, ConsoleHttp, gated_workflow, open_gates, poll
+from console_helpers import (
+    TASKS,
+    ConsoleHttp,
+    gated_workflow,
+    open_gates,
+    poll,
+    wait_one_executor_each,
+)
 
 from graflow_dist import Client, TaskExecutionContext, task, workflow
 from graflow_dist.embedded.cluster import LocalCluster, pid_in_name
@@ -210,8 +217,7 @@ def parent_of(pid: int) -> int:
 
 def test_workers_queues_and_coordinators(http: ConsoleHttp,
                                          console_cluster: LocalCluster) -> None:
-    # A cancel in an earlier test may have replaced an executor: wait for its successor.
-    console_cluster.wait_ready()
+    wait_one_executor_each(console_cluster)
     data = http.get("/api/workers").json()
     assert len(data["workers"]) == 2
     assert all(w["live"] and w["queue"] == "graflow" for w in data["workers"])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from console_helpers import TASKS, gated_workflow, open_gates, poll
+from console_helpers import TASKS, gated_workflow, open_gates, poll, wait_one_executor_each
 
 from graflow_dist import Client, TaskExecutionContext, task, workflow
 from graflow_dist.embedded.cluster import LocalCluster
@@ -175,7 +175,7 @@ def test_cancel_retry_and_resume_from_the_run_page(page: Any, client: Client,
 
 def test_workers_page_shows_workers_queues_and_the_leader(
         page: Any, console_cluster: LocalCluster) -> None:
-    console_cluster.wait_ready()  # an earlier test's cancel may still be replacing an executor
+    wait_one_executor_each(console_cluster)
     page.goto(console_cluster.ui_url + "workers")
     rows = page.locator("#workers-table tbody tr[data-worker]")
     rows.first.wait_for()
