@@ -21,7 +21,7 @@ import redis
 import structlog
 from redis.exceptions import ResponseError
 
-from graflow_dist.broker import Broker, Commit
+from graflow_dist.broker import Broker, Commit, RunRecord
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
 from graflow_dist.broker.events import DeadEvent
 from graflow_dist.broker.keys import Keyspace
@@ -551,9 +551,11 @@ class Coordinator:
             if isinstance(loaded, UnknownSessionError):
                 forget.append(sid)  # gone already
             elif isinstance(loaded, GraflowError):
-                self.log.error("ended run unreadable: its data keeps no TTL", session=sid,
-                               error=str(loaded))
-                forget.append(sid)
+                record = self._readable_end(sid, loaded)
+                if record is not None:  # its graph unreadable: only its own keys
+                    ended.append((record, []))
+                else:
+                    forget.append(sid)
             elif not loaded[0].status.finished:
                 forget.append(sid)  # live again: its end lists it again
             else:
@@ -562,6 +564,22 @@ class Coordinator:
         if ended:
             self.broker.runs.expire_many(ended, self.run_ttl_s)
             self.log.info("data of ended runs given its TTL late", runs=len(ended))
+
+    def _readable_end(self, session_id: str, error: GraflowError) -> RunRecord | None:
+        """The record of an ended run whose data does not load as a whole (``error``):
+        its own keys still get their TTL. None if the record does not read either (its
+        data then keeps no TTL) or the run is going again."""
+        try:
+            record = self.broker.runs.record(session_id)
+        except GraflowError as exc:
+            self.log.error("ended run unreadable: its data keeps no TTL", session=session_id,
+                           error=str(exc))
+            return None
+        if not record.status.finished:
+            return None
+        self.log.warning("ended run partly unreadable: its data gets its TTL all the same",
+                         session=session_id, error=str(error))
+        return record
 
     def _expire(self, ended: list[RunState]) -> None:
         """Finished runs keep their data for ``run_ttl_s``, then Redis drops it (every

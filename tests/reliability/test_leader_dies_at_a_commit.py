@@ -179,11 +179,13 @@ def test_checkpoints_slower_than_the_leader_lease_do_not_cost_the_lead(
     assert not lost, lost
 
 
+@pytest.mark.parametrize("damaged", [False, True], ids=["intact", "graph-damaged"])
 def test_a_run_ended_by_a_leader_that_died_at_once_still_expires(
-    redis_url: str, workers: list[ServiceProcess], tmp_path: Path,
+    redis_url: str, workers: list[ServiceProcess], tmp_path: Path, damaged: bool,
 ) -> None:
     """The leader dies right after the commit that ended a run, before giving its data a
-    TTL: the next leader does it when it takes over (the data stayed forever)."""
+    TTL: the next leader does it when it takes over (the data stayed forever). Also
+    when the run's stored graph no longer reads: its own keys get their TTL."""
     with workflow("expires-anyway") as wf:
 
         @task
@@ -201,6 +203,8 @@ def test_a_run_ended_by_a_leader_that_died_at_once_still_expires(
         meta = keyspace.run(run.session_id).meta
         assert r.ttl(meta) == -1, "expired before the leader died"
         assert r.zscore(keyspace.expiring_runs, run.session_id) is not None
+        if damaged:
+            r.hset(keyspace.run(run.session_id).shape, "only", b"\xc1 not msgpack")
         successor = ServiceProcess("coordinator", redis_url, [
             "--checkpoint-dir", str(tmp_path / "checkpoints"),
             "--leader-lease-s", str(LEADER_LEASE_S), "--run-ttl-s", "3600"],
@@ -211,4 +215,5 @@ def test_a_run_ended_by_a_leader_that_died_at_once_still_expires(
             successor.stop()
     assert 0 < r.ttl(meta) <= 3600
     assert r.ttl(keyspace.run(run.session_id).channel_index) > 0
+    assert r.ttl(keyspace.run(run.session_id).shape) > 0
     assert r.zcard(keyspace.expiring_runs) == 0
