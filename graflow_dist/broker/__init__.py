@@ -13,6 +13,7 @@ from __future__ import annotations
 import redis
 
 from graflow_dist.broker.commit import Commit, apply
+from graflow_dist.broker.connection import single_attempt_client
 from graflow_dist.broker.console import ConsoleQueries
 from graflow_dist.broker.events import EventLog
 from graflow_dist.broker.feedback import FeedbackStore
@@ -53,12 +54,18 @@ class Broker:
         self.repair = KeyRepair(client, self.keyspace)
         self._scripts = Scripts(client, self.keyspace)
         self.indexes = IndexPruner(self.keyspace, self._scripts)
+        self._claim_client: redis.Redis | None = None
 
     def claimer(self, queue: str, worker: str, lease_s: float, rq_worker_key: str,
                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> JobClaimer:
-        """The job protocol for one worker."""
-        return JobClaimer(self.client, self.keyspace, queue, worker, lease_s, rq_worker_key,
-                          max_message_bytes)
+        """The job protocol for one worker. Its commands are sent once (redis-py does
+        not retry them): a claim sent again after its reply was lost would take other
+        jobs and leave the first ones held. The worker retries, then hands back what it
+        holds unknowingly (`JobClaimer.held_jobs`)."""
+        if self._claim_client is None:
+            self._claim_client = single_attempt_client(self.client)
+        return JobClaimer(self._claim_client, self.keyspace, queue, worker, lease_s,
+                          rq_worker_key, max_message_bytes)
 
     def check_permissions(self, role: str, queue: str | None = None,
                           worker_name: str = "probe") -> None:

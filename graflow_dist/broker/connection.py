@@ -117,15 +117,23 @@ def patient_client(client: redis.Redis, retries: int = DEFAULT_PATIENT_RETRIES) 
     ))
 
 
+def single_attempt_client(client: redis.Redis) -> redis.Redis:
+    """A client on the same server that sends each command once: a connection error
+    reaches the caller instead of being retried, for commands that must not run twice
+    unnoticed (a job claim whose reply was lost would hold jobs nobody runs)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "host" not in kwargs and "path" not in kwargs:
+        return client  # not a pool we can copy (e.g. a test double)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=client.connection_pool.connection_class,
+        **{**kwargs, "retry": Retry(ExponentialBackoff(), 0)},
+    ))
+
+
 def check_connection(client: redis.Redis, url: str | None = None) -> None:
     """Ping once, turning failures into a `ConnectionConfigError` that says why."""
     shown = mask_url(resolve_url(url)) if url or os.environ.get(REDIS_URL_ENV) else "Redis"
-    probe = redis.Redis(
-        connection_pool=redis.ConnectionPool(
-            connection_class=client.connection_pool.connection_class,
-            **{**client.connection_pool.connection_kwargs, "retry": Retry(ExponentialBackoff(), 0)},
-        )
-    )
+    probe = single_attempt_client(client)
     try:
         probe.ping()
     except AuthenticationError:
@@ -148,7 +156,8 @@ def check_connection(client: redis.Redis, url: str | None = None) -> None:
         error.unreachable = True
         raise error from None
     finally:
-        probe.close()
+        if probe is not client:
+            probe.close()
 
 
 def wait_for_connection(client: redis.Redis, url: str | None, timeout_s: float,

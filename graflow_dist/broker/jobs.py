@@ -44,6 +44,7 @@ DEFAULT_MAX_BATCH = 64
 # Jobs a reaper pass takes back at most (the rest wait for the next pass).
 DEFAULT_REAP_LIMIT = 500
 _PER_WORKER_JOBS = 4
+_OWNER_SCAN_COUNT = 1000  # lease owners per HSCAN call (one entry per held job)
 _EXC_INFO_LIMIT = 2000
 _PUSH_CHUNK = 1000
 
@@ -232,8 +233,8 @@ class JobClaimer:
         self.lease_s = lease_s
         self.rq_worker_key = rq_worker_key
         self.max_message_bytes = max_message_bytes
-        self.scripts = Scripts(client, keyspace)
-        self.events = EventLog(client, keyspace)
+        self.scripts = Scripts(self.client, keyspace)
+        self.events = EventLog(self.client, keyspace)
 
     def claim(self, max_jobs: int = 1) -> list[ClaimedJob]:
         """Claim up to ``max_jobs`` jobs (`WrongTypeError` if one of this worker's keys
@@ -350,6 +351,15 @@ class JobClaimer:
             [self.keyspace.leases, self.keyspace.lease_owner, self.keyspace.jobmap,
              self.rq_worker_key], [job_id, self.worker])
         return result == LeaseResult.RELEASED
+
+    def held_jobs(self) -> list[str]:
+        """The jobs whose lease this worker holds, by Redis (a claim whose reply was
+        lost holds jobs the worker does not know of)."""
+        name = self.worker.encode()
+        return [job.decode(errors="replace")
+                for job, owner in self.client.hscan_iter(self.keyspace.lease_owner,
+                                                         count=_OWNER_SCAN_COUNT)
+                if owner == name]
 
     def tasks_of(self, job_id: str) -> tuple[str, list[str]] | None:
         """``(session id, tokens)`` of a job, from the jobmap (None if unknown or

@@ -194,6 +194,9 @@ class Worker:
         self._flush_due = threading.Event()  # a report was buffered: check it soon
         # Jobs claimed together with the release of the last one (None: claim anew).
         self._next: list[ClaimedJob] | None = None
+        # A claim failed for want of Redis: it may have run, its reply lost, and holds
+        # jobs we do not know of (see _return_unknown_jobs).
+        self._claim_unsure = False
         self.log = log.bind(worker=self.name, queue=self.queue)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -346,7 +349,9 @@ class Worker:
     def _work_once(self) -> None:
         claimed, self._next = self._next, None
         if claimed is None:
-            claimed = self.claimer.claim(1)
+            claimed = self._claim()
+        if self._claim_unsure:
+            self._return_unknown_jobs(claimed)
         if not claimed:
             self._idle_waiting = True
             try:
@@ -358,6 +363,32 @@ class Worker:
             return
         for job in claimed:
             self._process(job)
+
+    def _claim(self) -> list[ClaimedJob]:
+        try:
+            return self.claimer.claim(1)
+        except TRANSIENT_ERRORS:
+            self._claim_unsure = True
+            raise
+
+    def _return_unknown_jobs(self, claimed: list[ClaimedJob]) -> None:
+        """After a claim whose reply may have been lost (Redis went away after running
+        it), hand back the jobs we hold but never heard of, besides ``claimed``: their
+        tasks are dispatched again at once, instead of after their lease (which would
+        count them as crashes of tasks that never started)."""
+        known = {job.job_id for job in claimed}
+        for job_id in self.claimer.held_jobs():
+            tasks = None if job_id in known else self.claimer.tasks_of(job_id)
+            if tasks is None:
+                continue  # ours to run, or unreadable: the reaper takes it back
+            session_id, tokens = tasks
+            events = [Event(HANDBACK, session_id, token=token, worker=self.name,
+                            error=f"claimed by worker {self.name} in a claim whose reply "
+                                  "was lost") for token in tokens]
+            self.claimer.send(events, release=job_id)
+            self.log.warning("job of a claim whose reply was lost handed back", job=job_id,
+                             session=session_id, tasks=len(tokens))
+        self._claim_unsure = False
 
     def _process(self, claimed: ClaimedJob) -> None:
         if claimed.wrong_type:  # taken off the queue, not held: nothing to run or release
@@ -395,8 +426,15 @@ class Worker:
                 self.slot.idle()
 
     def _return_unstarted(self) -> None:
-        """Stopping: hand back jobs claimed with the last release and not started."""
+        """Stopping: hand back jobs claimed with the last release and not started (and
+        any of a claim whose reply was lost)."""
         claimed, self._next = self._next or [], None
+        if self._claim_unsure:
+            try:
+                self._return_unknown_jobs(claimed)
+            except TRANSIENT_ERRORS:
+                self.log.warning("jobs of a claim whose reply was lost not handed back: "
+                                 "they are re-dispatched after their lease")
         for job in claimed:
             try:
                 if job.batch is None:
@@ -607,13 +645,14 @@ class Worker:
             proposal, proposing = job.ahead
             i = next(i for i, r in enumerate(reports) if r is proposing)
             held, claimed = self._send(lambda: self.claimer.ran_ahead(
-                events[:i], proposing.event, proposal, events[i + 1:], job.job_id, claim))
+                events[:i], proposing.event, proposal, events[i + 1:], job.job_id, claim),
+                claims=bool(claim))
             job.ahead = None
             if claim:
                 self._next = claimed
         elif last and claim:
             held, self._next = self._send(
-                lambda: self.claimer.release_and_claim(events, job.job_id))
+                lambda: self.claimer.release_and_claim(events, job.job_id), claims=True)
         else:
             option = {"release": job.job_id} if last else {"still_held": job.job_id}
             held = self._send(lambda: self.claimer.send(events, **option))
@@ -635,14 +674,16 @@ class Worker:
         job.unfinished.clear()
         self.log.info("tasks handed back", job=job.job_id, tasks=len(tokens))
 
-    def _send(self, transaction: Callable[[], Any]) -> Any:
+    def _send(self, transaction: Callable[[], Any], *, claims: bool = False) -> Any:
         """Run a report transaction, retrying it across a Redis outage: a finished
         task's lost report would cost a re-run after its lease. Resending a report that
-        did land is harmless: the coordinator drops the duplicate by its token."""
+        did land is harmless: the coordinator drops the duplicate by its token. One that
+        ``claims`` jobs may have claimed some whose reply was lost (`_claim_unsure`)."""
         while True:
             try:
                 result = transaction()
             except TRANSIENT_ERRORS as exc:
+                self._claim_unsure = self._claim_unsure or claims
                 self._outage.failed(exc)
                 time.sleep(self._outage.backoff_s())
                 continue
