@@ -1,9 +1,11 @@
-"""A worker's claim runs in Redis but its reply is lost (a loopback proxy the test owns
-cuts the connection in between): the jobs it took are handed back at once, not left
-leased until their lease runs out and then counted as crashes of tasks never started."""
+"""A command runs in Redis but its reply is lost: a loopback proxy the test owns cuts
+the connection in between, as a network cut or a Redis restart does. Sent again, it
+must not do its work twice: a worker's claim must not strand the jobs it took, a
+client's submission must not start the run over."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import redis
 
 from graflow_dist import Client, TaskExecutionContext, parallel, task, workflow
 from graflow_dist.broker import Broker
+from graflow_dist.broker.scripts import source
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
 from reliability.harness import wait_for
@@ -20,7 +23,7 @@ from reliability.loopback_proxy import LoopbackProxy
 
 pytestmark = pytest.mark.slow
 
-# Long enough that a job left to its lease would show: the run must end well before.
+# Long enough that a job left to its lease would show: the runs must end well before.
 LEASE_S = 30.0
 MEMBERS = 20
 RUNS = 3
@@ -34,51 +37,96 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         yield running
 
 
+@pytest.fixture
+def proxy(server: RedisServer) -> Iterator[LoopbackProxy]:
+    with LoopbackProxy(server.port) as running:
+        yield running
+
+
+def start(kind: str, url: str, tmp_path: Path, *options: str) -> ServiceProcess:
+    return ServiceProcess(kind, url, list(options),
+                          log_path=tmp_path / f"{kind}.log").start()
+
+
 def test_jobs_of_a_claim_whose_reply_was_lost_are_handed_back_at_once(
-        server: RedisServer, tmp_path: Path) -> None:
+        server: RedisServer, proxy: LoopbackProxy, tmp_path: Path) -> None:
     r = redis.Redis.from_url(server.url)
     broker = Broker(r)
-    with LoopbackProxy(server.port) as proxy:
-        # One worker, behind the proxy: the run's group is split into several jobs,
-        # which it claims one after the other with the release of the last.
-        worker = ServiceProcess("worker", proxy.url(), [
-            "--lease-s", str(LEASE_S), "--heartbeat-s", "1"],
-            log_path=tmp_path / "worker.log").start()
-        coordinator = ServiceProcess("coordinator", server.url, [
-            "--checkpoint-dir", str(tmp_path / "checkpoints")],
-            log_path=tmp_path / "coordinator.log").start()
-        try:
-            wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
-            wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
-            with workflow("lost-claim-reply") as wf:
-                members = []
-                for i in range(MEMBERS):
-                    @task(f"member_{i}")
-                    def member() -> int:
-                        time.sleep(0.01)  # the next runs' jobs queue up meanwhile
-                        return 1
+    # One worker, behind the proxy: each run's group is split into several jobs, which
+    # it claims one after the other with the release of the last.
+    worker = start("worker", proxy.url(), tmp_path, "--lease-s", str(LEASE_S),
+                   "--heartbeat-s", "1")
+    coordinator = start("coordinator", server.url, tmp_path,
+                        "--checkpoint-dir", str(tmp_path / "checkpoints"))
+    try:
+        wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
+        wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+        with workflow("lost-claim-reply") as wf:
+            members = []
+            for i in range(MEMBERS):
+                @task(f"member_{i}")
+                def member() -> int:
+                    time.sleep(0.01)  # the next runs' jobs queue up meanwhile
+                    return 1
 
-                    members.append(member)
+                members.append(member)
 
-                @task(inject_context=True)
-                def join(ctx: TaskExecutionContext) -> int:
-                    return sum(ctx.get_result(f"member_{i}") for i in range(MEMBERS))
+            @task(inject_context=True)
+            def join(ctx: TaskExecutionContext) -> int:
+                return sum(ctx.get_result(f"member_{i}") for i in range(MEMBERS))
 
-                parallel(*members) >> join
+            parallel(*members) >> join
 
-            # The worker's first job ends with a claim of the next: that claim runs,
-            # its reply is lost, and the worker sends it again.
-            proxy.lose_reply_to(RELEASE_AND_CLAIM)
-            started = time.monotonic()
-            with Client(server.url) as client:
-                runs = [client.submit(wf) for _ in range(RUNS)]
-                assert [run.wait(timeout=LEASE_S / 2) for run in runs] == [MEMBERS] * RUNS
-            assert time.monotonic() - started < LEASE_S / 2
-            assert proxy.lost.is_set(), "no claim reply was lost: the test saw nothing"
-            for run in runs:
-                crashes = broker.keyspace.run(run.session_id).crashes
-                assert r.hlen(crashes) == 0, "tasks never started were counted as crashes"
-            assert worker.alive()
-        finally:
-            worker.stop()
-            coordinator.stop()
+        # The worker's first job ends with a claim of the next: that claim runs, its
+        # reply is lost, and the worker sends it again.
+        proxy.lose_reply_to(RELEASE_AND_CLAIM)
+        started = time.monotonic()
+        with Client(server.url) as client:
+            runs = [client.submit(wf) for _ in range(RUNS)]
+            assert [run.wait(timeout=LEASE_S / 2) for run in runs] == [MEMBERS] * RUNS
+        assert time.monotonic() - started < LEASE_S / 2
+        assert proxy.lost.is_set(), "no claim reply was lost: the test saw nothing"
+        for run in runs:
+            crashes = broker.keyspace.run(run.session_id).crashes
+            assert r.hlen(crashes) == 0, "tasks never started were counted as crashes"
+        assert worker.alive()
+    finally:
+        worker.stop()
+        coordinator.stop()
+
+
+def test_a_submission_whose_reply_was_lost_does_not_start_the_run_over(
+        server: RedisServer, proxy: LoopbackProxy, tmp_path: Path) -> None:
+    """The client's Redis client sends the submission again: the run, which may have
+    ended meanwhile, must not be written anew (its tasks would run again)."""
+    r = redis.Redis.from_url(server.url)
+    broker = Broker(r)
+    worker = start("worker", server.url, tmp_path)
+    coordinator = start("coordinator", server.url, tmp_path,
+                        "--checkpoint-dir", str(tmp_path / "checkpoints"))
+    ledger = tmp_path / "ran.txt"
+    try:
+        wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
+        wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+        with workflow("lost-submit-reply") as wf:
+
+            @task
+            def only() -> str:
+                with ledger.open("a") as fh:
+                    fh.write("ran\n")
+                return "done"
+
+        submit_sha = hashlib.sha1(source("submit_run", broker.keyspace).encode()).hexdigest()
+        with Client(proxy.url()) as client:
+            assert client.submit(wf).wait(timeout=30) == "done"  # the script is loaded
+            ledger.unlink()
+            proxy.lose_reply_to(submit_sha.encode())
+            run = client.submit(wf)
+            assert run.wait(timeout=30) == "done"
+        assert proxy.lost.is_set(), "no submission reply was lost: the test saw nothing"
+        time.sleep(1.0)  # a run started over would have run its task again by now
+        assert ledger.read_text() == "ran\n"
+        assert run.status() == "completed"
+    finally:
+        worker.stop()
+        coordinator.stop()

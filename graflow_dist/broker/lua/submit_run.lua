@@ -1,6 +1,7 @@
 -- A client submits a run in one round trip: refused while the session is active
--- ({RUN_ACTIVE, status}; a retry of this very submission, same incarnation, goes
--- through), refused when the graph's code it counts on is gone ({CODE_MISSING, key});
+-- ({RUN_ACTIVE, status}), refused when the graph's code it counts on is gone
+-- ({CODE_MISSING, key}); this very submission sent again (same incarnation: its reply
+-- was lost) is {SUBMITTED} and writes nothing, for the run may have gone on since;
 -- else the earlier incarnation's channel is cleared or kept and the commands (record,
 -- shape, frontier, channel data, first jobs, the submission event: msgpack one after
 -- another) are applied: {SUBMITTED}. Nothing is written when a key it writes holds
@@ -22,9 +23,10 @@ checks[#checks + 1] = index_key
 checks[#checks + 1] = 'set'
 local wrong = wrong_types(checks)
 if wrong then return wrong end
-local status = redis.call('HGET', meta_key, F_RUN_STATUS)
-if status and not string.find(FINISHED_STATUSES, ',' .. status .. ',', 1, true)
-    and redis.call('HGET', meta_key, F_RUN_INCARNATION) ~= incarnation then
+local status, run_incarnation = unpack(redis.call('HMGET', meta_key, F_RUN_STATUS,
+                                                  F_RUN_INCARNATION))
+if run_incarnation == incarnation then return {SUBMITTED} end
+if status and not string.find(FINISHED_STATUSES, ',' .. status .. ',', 1, true) then
   return {RUN_ACTIVE, status}
 end
 for i = 3, #KEYS do
