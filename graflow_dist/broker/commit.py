@@ -207,7 +207,10 @@ def apply(scripts: Scripts, keyspace: Keyspace, commit: Commit, leader_id: str,
     if result == ApplyResult.NOT_LEADER:
         raise NotLeaderError("commit refused: this coordinator no longer holds the lease")
     if result == ApplyResult.STATE_BEHIND:
-        raise StaleStateError("commit refused: redis is behind this coordinator")
+        raise StaleStateError("redis lost committed writes; reloading")
+    if result == ApplyResult.COMMITTED_BEFORE:
+        raise StaleStateError("commit sent again after its reply was lost had landed "
+                              "already; reloading")
     if result == ApplyResult.COMMAND_TOO_LONG:
         raise CommitTooLargeError(
             f"commit refused: a command exceeds {MAX_COMMAND_ARGS} arguments; nothing written")

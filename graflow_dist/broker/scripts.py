@@ -54,6 +54,7 @@ class ApplyResult(IntEnum):
     STATE_BEHIND = -2
     COMMAND_TOO_LONG = -3
     STAGED_INCOMPLETE = -4  # a staged payload is not as long as the leader wrote it
+    COMMITTED_BEFORE = -5  # this commit landed already: sent again after a lost reply
 
 
 class LeaderResult(IntEnum):

@@ -188,8 +188,8 @@ class Coordinator:
                     stop.wait(self._outage.backoff_s())
                 except NotLeaderError:
                     self._drop_leadership("lease lost")
-                except StaleStateError:
-                    self._drop_leadership("redis lost committed writes; reloading")
+                except StaleStateError as exc:
+                    self._drop_leadership(str(exc))
                 except (WrongTypeError, PermissionDeniedError, ResponseError) as exc:
                     # Nothing of the failed step was written: repair what can be, then
                     # reload and apply its events again.

@@ -102,6 +102,10 @@ def test_fenced_apply_return_codes(redis_client: redis.Redis, scripts: Scripts) 
     assert redis_client.get("a") is None and redis_client.get(KS.commits) is None
     assert scripts.call("fenced_apply", keys, ["me", _payload([["SET", "a", "1"]]), 0]) == 0
     assert redis_client.get("a") == b"1" and redis_client.get(KS.commits) == b"1"
+    # The same commit sent again (its reply lost): it landed, nothing is written twice.
+    assert scripts.call("fenced_apply", keys, ["me", _payload([["INCR", "n"]]), 0]) \
+        == ApplyResult.COMMITTED_BEFORE
+    assert redis_client.get("n") is None and redis_client.get(KS.commits) == b"1"
     # A key of the wrong type: refused before anything is written (no half commit).
     with pytest.raises(WrongTypeError, match="a holds a string") as refused:
         scripts.call("fenced_apply", keys,

@@ -130,3 +130,49 @@ def test_a_submission_whose_reply_was_lost_does_not_start_the_run_over(
     finally:
         worker.stop()
         coordinator.stop()
+
+
+def test_a_commit_whose_reply_was_lost_is_not_taken_for_lost_writes(
+        server: RedisServer, proxy: LoopbackProxy, tmp_path: Path) -> None:
+    """The coordinator's Redis client sends its commit again: refused (it landed), the
+    coordinator reloads, says why, and no task runs twice."""
+    r = redis.Redis.from_url(server.url)
+    broker = Broker(r)
+    worker = start("worker", server.url, tmp_path)
+    coordinator = start("coordinator", proxy.url(), tmp_path,
+                        "--checkpoint-dir", str(tmp_path / "checkpoints"))
+    ledger = tmp_path / "ran.txt"
+    try:
+        wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
+        wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+        with workflow("lost-commit-reply") as wf:
+
+            @task
+            def first() -> int:
+                with ledger.open("a") as fh:
+                    fh.write("first\n")
+                return 1
+
+            @task
+            def second(first: int) -> int:
+                with ledger.open("a") as fh:
+                    fh.write("second\n")
+                return first + 1
+
+            first >> second
+
+        with Client(server.url) as client:
+            assert client.submit(wf).wait(timeout=30) == 2  # the script is loaded
+            ledger.unlink()
+            commit_sha = hashlib.sha1(source("fenced_apply", broker.keyspace).encode())
+            proxy.lose_reply_to(commit_sha.hexdigest().encode())
+            assert client.submit(wf).wait(timeout=30) == 2
+        assert proxy.lost.is_set(), "no commit reply was lost: the test saw nothing"
+        time.sleep(0.5)
+        assert ledger.read_text() == "first\nsecond\n"
+    finally:
+        worker.stop()
+        coordinator.stop()
+    log = (tmp_path / "coordinator.log").read_text()
+    assert "had landed already" in log
+    assert "redis lost committed writes" not in log

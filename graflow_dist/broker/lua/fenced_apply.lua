@@ -7,7 +7,8 @@
 -- Lua does not roll back: everything that could fail half-way is checked before the
 -- first write (command length, key types, and the ACL where Redis can tell), so a
 -- commit is applied whole or not at all. Returns the number of commands that failed
--- anyway, or NOT_LEADER, STATE_BEHIND, COMMAND_TOO_LONG, {WRONG_TYPE, key, type, ...}
+-- anyway, or NOT_LEADER, STATE_BEHIND, COMMITTED_BEFORE (the counter is one past the
+-- caller's), COMMAND_TOO_LONG, {WRONG_TYPE, key, type, ...}
 -- or {PERMISSION_DENIED, command, key}, or STAGED_INCOMPLETE when a large commit,
 -- written ahead to `staged_key`, is not `staged_length` bytes long.
 local leader_key = KEYS[1]
@@ -20,6 +21,14 @@ local staged_length = tonumber(ARGV[4] or '0')
 
 local wrong = wrong_types({leader_key, 'string', commits_key, 'string'})
 if wrong then return wrong end
+if redis.call('GET', leader_key) ~= leader_id then return NOT_LEADER end
+local commits = redis.call('GET', commits_key) or '0'
+if commits ~= expected_commits then
+  -- one more than the leader counts: this very commit, sent again after its reply was
+  -- lost, landed the first time (nobody else commits while it leads)
+  if tonumber(commits) == tonumber(expected_commits) + 1 then return COMMITTED_BEFORE end
+  return STATE_BEHIND
+end
 if staged_length > 0 then
   wrong = wrong_types({staged_key, 'string'})
   if wrong then return wrong end
@@ -27,8 +36,6 @@ if staged_length > 0 then
   redis.call('DEL', staged_key)
   if #payload ~= staged_length then return STAGED_INCOMPLETE end
 end
-if redis.call('GET', leader_key) ~= leader_id then return NOT_LEADER end
-if (redis.call('GET', commits_key) or '0') ~= expected_commits then return STATE_BEHIND end
 local commands = unpack_commands(payload)
 for i = 1, #commands do
   -- unpack() would fail half-way through the commit: write nothing instead
