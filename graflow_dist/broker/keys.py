@@ -190,6 +190,9 @@ class RunKeys:
     def channel(self, key: str) -> str:
         return self.channel_prefix + key
 
+    def channel_write(self, write_id: str) -> str:  # STRING, short TTL: a write applied
+        return self._k(f"chw:{write_id}")
+
     def lock(self, key: str) -> str:
         return f"{self.prefix}:lock:{self.session_id}:{key}"
 

@@ -110,7 +110,7 @@ class ExpireResult(IntEnum):
 
 SCRIPT_NAMES = ("fenced_apply", "leader_acquire", "leader_release", "claim", "extend",
                 "finish", "fail_job", "report", "reap_mark", "lease_grace", "quarantine",
-                "expire_run", "submit_run", "prune_index")
+                "expire_run", "submit_run", "prune_index", "channel_push")
 
 
 def _lua_literal(value: Any) -> str:

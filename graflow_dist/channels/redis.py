@@ -4,10 +4,16 @@ Keys are ``{prefix}:ch:{session_id}:{key}``, each named in the run's channel ind
 is written (see `graflow_dist.broker.channel_data`). Values use the exact codec of
 `graflow_dist.wire.values`; lists written with ``append``/``prepend`` are Redis
 lists, so appends are atomic and O(1).
+
+A write that adds (``append``, ``prepend``, ``atomic_add``) happens once per call even
+when the connection drops between it and its reply and it is sent again (task code's
+client retries through a Redis restart): each call marks itself applied under an id
+of its own, for `WRITE_MARK_TTL_S`.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,10 +24,15 @@ from redis.exceptions import ResponseError, WatchError
 from graflow_dist import limits
 from graflow_dist.broker.channel_data import channel_key_names, clear_channel, read_channel
 from graflow_dist.broker.keys import Keyspace, RunKeys
+from graflow_dist.broker.scripts import RefusedResult, source
 from graflow_dist.channels.base import DEFAULT_LOCK_TIMEOUT_S, Channel, check_number
 from graflow_dist.errors import WireError
 from graflow_dist.names import check_session_id
 from graflow_dist.wire.values import decode_value, encode_value
+
+# How long a write that adds is remembered as applied: it is sent again within the
+# client's retries (seconds), if at all.
+WRITE_MARK_TTL_S = 600
 
 
 def _wrong_type(exc: Exception) -> bool:
@@ -55,6 +66,11 @@ class RedisChannel(Channel):
         self._base = self.keys_of.channel_prefix
         self._index = self.keys_of.channel_index
         self.max_value_bytes = max_value_bytes or limits.max_value_bytes()
+        self._push_script: Any = None  # registered on the first append
+
+    def _write_mark(self) -> str:
+        """The key that marks one adding write applied (its id: this call's own)."""
+        return self.keys_of.channel_write(uuid.uuid4().hex)
 
     def _encoded(self, key: str, value: Any) -> bytes:
         encoded = encode_value(value)
@@ -142,18 +158,22 @@ class RedisChannel(Channel):
     def _push(self, key: str, value: Any, ttl: int | None, front: bool) -> int:
         full = self._key(key)
         encoded = self._encoded(key, value)
+        if self._push_script is None:
+            self._push_script = self.client.register_script(
+                source("channel_push", Keyspace.from_env(self.prefix)))
+        mark = self._write_mark()  # the same for each try of this call
         while True:
-            try:
-                pipe = self.client.pipeline(transaction=True)
-                pipe.sadd(self._index, key)
-                (pipe.lpush if front else pipe.rpush)(full, encoded)
-                if ttl is not None:
-                    pipe.expire(full, ttl)
-                return int(pipe.execute()[1])
-            except ResponseError as exc:
-                if not _wrong_type(exc):
-                    raise
-                self._convert_to_list(key)
+            reply = self._push_script(keys=[full, self._index, mark], args=[
+                key, encoded, int(front), "" if ttl is None else ttl, WRITE_MARK_TTL_S])
+            if not isinstance(reply, list):
+                return int(reply)
+            held = dict(zip(reply[1::2], reply[2::2], strict=True))  # key -> type it holds
+            if held != {full.encode(): b"string"} or reply[0] != RefusedResult.WRONG_TYPE:
+                found = ", ".join(f"{k.decode(errors='replace')} holds a "
+                                  f"{t.decode(errors='replace')}" for k, t in held.items())
+                raise WireError(f"{self._what(key)}: cannot append ({found}, written by "
+                                "something else than graflow-dist)")
+            self._convert_to_list(key)
 
     def _convert_to_list(self, key: str) -> None:
         """A list stored with ``set()`` becomes a Redis list so it can be appended to."""
@@ -189,16 +209,21 @@ class RedisChannel(Channel):
 
     def atomic_add(self, key: str, amount: int | float = 1) -> int | float:
         full = self._key(key)
+        mark = self._write_mark()  # the same for each try of this call
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     pipe.watch(full)
-                    raw = pipe.get(full)
+                    applied, raw = pipe.mget(mark, full)
+                    if applied is not None:  # sent again after its reply was lost: it landed
+                        return check_number(key, decode_value(applied, self._what(key)))
                     current = 0 if raw is None else decode_value(raw, self._what(key))
                     total = check_number(key, current) + amount
+                    encoded = encode_value(total)
                     pipe.multi()
                     pipe.sadd(self._index, key)
-                    pipe.set(full, encode_value(total), keepttl=True)
+                    pipe.set(full, encoded, keepttl=True)
+                    pipe.set(mark, encoded, ex=WRITE_MARK_TTL_S)
                     pipe.execute()
                     return total
                 except WatchError:

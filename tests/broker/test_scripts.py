@@ -507,3 +507,27 @@ def test_run_statuses_in_one_round_trip(redis_client: redis.Redis, broker: Broke
     redis_client.hset(KS.run("odd").meta, RunField.STATUS, "???")
     assert broker.runs.statuses(["live", "over", "odd", "gone"]) == {
         "live": RunStatus.RUNNING, "over": RunStatus.CANCELLED, "odd": None, "gone": None}
+
+
+# --- channel_push --------------------------------------------------------------------
+
+
+def test_channel_push_applies_each_write_once_and_refuses_other_types(
+        redis_client: redis.Redis, scripts: Scripts) -> None:
+    run = KS.run("s1")
+    keys = [run.channel("log"), run.channel_index, run.channel_write("w1")]
+    assert scripts.call("channel_push", keys, ["log", "a", 0, "", 60]) == 1
+    # Sent again (its reply lost): the mark says it landed; nothing is pushed twice.
+    assert scripts.call("channel_push", keys, ["log", "a", 0, "", 60]) == 1
+    other = [run.channel("log"), run.channel_index, run.channel_write("w2")]
+    assert scripts.call("channel_push", other, ["log", "z", 1, "30", 60]) == 2
+    assert redis_client.lrange(run.channel("log"), 0, -1) == [b"z", b"a"]
+    assert 0 < redis_client.ttl(run.channel("log")) <= 30
+    assert 0 < redis_client.ttl(run.channel_write("w2")) <= 60
+    assert redis_client.smembers(run.channel_index) == {b"log"}
+    redis_client.set(run.channel("value"), "v")
+    with pytest.raises(WrongTypeError, match="holds a string"):
+        scripts.call("channel_push", [run.channel("value"), run.channel_index,
+                                      run.channel_write("w3")], ["value", "b", 0, "", 60])
+    assert redis_client.smembers(run.channel_index) == {b"log"}
+    assert not redis_client.exists(run.channel_write("w3"))

@@ -10,7 +10,7 @@ import redis
 
 from graflow_dist.broker.channel_data import queue_channel_writes, read_channel
 from graflow_dist.broker.keys import Keyspace
-from graflow_dist.channels.redis import RedisChannel
+from graflow_dist.channels.redis import WRITE_MARK_TTL_S, RedisChannel
 from graflow_dist.errors import PayloadTooLargeError, WireError
 
 
@@ -119,6 +119,8 @@ def test_a_channel_key_someone_else_wrote_is_our_error_and_not_in_a_checkpoint(
     redis_client.hset(channel._key("planted"), "x", "y")  # neither a value nor a list
     with pytest.raises(WireError, match="holds neither a value nor a list"):
         channel.get("planted")
+    with pytest.raises(WireError, match="cannot append.*holds a hash"):
+        channel.append("planted", 1)  # it looped forever
     assert set(read_channel(redis_client, channel.keys_of)) == {"fine"}
     with pytest.raises(PayloadTooLargeError, match="key 'big'.*external storage"):
         RedisChannel(channel.name, redis_client, max_value_bytes=100).set("big", b"x" * 200)
@@ -146,3 +148,16 @@ def test_every_writer_names_its_key_in_the_run_s_index_and_nothing_scans(
     assert channel.keys() == [] and not redis_client.exists(index)
     assert RedisChannel("other", redis_client, prefix="gftest").get("x7") == 7
     assert scans() == before
+
+
+def test_a_write_that_adds_marks_itself_applied_for_a_while(
+        channel: RedisChannel, redis_client: redis.Redis) -> None:
+    """Each append and atomic_add leaves a mark with a TTL (so a retry after a lost reply
+    adds nothing: tests/reliability/test_lost_replies.py); the marks are not channel keys."""
+    channel.append("log", "a", ttl=100)
+    channel.atomic_add("n", 2)
+    marks = redis_client.keys(channel.keys_of.channel_write("*"))
+    assert len(marks) == 2
+    assert all(0 < redis_client.ttl(m) <= WRITE_MARK_TTL_S for m in marks)
+    assert 0 < redis_client.ttl(channel._key("log")) <= 100
+    assert channel.keys() == ["log", "n"]

@@ -1,7 +1,8 @@
 """A command runs in Redis but its reply is lost: a loopback proxy the test owns cuts
 the connection in between, as a network cut or a Redis restart does. Sent again, it
 must not do its work twice: a worker's claim must not strand the jobs it took, a
-client's submission must not start the run over."""
+client's submission must not start the run over, a channel's append or atomic_add must
+not add twice."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import redis
 
 from graflow_dist import Client, TaskExecutionContext, parallel, task, workflow
 from graflow_dist.broker import Broker
+from graflow_dist.broker.connection import connect, patient_client
 from graflow_dist.broker.scripts import source
+from graflow_dist.channels.redis import RedisChannel
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
 from reliability.harness import wait_for
@@ -176,3 +179,20 @@ def test_a_commit_whose_reply_was_lost_is_not_taken_for_lost_writes(
     log = (tmp_path / "coordinator.log").read_text()
     assert "had landed already" in log
     assert "redis lost committed writes" not in log
+
+
+def test_channel_writes_that_add_are_applied_once_when_their_reply_is_lost(
+        proxy: LoopbackProxy) -> None:
+    """Task code's client retries through a Redis restart: an append or atomic_add sent
+    again after its reply was lost adds nothing more (it appended twice, added twice)."""
+    channel = RedisChannel("lost-replies", patient_client(connect(proxy.url())))
+    assert channel.atomic_add("n", 1) == 1
+    channel.append("log", "a")
+    proxy.lose_reply_to(b"MULTI")  # atomic_add's transaction
+    assert channel.atomic_add("n", 1) == 2
+    assert proxy.lost.is_set()
+    proxy.lose_reply_to(channel._key("log").encode())  # the append's script call
+    assert channel.append("log", "b") == 2
+    assert proxy.lost.is_set()
+    assert channel.get("n") == 2
+    assert channel.get("log") == ["a", "b"]
