@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 from redis.exceptions import ResponseError, WatchError
+from redis.lock import Lock
 
 from graflow_dist import limits
 from graflow_dist.broker.channel_data import channel_key_names, clear_channel, read_channel
@@ -38,6 +39,14 @@ WRITE_MARK_TTL_S = 600
 def _wrong_type(exc: Exception) -> bool:
     # Inside a transaction redis-py prefixes the server's message ("Command # 1 ...").
     return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
+
+
+class _RetriedLock(Lock):
+    """redis-py's lock, also acquired when its SET was sent again after the reply was
+    lost: the first one took it (the key holds our token), the second was refused."""
+
+    def do_acquire(self, token: str) -> bool:
+        return super().do_acquire(token) or self.redis.get(self.name) == token
 
 
 class RedisChannel(Channel):
@@ -232,7 +241,7 @@ class RedisChannel(Channel):
     @contextmanager
     def lock(self, key: str, timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> Iterator[None]:
         lock = self.client.lock(self.keys_of.lock(key), timeout=max(timeout, 1.0) * 6,
-                                blocking_timeout=timeout)
+                                blocking_timeout=timeout, lock_class=_RetriedLock)
         if not lock.acquire():
             raise TimeoutError(f"channel lock {key!r} not acquired within {timeout} s")
         try:

@@ -196,3 +196,14 @@ def test_channel_writes_that_add_are_applied_once_when_their_reply_is_lost(
     assert proxy.lost.is_set()
     assert channel.get("n") == 2
     assert channel.get("log") == ["a", "b"]
+
+
+def test_a_channel_lock_whose_reply_was_lost_is_held(proxy: LoopbackProxy) -> None:
+    """The lock's SET took it, its reply was lost, and the SET sent again was refused:
+    the lock is ours (it timed out waiting for itself, and stayed taken)."""
+    channel = RedisChannel("lost-replies", patient_client(connect(proxy.url())))
+    proxy.lose_reply_to(channel.keys_of.lock("res").encode())
+    with channel.lock("res", timeout=1):
+        assert proxy.lost.is_set()
+    with channel.lock("res", timeout=1):  # released: free again
+        pass
