@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,24 +47,42 @@ def proxy(server: RedisServer) -> Iterator[LoopbackProxy]:
         yield running
 
 
-def start(kind: str, url: str, tmp_path: Path, *options: str) -> ServiceProcess:
-    return ServiceProcess(kind, url, list(options),
-                          log_path=tmp_path / f"{kind}.log").start()
+@contextmanager
+def services(server: RedisServer, tmp_path: Path, *, worker_url: str | None = None,
+             coordinator_url: str | None = None, worker_options: tuple[str, ...] = ()
+             ) -> Iterator[Broker]:
+    """A worker and a coordinator, each on Redis directly or through the proxy."""
+    broker = Broker(redis.Redis.from_url(server.url))
+    worker = ServiceProcess("worker", worker_url or server.url, list(worker_options),
+                            log_path=tmp_path / "worker.log").start()
+    coordinator = ServiceProcess("coordinator", coordinator_url or server.url, [
+        "--checkpoint-dir", str(tmp_path / "checkpoints")],
+        log_path=tmp_path / "coordinator.log").start()
+    try:
+        wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
+        wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+        yield broker
+        assert worker.alive() and coordinator.alive()
+    finally:
+        worker.stop()
+        coordinator.stop()
+
+
+def note(ledger: Path, line: str) -> None:
+    with ledger.open("a") as fh:
+        fh.write(line + "\n")
+
+
+def script_sha(name: str, broker: Broker) -> bytes:
+    return hashlib.sha1(source(name, broker.keyspace).encode()).hexdigest().encode()
 
 
 def test_jobs_of_a_claim_whose_reply_was_lost_are_handed_back_at_once(
         server: RedisServer, proxy: LoopbackProxy, tmp_path: Path) -> None:
-    r = redis.Redis.from_url(server.url)
-    broker = Broker(r)
     # One worker, behind the proxy: each run's group is split into several jobs, which
     # it claims one after the other with the release of the last.
-    worker = start("worker", proxy.url(), tmp_path, "--lease-s", str(LEASE_S),
-                   "--heartbeat-s", "1")
-    coordinator = start("coordinator", server.url, tmp_path,
-                        "--checkpoint-dir", str(tmp_path / "checkpoints"))
-    try:
-        wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
-        wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+    with services(server, tmp_path, worker_url=proxy.url(),
+                  worker_options=("--lease-s", str(LEASE_S), "--heartbeat-s", "1")) as broker:
         with workflow("lost-claim-reply") as wf:
             members = []
             for i in range(MEMBERS):
@@ -91,75 +110,51 @@ def test_jobs_of_a_claim_whose_reply_was_lost_are_handed_back_at_once(
         assert proxy.lost.is_set(), "no claim reply was lost: the test saw nothing"
         for run in runs:
             crashes = broker.keyspace.run(run.session_id).crashes
-            assert r.hlen(crashes) == 0, "tasks never started were counted as crashes"
-        assert worker.alive()
-    finally:
-        worker.stop()
-        coordinator.stop()
+            assert broker.client.hlen(crashes) == 0, \
+                "tasks never started were counted as crashes"
 
 
 def test_a_submission_whose_reply_was_lost_does_not_start_the_run_over(
         server: RedisServer, proxy: LoopbackProxy, tmp_path: Path) -> None:
     """The client's Redis client sends the submission again: the run, which may have
     ended meanwhile, must not be written anew (its tasks would run again)."""
-    r = redis.Redis.from_url(server.url)
-    broker = Broker(r)
-    worker = start("worker", server.url, tmp_path)
-    coordinator = start("coordinator", server.url, tmp_path,
-                        "--checkpoint-dir", str(tmp_path / "checkpoints"))
     ledger = tmp_path / "ran.txt"
-    try:
-        wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
-        wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+    with services(server, tmp_path) as broker:
         with workflow("lost-submit-reply") as wf:
 
             @task
             def only() -> str:
-                with ledger.open("a") as fh:
-                    fh.write("ran\n")
+                note(ledger, "ran")
                 return "done"
 
-        submit_sha = hashlib.sha1(source("submit_run", broker.keyspace).encode()).hexdigest()
         with Client(proxy.url()) as client:
             assert client.submit(wf).wait(timeout=30) == "done"  # the script is loaded
             ledger.unlink()
-            proxy.lose_reply_to(submit_sha.encode())
+            proxy.lose_reply_to(script_sha("submit_run", broker))
             run = client.submit(wf)
             assert run.wait(timeout=30) == "done"
         assert proxy.lost.is_set(), "no submission reply was lost: the test saw nothing"
         time.sleep(1.0)  # a run started over would have run its task again by now
         assert ledger.read_text() == "ran\n"
         assert run.status() == "completed"
-    finally:
-        worker.stop()
-        coordinator.stop()
 
 
 def test_a_commit_whose_reply_was_lost_is_not_taken_for_lost_writes(
         server: RedisServer, proxy: LoopbackProxy, tmp_path: Path) -> None:
     """The coordinator's Redis client sends its commit again: refused (it landed), the
     coordinator reloads, says why, and no task runs twice."""
-    r = redis.Redis.from_url(server.url)
-    broker = Broker(r)
-    worker = start("worker", server.url, tmp_path)
-    coordinator = start("coordinator", proxy.url(), tmp_path,
-                        "--checkpoint-dir", str(tmp_path / "checkpoints"))
     ledger = tmp_path / "ran.txt"
-    try:
-        wait_for(lambda: len(broker.workers.names()) == 1, "the worker")
-        wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+    with services(server, tmp_path, coordinator_url=proxy.url()) as broker:
         with workflow("lost-commit-reply") as wf:
 
             @task
             def first() -> int:
-                with ledger.open("a") as fh:
-                    fh.write("first\n")
+                note(ledger, "first")
                 return 1
 
             @task
             def second(first: int) -> int:
-                with ledger.open("a") as fh:
-                    fh.write("second\n")
+                note(ledger, "second")
                 return first + 1
 
             first >> second
@@ -167,15 +162,11 @@ def test_a_commit_whose_reply_was_lost_is_not_taken_for_lost_writes(
         with Client(server.url) as client:
             assert client.submit(wf).wait(timeout=30) == 2  # the script is loaded
             ledger.unlink()
-            commit_sha = hashlib.sha1(source("fenced_apply", broker.keyspace).encode())
-            proxy.lose_reply_to(commit_sha.hexdigest().encode())
+            proxy.lose_reply_to(script_sha("fenced_apply", broker))
             assert client.submit(wf).wait(timeout=30) == 2
         assert proxy.lost.is_set(), "no commit reply was lost: the test saw nothing"
         time.sleep(0.5)
         assert ledger.read_text() == "first\nsecond\n"
-    finally:
-        worker.stop()
-        coordinator.stop()
     log = (tmp_path / "coordinator.log").read_text()
     assert "had landed already" in log
     assert "redis lost committed writes" not in log
