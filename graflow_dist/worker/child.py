@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         threading.Thread(target=_watch_parent, args=(worker,), name="gf-parent",
                          daemon=True).start()
     worker.run()
+    # Stopped: a late SIGTERM (the node's and the supervisor's both come) must not kill
+    # the interpreter while it exits, which would look like a crash.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -233,7 +233,9 @@ class Supervisor:
             return
         code = executor.proc.poll()
         if code is not None:
-            if not (self._stop.is_set() and code == 0):
+            # Stopping, SIGTERM may end an executor before its handler is set (still
+            # importing): nothing was held then, as after a clean exit.
+            if not (self._stop.is_set() and code in (0, -signal.SIGTERM)):
                 self.log.warning("executor exited", executor=executor.name,
                                  pid=executor.proc.pid, status=code)
             # Unregistered again even after a clean exit: one that ran out of grace

@@ -4,6 +4,7 @@ and the executors' summed metrics on one port, clean SIGTERM, executors' logs vi
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import subprocess
 import sys
@@ -53,3 +54,26 @@ def test_worker_pool_serves_health_and_stops_on_sigterm(redis_url: str) -> None:
     assert err.count('"event": "worker stopped"') == 2
     assert '"event": "worker supervisor stopped"' in err
     assert "Traceback" not in err
+
+
+def test_a_worker_whose_whole_process_group_gets_sigterm_stops_quietly(
+        redis_url: str) -> None:
+    """As Ctrl-C in a terminal or a stop of the group does: each executor gets the
+    signal twice (directly, and passed on by its supervisor). The late one used to kill
+    it while it exited, logged as an executor that died."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graflow_dist.cli.main", "--redis-url", redis_url,
+         "--log-format", "json", "worker", "--concurrency", "2"],
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(_children(proc.pid)) < 2:
+            time.sleep(0.1)
+        time.sleep(1.0)  # both executors past their imports, their handlers set
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.count('"event": "worker stopped"') == 2, err
+    assert "executor exited" not in err, err
