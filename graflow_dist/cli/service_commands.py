@@ -18,6 +18,7 @@ from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.permissions import COORDINATOR as COORDINATOR_ROLE
 from graflow_dist.broker.permissions import WORKER as WORKER_ROLE
 from graflow_dist.broker.probe import RedisProbe
+from graflow_dist.broker.server import eviction_risk
 from graflow_dist.cli.app import cli
 from graflow_dist.cli.local_cluster import run_up
 from graflow_dist.cli.params import BYTES, NAME, PORT, SECONDS, SECONDS_OR_ZERO, count
@@ -98,8 +99,11 @@ def _connected(ctx: click.Context, startup_timeout_s: float, role: str,
     keyspace = Keyspace.from_env(ctx.obj["prefix"])
     try:
         Broker(client, keyspace).check_permissions(role, queue, name or "probe")
+        risk = eviction_risk(client)
     except TRANSIENT_ERRORS as exc:
         raise ConnectionConfigError(f"lost Redis while checking permissions: {exc}") from None
+    if risk is not None and role != COORDINATOR_ROLE:  # the leader says it, and again
+        log.warning("redis may drop keys", reason=risk)  # when it changes
     return client
 
 

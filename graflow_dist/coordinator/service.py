@@ -25,6 +25,7 @@ from graflow_dist.broker import Broker, Commit, RunRecord
 from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
 from graflow_dist.broker.events import DeadEvent
 from graflow_dist.broker.keys import Keyspace
+from graflow_dist.broker.server import eviction_risk
 from graflow_dist.checkpoint.io import DEFAULT_CHECKPOINT_DIR
 from graflow_dist.coordinator.checkpoints import (
     AutoCheckpoints,
@@ -152,6 +153,7 @@ class Coordinator:
         self._renew_at = 0.0
         self._reap_at = 0.0
         self._housekeeping_at = 0.0  # see `_housekeeping`
+        self._eviction_risk: str | None = None  # what was last said of it
         self.auto_checkpoints = AutoCheckpoints(checkpoint_every_steps, checkpoint_every_s)
         self._outage = OutageLog(log, "coordinator")
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
@@ -538,6 +540,11 @@ class Coordinator:
         if lost:
             self.log.info("lost workers forgotten", workers=lost[:20], count=len(lost))
         self.broker.leader.forget_silent(FORGET_LOST_AFTER_S)
+        risk = eviction_risk(self.broker.client)
+        if risk != self._eviction_risk:  # said once, and again when it changes
+            if risk is not None:
+                self.log.warning("redis may drop keys", reason=risk)
+            self._eviction_risk = risk
 
     def _sweep_expiring(self) -> None:
         """Give the data of ended runs that missed `_expire` its TTL (never a run this
