@@ -12,6 +12,7 @@ from typing import Any
 
 from graflow_dist.broker.console import RunFilter, RunView
 from graflow_dist.broker.record import RunRecord
+from graflow_dist.broker.server import eviction_risk
 from graflow_dist.broker.task_states import progress_counts
 from graflow_dist.client import RETRYABLE_STATES, Client
 from graflow_dist.core.checkpoint import CheckpointManager
@@ -166,7 +167,8 @@ class Console:
 
     def workers(self) -> dict[str, Any]:
         now = time.time()
-        return {"workers": [w.to_dict(now) for w in self.queries.workers()],
+        return {"redis_warning": eviction_risk(self.client.redis),
+                "workers": [w.to_dict(now) for w in self.queries.workers()],
                 "queues": [q.to_dict() for q in self.queries.queues()],
                 "coordinators": self.queries.coordinators(),
                 "running_jobs": self.queries.running_jobs()}

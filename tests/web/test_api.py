@@ -220,6 +220,7 @@ def test_workers_queues_and_coordinators(http: ConsoleHttp,
     wait_one_executor_each(console_cluster)
     data = http.get("/api/workers").json()
     assert len(data["workers"]) == 2
+    assert data["redis_warning"] is None
     assert all(w["live"] and w["queue"] == "graflow" for w in data["workers"])
     # Each worker service runs its tasks in an executor process: the console shows the
     # executor (named after its service's pid) with its own pid.
@@ -236,3 +237,19 @@ def test_workers_queues_and_coordinators(http: ConsoleHttp,
         assert worker["name"] in html
     update = next(sse_updates(console_cluster.ui_url, "/api/workers/stream"))
     assert len(update["workers"]) == 2
+
+
+def test_the_workers_page_warns_of_a_redis_that_evicts_keys(
+        http: ConsoleHttp, console_cluster: LocalCluster) -> None:
+    redis_client = console_cluster.client
+    redis_client.config_set("maxmemory", "1gb")
+    redis_client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        warning = http.get("/api/workers").json()["redis_warning"]
+        assert "allkeys-lru" in warning and "noeviction" in warning
+        html = http.get("/workers").text
+        assert 'id="redis-warning"' in html and "allkeys-lru" in html
+    finally:
+        redis_client.config_set("maxmemory-policy", "noeviction")
+        redis_client.config_set("maxmemory", "0")
+    assert http.get("/api/workers").json()["redis_warning"] is None

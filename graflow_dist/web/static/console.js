@@ -265,6 +265,9 @@ function initRun() {
 
 function initWorkers() {
   live("/api/workers/stream", (data) => {
+    const warning = document.getElementById("redis-warning");
+    warning.hidden = !data.redis_warning;
+    warning.textContent = data.redis_warning || "";
     const workers = data.workers.map((w) => h("tr", {dataset: {worker: w.name}, class: w.live ? null : "stale"},
       h("td", {class: "mono"}, w.name),
       h("td", {}, seconds(w.heartbeat_age_s) + " ago",
