@@ -126,9 +126,14 @@ class LocalCluster:
         assert self.ui_port, "cluster started without the web console"
         return console_url(UI_HOST, self.ui_port)
 
+    @property
+    def service_url(self) -> str:
+        """The Redis URL the services are given (`url`; a test may put a proxy there)."""
+        return self.url
+
     def _spawn(self, kind: str, options: list[str]) -> ServiceProcess:
         self._serial += 1
-        return ServiceProcess(kind, self.url, options, env=self.env, cwd=self.cwd,
+        return ServiceProcess(kind, self.service_url, options, env=self.env, cwd=self.cwd,
                               log_path=self.data_dir / f"{kind}-{self._serial}.log").start()
 
     def add_worker(self, extra: list[str] | None = None) -> ServiceProcess:

@@ -31,7 +31,8 @@ FAN_A = 70
 FAN_B = 70
 CHAIN = 16
 LOOP_ROUNDS = 8
-KINDS = ("worker_kill", "worker_pause", "leader_kill", "redis_restart", "worker_term")
+KINDS = ("worker_kill", "worker_pause", "leader_kill", "redis_restart", "worker_term",
+         "network_cut")
 
 
 # --- the workflow ------------------------------------------------------------------------
@@ -174,10 +175,11 @@ def _explains(fault: Fault, attempt: Entry, end: float, lease_s: float) -> bool:
 
     A worker fault explains the attempts of its victim that were running at the time;
     a Redis restart those running around the outage. A coordinator kill explains
-    nothing: a takeover must not re-run anything.
+    nothing: a takeover must not re-run anything. Nor does a network cut: every service
+    connects again at once, and a command whose reply it lost must not run twice.
     """
     slack = 0.1
-    if not fault.started or fault.kind == "leader_kill":
+    if not fault.started or fault.kind in ("leader_kill", "network_cut"):
         return False
     if fault.kind == "redis_restart":
         start, stop = fault.started - 1.0, fault.ended + lease_s + slack

@@ -1,7 +1,8 @@
 """Chaos: a few hundred tasks on real processes while workers, coordinators and Redis
-die, pause and restart at random (seeded) points. Nothing may be lost; a task may run
-twice only if an attempt of it was in flight at a fault; every result and the final
-frontier must be exact.
+die, pause and restart, and every connection to Redis is cut (the services reach it
+through a loopback proxy the test owns), at random (seeded) points. Nothing may be
+lost; a task may run twice only if an attempt of it was in flight at a fault; every
+result and the final frontier must be exact.
 
 GRAFLOW_DIST_CHAOS_RUNS=N runs N seeds (default 5; `.ci/run` runs 30 more), starting at
 GRAFLOW_DIST_CHAOS_SEED (default 1); rerun one with ``-k seed17``.
@@ -143,6 +144,11 @@ class Injector:
             fault.ended = time.time()
             self.killed.add(leader.pid)
             self.cluster.add_coordinator()
+        elif kind == "network_cut":
+            assert self.cluster.proxy is not None
+            fault.started = time.time()
+            self.cluster.proxy.cut()
+            fault.ended = fault.started
         elif kind == "redis_restart":
             fault.started = time.time()
             self.cluster.redis.kill()
@@ -184,6 +190,7 @@ def chaos_run(seed: int, tmp_path: Path) -> None:
                         "--grace-period-s", str(GRACE_S)],
         coordinator_options=["--leader-lease-s", str(LEASE_S), "--checkpoint-dir",
                              str(tmp_path / "checkpoints"), "--checkpoint-every-steps", "40"],
+        proxied=True,
     )
     plan = fault_plan(seed, LEASE_S)
     injector = Injector(cluster, ledger, plan)

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from graflow_dist.embedded.cluster import LocalCluster
 from graflow_dist.embedded.processes import ServiceProcess
 from graflow_dist.embedded.redis_server import RedisServer
+from reliability.loopback_proxy import LoopbackProxy
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -155,20 +156,37 @@ class FaultCluster(LocalCluster):
         Redis data and one log file per service process.
     worker_options, coordinator_options:
         CLI options of the services.
+    proxied:
+        The services reach Redis through a `LoopbackProxy` (``proxy``), which cuts
+        their connections on demand; the test's own client goes to Redis directly.
     """
 
     def __init__(self, data_dir: Path, *, worker_options: list[str],
-                 coordinator_options: list[str], env: dict[str, str] | None = None) -> None:
+                 coordinator_options: list[str], env: dict[str, str] | None = None,
+                 proxied: bool = False) -> None:
         super().__init__(0, coordinators=0, data_dir=data_dir, worker_options=worker_options,
                          coordinator_options=coordinator_options, env=env)
         self.redis = RedisServer(appendonly=True, dir=data_dir / "redis")
+        self.proxied = proxied
+        self.proxy: LoopbackProxy | None = None
 
     def start(self, workers: int, coordinators: int = 1) -> FaultCluster:  # type: ignore[override]
         self.n_workers, self.n_coordinators = workers, coordinators
         assert self.redis is not None
         self._url = self.redis.start().url
+        if self.proxied:
+            self.proxy = LoopbackProxy(self.redis.port)
         super().start()
         return self
+
+    @property
+    def service_url(self) -> str:
+        return self.url if self.proxy is None else self.proxy.url()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.proxy is not None:
+            self.proxy.close()
 
     def wait_ready(self, timeout_s: float = DEFAULT_WAIT_S) -> None:
         # Redis may be down in the middle of a fault test: keep trying until the timeout.

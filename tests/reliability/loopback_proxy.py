@@ -1,9 +1,13 @@
-"""A TCP proxy on 127.0.0.1 in front of a Redis the test owns, which can lose a reply.
+"""A TCP proxy on 127.0.0.1 in front of a Redis the test owns: it cuts connections.
 
-`LoopbackProxy.lose_reply_to(marker)` arms it: the next request containing ``marker``
-reaches Redis and runs there, but its reply never comes back: the proxy cuts that
-client's connection instead, as a network cut or a Redis restart does between a
-command and its reply.
+- `LoopbackProxy.lose_reply_to(marker)` arms it: the next request containing
+  ``marker`` reaches Redis and runs there, but its reply never comes back: the proxy
+  cuts that client's connection instead, as a network cut or a Redis restart does
+  between a command and its reply.
+- `LoopbackProxy.cut()` cuts every open connection at once, wherever its commands are
+  (a network blip); clients connect again through the proxy.
+
+While Redis is down, a connection the proxy accepts is closed at once.
 """
 
 from __future__ import annotations
@@ -23,25 +27,34 @@ class LoopbackProxy:
         self._lock = threading.Lock()
         self._marker: bytes | None = None
         self.lost = threading.Event()  # a reply was lost as armed
-        self._sockets: list[socket.socket] = []
+        self._open: set[socket.socket] = set()
+        self.cuts = 0  # connections cut by `cut`
         self._closed = False
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
-    def url(self, db: int = 0) -> str:
-        return f"redis://{self.upstream[0]}:{self.port}/{db}"
+    def url(self, db: int = 0, password: str | None = None) -> str:
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}{self.upstream[0]}:{self.port}/{db}"
 
     def lose_reply_to(self, marker: bytes) -> None:
         with self._lock:
             self._marker = marker
             self.lost.clear()
 
+    def cut(self) -> int:
+        """Cut every open connection (both ends); returns how many were open."""
+        with self._lock:
+            sockets, self._open = list(self._open), set()
+        for sock in sockets:
+            _shut(sock)
+        self.cuts += len(sockets) // 2
+        return len(sockets) // 2
+
     def close(self) -> None:
         self._closed = True
-        for sock in [self.listener, *self._sockets]:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        _shut(self.listener)
+        self.listener.close()
+        self.cut()
 
     def __enter__(self) -> LoopbackProxy:
         return self
@@ -56,8 +69,15 @@ class LoopbackProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.upstream)
-            self._sockets += [client, upstream]
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=1.0)
+                upstream.settimeout(None)
+            except OSError:  # Redis is down: the client sees its connection refused
+                _shut(client)
+                client.close()
+                continue
+            with self._lock:
+                self._open |= {client, upstream}
             cut = threading.Event()  # the next reply on this connection is lost
             threading.Thread(target=self._requests, args=(client, upstream, cut),
                              daemon=True).start()
@@ -75,7 +95,7 @@ class LoopbackProxy:
                 upstream.sendall(data)
         except OSError:
             pass
-        _shut(upstream)
+        self._end(client, upstream)
 
     def _replies(self, upstream: socket.socket, client: socket.socket,
                  cut: threading.Event) -> None:
@@ -87,8 +107,14 @@ class LoopbackProxy:
                 client.sendall(data)
         except OSError:
             pass
-        _shut(client)
-        _shut(upstream)
+        self._end(client, upstream)
+
+    def _end(self, *sockets: socket.socket) -> None:
+        with self._lock:
+            self._open -= set(sockets)
+        for sock in sockets:
+            _shut(sock)
+            sock.close()
 
 
 def _shut(sock: socket.socket) -> None:
