@@ -9,7 +9,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, InvalidResponse, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    InvalidResponse,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -25,6 +31,21 @@ SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_PATIENT_RETRIES = 40
 
 TRANSIENT_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError, OSError)
+
+
+# Replies of a Redis that takes no writes for now (full under `noeviction`, a snapshot it
+# cannot write, a replica, a script running too long). The refused command did not run
+# (a script is refused at its first write): services wait, as for an outage.
+# (redis-py strips the OOM and READONLY codes of a command's reply; a script's error
+# keeps them in its text.)
+_WRITES_REFUSED = ("command not allowed when used memory", "MISCONF ", "READONLY ",
+                   "NOREPLICAS ", "BUSY Redis is busy")
+
+
+def writes_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing writes for now (see `_WRITES_REFUSED`)."""
+    return isinstance(exc, OutOfMemoryError | ReadOnlyError) or (
+        isinstance(exc, ResponseError) and any(m in str(exc) for m in _WRITES_REFUSED))
 
 
 def is_wrong_type(exc: BaseException) -> bool:

@@ -22,7 +22,7 @@ import structlog
 from redis.exceptions import ResponseError
 
 from graflow_dist.broker import Broker, Commit, RunRecord
-from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
+from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type, writes_refused
 from graflow_dist.broker.events import DeadEvent
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.server import eviction_risk
@@ -184,10 +184,7 @@ class Coordinator:
                     self.step()
                     self._outage.recovered()
                 except TRANSIENT_ERRORS as exc:
-                    self._outage.failed(exc)
-                    self.leases.outage()
-                    self._drop_leadership("redis unavailable")
-                    stop.wait(self._outage.backoff_s())
+                    self._outage_of_redis(exc, "redis unavailable", stop)
                 except NotLeaderError:
                     self._drop_leadership("lease lost")
                 except StaleStateError as exc:
@@ -195,10 +192,20 @@ class Coordinator:
                 except (WrongTypeError, PermissionDeniedError, ResponseError) as exc:
                     # Nothing of the failed step was written: repair what can be, then
                     # reload and apply its events again.
-                    if self._refused(exc):
+                    if writes_refused(exc):  # Redis full, read-only: as for an outage
+                        self._outage_of_redis(exc, "redis refuses writes", stop)
+                    elif self._refused(exc):
                         stop.wait(_REFUSED_BACKOFF_S)
         finally:
             self._release()
+
+    def _outage_of_redis(self, exc: Exception, why: str, stop: threading.Event) -> None:
+        """Redis is gone or takes no writes: wait, then reload; the leases workers could
+        not renew meanwhile get a grace period (`LeaseWatch.outage`)."""
+        self._outage.failed(exc)
+        self.leases.outage()
+        self._drop_leadership(why)
+        stop.wait(self._outage.backoff_s())
 
     def _refused(self, exc: Exception) -> bool:
         """Redis refused a step for a reason other than an outage; True to back off."""

@@ -29,7 +29,7 @@ import structlog
 from redis.exceptions import ResponseError
 
 from graflow_dist.broker import Broker
-from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type
+from graflow_dist.broker.connection import TRANSIENT_ERRORS, is_wrong_type, writes_refused
 from graflow_dist.broker.jobs import DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_S, ClaimedJob
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.scripts import LeaseResult
@@ -233,6 +233,9 @@ class Worker:
                 except ResponseError as exc:  # data or settings, not an outage
                     if is_wrong_type(exc):
                         self._repair(WrongTypeError(str(exc), {}))
+                    elif writes_refused(exc):  # Redis full, read-only: wait as for an outage
+                        self._outage.failed(exc)
+                        time.sleep(self._outage.backoff_s())
                     else:
                         self.log.error("redis refused a command", error=str(exc))
                         time.sleep(_REFUSED_BACKOFF_S)
@@ -305,7 +308,7 @@ class Worker:
             except ResponseError as exc:
                 if is_wrong_type(exc):
                     self._repair(WrongTypeError(str(exc), {}))
-                else:
+                elif not writes_refused(exc):  # as for an outage: the main loop says so
                     self.log.error("heartbeat failed", error=str(exc))
             except Exception as exc:  # never let the heartbeat die silently
                 self.log.error("heartbeat failed", error=str(exc))
@@ -689,6 +692,13 @@ class Worker:
                 continue
             except WrongTypeError as exc:  # nothing was written: repair, send again
                 self._repair(exc)
+                continue
+            except ResponseError as exc:
+                if not writes_refused(exc):
+                    raise
+                # Nothing was written (Redis full, read-only): keep the reports and wait.
+                self._outage.failed(exc)
+                time.sleep(self._outage.backoff_s())
                 continue
             self._outage.recovered()
             return result

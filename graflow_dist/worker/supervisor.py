@@ -36,7 +36,12 @@ import structlog
 from redis.exceptions import ResponseError
 
 from graflow_dist.broker import Broker
-from graflow_dist.broker.connection import REDIS_URL_ENV, TRANSIENT_ERRORS, is_wrong_type
+from graflow_dist.broker.connection import (
+    REDIS_URL_ENV,
+    TRANSIENT_ERRORS,
+    is_wrong_type,
+    writes_refused,
+)
 from graflow_dist.broker.keys import PREFIX_ENV, Keyspace
 from graflow_dist.errors import GraflowError, TaskTimeoutError, WrongTypeError, error_attributes
 from graflow_dist.observability.outage import OutageLog
@@ -326,13 +331,13 @@ class Supervisor:
             try:
                 self._release(item)
                 self._outage.recovered()
-            except TRANSIENT_ERRORS as exc:
-                self._outage.failed(exc)
-                if until is None or time.monotonic() >= until:
-                    return
-                time.sleep(self._outage.backoff_s())
-                continue
-            except (ResponseError, GraflowError) as exc:
+            except (*TRANSIENT_ERRORS, ResponseError, GraflowError) as exc:
+                if isinstance(exc, TRANSIENT_ERRORS) or writes_refused(exc):
+                    self._outage.failed(exc)  # gone, or full or read-only: wait
+                    if until is None or time.monotonic() >= until:
+                        return
+                    time.sleep(self._outage.backoff_s())
+                    continue
                 # Data, not an outage (keys overwritten with another type, a damaged
                 # lease entry): wrong keys are moved aside and the release tried once
                 # more; otherwise the job's lease expires and the reaper re-dispatches.

@@ -1,6 +1,7 @@
 """Redis dies (kill -9) mid-run: with AOF it comes back on the same port, the services
 reconnect (one log line per outage, no traceback per retry) and the run completes with
-every result. With Redis wiped, the run resumes from its last automatic checkpoint."""
+every result. With Redis wiped, the run resumes from its last automatic checkpoint. A
+Redis that is full (`noeviction`) refuses writes for a while: nothing is lost either."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 
 from graflow_dist import Client, chain, parallel, task, workflow
 from graflow_dist.core.checkpoint import CheckpointManager
@@ -81,6 +83,48 @@ def test_redis_kill_9_and_restart_with_aof_mid_run(make_cluster, ledger: Ledger,
         if rec.get("event", "").startswith("redis unavailable"):
             assert any(r.get("event") == "redis reachable again" for p, r in cluster.logs()
                        if p == path), f"{path.name} never said Redis was back"
+
+
+def test_a_full_redis_refusing_writes_for_longer_than_the_lease_loses_nothing(
+        make_cluster, ledger: Ledger) -> None:
+    """maxmemory reached under `noeviction`: every write fails with OOM for 4 s (twice
+    the lease). Workers keep the reports of the tasks that finish meanwhile and send them
+    after; leases get a grace period. (Workers dropped those reports: the tasks ran
+    again, each counted as a crash, and the coordinator logged an error per step.)"""
+    with workflow("redis-full") as wf:
+        leaves = [recorded_step(ledger.path, f"leaf{i}", 0.2, i) for i in range(WIDTH)]
+
+        @task(inject_context=True)
+        def join(ctx) -> int:  # noqa: ANN001
+            return sum(ctx.get_result(f"leaf{i}") for i in range(WIDTH))
+
+        recorded_step(ledger.path, "head", 0.0, 0) >> parallel(*leaves) >> join
+
+    cluster = make_cluster(workers=2)
+    redis_client = cluster.client
+    run = Client(cluster.url).submit(wf)
+    wait_for(lambda: len(ledger.entries("end")) >= 3, "some tasks to complete")
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    redis_client.config_set("maxmemory", int(redis_client.info("memory")["used_memory"]))
+    filler = 0
+    try:
+        while True:  # up to the limit, whatever the services wrote meanwhile
+            redis_client.set(f"filler:{filler}", b"x" * 10_000)
+            filler += 1
+    except redis.exceptions.OutOfMemoryError:
+        pass
+    time.sleep(4.0)  # the length of the refusal, not a synchronisation
+    if filler:
+        redis_client.delete(*(f"filler:{i}" for i in range(filler)))
+    redis_client.config_set("maxmemory", 0)
+
+    assert wait_run(run, timeout_s=60) == sum(range(WIDTH))
+    starts = Counter(e.task for e in ledger.entries("start"))
+    assert max(starts.values()) == 1, {t: n for t, n in starts.items() if n > 1}
+    assert not redis_client.exists(cluster.keyspace.run(run.session_id).crashes)
+    text = cluster.log_text()
+    assert "Traceback" not in text
+    assert "redis refused a command" not in text and "heartbeat failed" not in text
 
 
 def test_redis_wiped_resumes_from_the_last_automatic_checkpoint(
