@@ -19,7 +19,12 @@ import structlog
 
 from graflow_dist import limits
 from graflow_dist.broker import Broker
-from graflow_dist.broker.connection import TRANSIENT_ERRORS, check_connection, connect
+from graflow_dist.broker.connection import (
+    TRANSIENT_ERRORS,
+    check_connection,
+    connect,
+    explains_refused_writes,
+)
 from graflow_dist.broker.keys import Keyspace
 from graflow_dist.broker.record import RunRecord
 from graflow_dist.broker.submission import Submission
@@ -145,6 +150,7 @@ class Client:
                 ctx.channel.set(key, value)
         return self._submit_context(ctx, workflow_name, crash_limit)
 
+    @explains_refused_writes
     def _submit_context(self, ctx: ExecutionContext, workflow_name: str,
                         crash_limit: int) -> WorkflowRun:
         graph, shape, sub = self._submission(ctx, workflow_name, crash_limit)
@@ -187,6 +193,7 @@ class Client:
         return self._submit_context(ctx, str(ctx.config.get("workflow", "")),
                                     DEFAULT_CRASH_LIMIT)
 
+    @explains_refused_writes
     def retry(self, session_id: str, task_id: str) -> WorkflowRun:
         """Run a finished run again from its stored frontier, with ``task_id`` (which
         failed or was dead-lettered) pending again with a fresh retry budget. Its
@@ -257,6 +264,7 @@ class Client:
         pending ones and those past their timeout, whose task still waits."""
         return RedisFeedbackBackend(self.broker.feedback).list_open_requests(session_id)
 
+    @explains_refused_writes
     def respond(self, feedback_id: str, response: FeedbackResponse | None = None,
                 **fields: Any) -> FeedbackResponse:
         """Answer a request: a `FeedbackResponse`, or its fields as keywords
@@ -280,6 +288,7 @@ class Client:
                                 "no longer open for an answer")
         return response
 
+    @explains_refused_writes
     def cancel_feedback(self, feedback_id: str) -> None:
         """Cancel an open request: its waiting task gets `FeedbackCancelledError`."""
         if not self.feedback.cancel_request(feedback_id):
@@ -394,6 +403,7 @@ class WorkflowRun:
     def get_result(self, task_id: str, default: Any = None) -> Any:
         return self.channel().get(result_key(task_id), default)
 
+    @explains_refused_writes
     def cancel(self, reason: str = "cancelled by client") -> None:
         """End the run as cancelled. Workers stop its running tasks (their processes
         are killed and replaced) within about a second of the coordinator's decision,

@@ -197,6 +197,11 @@ class ConnectionConfigError(GraflowError):
     unreachable = False
 
 
+class RedisRefusedWritesError(GraflowError):
+    """Redis takes no writes for now: full (``maxmemory`` under ``noeviction``), a
+    read-only replica, a snapshot it cannot write, ... The message says which."""
+
+
 class RedisServerError(GraflowError, RuntimeError):
     """The embedded redis-server (of `graflow-dist up` and the tests) could not be found,
     started or stopped."""

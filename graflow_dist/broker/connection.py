@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -20,8 +22,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from graflow_dist.errors import ConnectionConfigError
+from graflow_dist.errors import ConnectionConfigError, RedisRefusedWritesError
 
+P = ParamSpec("P")
+R = TypeVar("R")
 REDIS_URL_ENV = "GRAFLOW_DIST_REDIS_URL"
 DEFAULT_SOCKET_TIMEOUT_S = 10.0
 DEFAULT_CONNECT_TIMEOUT_S = 3.0
@@ -46,6 +50,40 @@ def writes_refused(exc: BaseException) -> bool:
     """Whether ``exc`` is Redis refusing writes for now (see `_WRITES_REFUSED`)."""
     return isinstance(exc, OutOfMemoryError | ReadOnlyError) or (
         isinstance(exc, ResponseError) and any(m in str(exc) for m in _WRITES_REFUSED))
+
+
+def refused_writes_error(exc: BaseException) -> RedisRefusedWritesError:
+    """What a user is told of a `writes_refused` reply (without the command, whose
+    arguments may be large or binary)."""
+    text = str(exc)
+    if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in text:
+        why = ("it is full (maxmemory reached under maxmemory-policy noeviction). Free "
+               "memory (finished runs' data expires after the coordinators' --run-ttl-s) "
+               "or raise maxmemory")
+    elif isinstance(exc, ReadOnlyError) or "READONLY " in text:
+        why = "the URL points at a read-only replica. Use the primary's address"
+    elif "MISCONF " in text:
+        why = "it cannot write its snapshot to disk (MISCONF; see the Redis log)"
+    elif "NOREPLICAS " in text:
+        why = "too few replicas acknowledge writes (NOREPLICAS, min-replicas-to-write)"
+    else:
+        why = "it is busy running a script (BUSY)"
+    return RedisRefusedWritesError(f"Redis refuses writes: {why}; then try again")
+
+
+def explains_refused_writes(method: Callable[P, R]) -> Callable[P, R]:
+    """``method`` raising `RedisRefusedWritesError` where Redis refused its writes
+    (instead of redis-py's reply, which may quote a whole binary command)."""
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except ResponseError as exc:
+            if writes_refused(exc):
+                raise refused_writes_error(exc) from None
+            raise
+
+    return wrapper
 
 
 def is_wrong_type(exc: BaseException) -> bool:

@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
+from redis.exceptions import ResponseError
 
-from graflow_dist.broker.connection import REDIS_URL_ENV
+from graflow_dist.broker.connection import REDIS_URL_ENV, refused_writes_error, writes_refused
 from graflow_dist.broker.keys import PREFIX_ENV
 from graflow_dist.errors import GraflowError
 from graflow_dist.observability.logging import configure_logging
@@ -73,6 +74,11 @@ class GraflowGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except ResponseError as exc:
+            if not writes_refused(exc):
+                raise
+            click.echo(f"error: {refused_writes_error(exc)}", err=True)
+            sys.exit(1)
         except GraflowError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)

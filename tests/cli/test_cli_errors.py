@@ -3,6 +3,7 @@ traceback, never a password."""
 
 from __future__ import annotations
 
+import contextlib
 import socketserver
 import subprocess
 import threading
@@ -10,8 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from graflow_dist import Client, task, workflow
+from graflow_dist.broker.connection import refused_writes_error, writes_refused
 from graflow_dist.embedded import RedisServer, free_port
+from graflow_dist.errors import RedisRefusedWritesError
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 PASSWORD = "correct-horse-battery"
@@ -174,3 +179,47 @@ def test_bad_worker_settings_are_usage_errors(redis_url: str, graflow_dist: CLI,
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Error: Invalid value for " in proc.stderr and "--" in proc.stderr
+
+
+@pytest.fixture
+def full_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis that refuses writes: maxmemory reached under noeviction."""
+    with RedisServer(dir=tmp_path / "full-redis") as server:
+        client = redis.Redis.from_url(server.url)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]))
+        with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+            for i in range(1000):
+                client.set(f"filler:{i}", b"x" * 10_000)
+        yield server
+
+
+def test_a_full_redis_is_one_clear_line_from_the_cli_and_an_error_from_the_client(
+        full_redis: RedisServer, workdir: Path, graflow_dist: CLI) -> None:
+    """Not redis-py's reply, which quoted the refused command: a binary code blob."""
+    line = one_line_error(graflow_dist("--redis-url", full_redis.url, "submit", "wf.py:wf",
+                                       cwd=workdir, timeout_s=30))
+    assert line.startswith("error: Redis refuses writes: it is full (maxmemory"), line
+    with workflow("tiny") as wf:
+
+        @task
+        def only() -> int:
+            return 1
+
+    with Client(full_redis.url) as client, pytest.raises(
+            RedisRefusedWritesError, match="it is full .*raise maxmemory"):
+        client.submit(wf)
+
+
+@pytest.mark.parametrize(("reply", "says"), [
+    (redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+     "read-only replica"),
+    (redis.exceptions.ResponseError("Error running script: -MISCONF Redis is configured to "
+                                    "save RDB snapshots, but it's unable to persist"),
+     "cannot write its snapshot"),
+    (redis.exceptions.ResponseError("BUSY Redis is busy running a script."), "busy"),
+])
+def test_each_kind_of_refused_writes_says_what_to_do(reply: Exception, says: str) -> None:
+    assert writes_refused(reply)
+    assert says in str(refused_writes_error(reply))
+    assert not writes_refused(redis.exceptions.ResponseError("ERR unknown command"))
