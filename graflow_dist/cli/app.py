@@ -14,7 +14,9 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from graflow_dist.broker.connection import REDIS_URL_ENV, refused_writes_error, writes_refused
 from graflow_dist.broker.keys import PREFIX_ENV
@@ -78,6 +80,9 @@ class GraflowGroup(click.Group):
             if not writes_refused(exc):
                 raise
             click.echo(f"error: {refused_writes_error(exc)}", err=True)
+            sys.exit(1)
+        except (RedisConnectionError, RedisTimeoutError) as exc:  # after it answered once
+            click.echo(f"error: lost Redis: {exc}; try again", err=True)
             sys.exit(1)
         except GraflowError as exc:
             click.echo(f"error: {exc}", err=True)

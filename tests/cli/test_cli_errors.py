@@ -9,9 +9,11 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
+from reliability.loopback_proxy import LoopbackProxy
 
 from graflow_dist import Client, task, workflow
 from graflow_dist.broker.connection import refused_writes_error, writes_refused
@@ -223,3 +225,15 @@ def test_each_kind_of_refused_writes_says_what_to_do(reply: Exception, says: str
     assert writes_refused(reply)
     assert says in str(refused_writes_error(reply))
     assert not writes_refused(redis.exceptions.ResponseError("ERR unknown command"))
+
+
+def test_redis_lost_in_the_middle_of_a_command_is_one_line(
+        redis_url: str, workdir: Path, graflow_dist: CLI) -> None:
+    """Redis answered at start, then went away (a loopback proxy the test owns cuts the
+    connection and refuses the reconnections): one line, not redis-py's traceback."""
+    with LoopbackProxy(urlsplit(redis_url).port or 0) as proxy:
+        proxy.lose_reply_to(b"graflow:runs", then_refuse=True)
+        line = one_line_error(graflow_dist("--redis-url", proxy.url(), "runs", cwd=workdir,
+                                           timeout_s=60))
+        assert proxy.lost.is_set()
+    assert line.startswith("error: lost Redis: "), line

@@ -3,7 +3,8 @@
 - `LoopbackProxy.lose_reply_to(marker)` arms it: the next request containing
   ``marker`` reaches Redis and runs there, but its reply never comes back: the proxy
   cuts that client's connection instead, as a network cut or a Redis restart does
-  between a command and its reply.
+  between a command and its reply. With ``then_refuse``, Redis stays unreachable
+  after that (every connection refused) until `refuse(False)`.
 - `LoopbackProxy.cut()` cuts every open connection at once, wherever its commands are
   (a network blip); clients connect again through the proxy.
 
@@ -26,6 +27,8 @@ class LoopbackProxy:
         self.port = self.listener.getsockname()[1]
         self._lock = threading.Lock()
         self._marker: bytes | None = None
+        self._then_refuse = False
+        self._refusing = False
         self.lost = threading.Event()  # a reply was lost as armed
         self._open: set[socket.socket] = set()
         self.cuts = 0  # connections cut by `cut`
@@ -36,10 +39,15 @@ class LoopbackProxy:
         auth = f":{password}@" if password else ""
         return f"redis://{auth}{self.upstream[0]}:{self.port}/{db}"
 
-    def lose_reply_to(self, marker: bytes) -> None:
+    def lose_reply_to(self, marker: bytes, *, then_refuse: bool = False) -> None:
         with self._lock:
             self._marker = marker
+            self._then_refuse = then_refuse
             self.lost.clear()
+
+    def refuse(self, refusing: bool = True) -> None:
+        """Refuse (close at once) every new connection, or accept them again."""
+        self._refusing = refusing
 
     def cut(self) -> int:
         """Cut every open connection (both ends); returns how many were open."""
@@ -69,6 +77,10 @@ class LoopbackProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self._refusing:
+                _shut(client)
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(self.upstream, timeout=1.0)
                 upstream.settimeout(None)
@@ -102,6 +114,7 @@ class LoopbackProxy:
         try:
             while data := upstream.recv(_CHUNK):
                 if cut.is_set():  # the command ran; its reply goes nowhere
+                    self._refusing = self._refusing or self._then_refuse
                     self.lost.set()
                     break
                 client.sendall(data)
