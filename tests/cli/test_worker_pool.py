@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -66,14 +67,20 @@ def test_a_worker_whose_whole_process_group_gets_sigterm_stops_quietly(
          "--log-format", "json", "worker", "--concurrency", "2"],
         stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(_children(proc.pid)) < 2:
-            time.sleep(0.1)
-        time.sleep(1.0)  # both executors past their imports, their handlers set
+        deadline = time.monotonic() + 60
+        # Both executors past their imports, their handlers set.
+        while time.monotonic() < deadline and "".join(lines).count(
+                '"event": "worker started"') < 2:
+            time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    err = "".join(lines)
     assert proc.returncode == 0, err
     assert err.count('"event": "worker stopped"') == 2, err
     assert "executor exited" not in err, err
