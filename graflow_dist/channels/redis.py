@@ -8,7 +8,9 @@ lists, so appends are atomic and O(1).
 A write that adds (``append``, ``prepend``, ``atomic_add``) happens once per call even
 when the connection drops between it and its reply and it is sent again (task code's
 client retries through a Redis restart): each call marks itself applied under an id
-of its own, for `WRITE_MARK_TTL_S`.
+of its own, for `WRITE_MARK_TTL_S`. The channel's next such write deletes the mark of
+the last one whose reply came, so a counter bumped in a loop leaves one mark, not one
+per call.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class RedisChannel(Channel):
         self._index = self.keys_of.channel_index
         self.max_value_bytes = max_value_bytes or limits.max_value_bytes()
         self._push_script: Any = None  # registered on the first append
+        self._answered_mark: str | None = None  # of the last adding write that replied
 
     def _write_mark(self) -> str:
         """The key that marks one adding write applied (its id: this call's own)."""
@@ -171,10 +174,12 @@ class RedisChannel(Channel):
             self._push_script = self.client.register_script(
                 source("channel_push", Keyspace.from_env(self.prefix)))
         mark = self._write_mark()  # the same for each try of this call
+        answered = [self._answered_mark] if self._answered_mark else []
         while True:
-            reply = self._push_script(keys=[full, self._index, mark], args=[
+            reply = self._push_script(keys=[full, self._index, mark, *answered], args=[
                 key, encoded, int(front), "" if ttl is None else ttl, WRITE_MARK_TTL_S])
             if not isinstance(reply, list):
+                self._answered_mark = mark  # the next adding write deletes it
                 return int(reply)
             held = dict(zip(reply[1::2], reply[2::2], strict=True))  # key -> type it holds
             if held != {full.encode(): b"string"} or reply[0] != RefusedResult.WRONG_TYPE:
@@ -225,6 +230,7 @@ class RedisChannel(Channel):
                     pipe.watch(full)
                     applied, raw = pipe.mget(mark, full)
                     if applied is not None:  # sent again after its reply was lost: it landed
+                        self._answered_mark = mark
                         return check_number(key, decode_value(applied, self._what(key)))
                     current = 0 if raw is None else decode_value(raw, self._what(key))
                     total = check_number(key, current) + amount
@@ -233,7 +239,10 @@ class RedisChannel(Channel):
                     pipe.sadd(self._index, key)
                     pipe.set(full, encoded, keepttl=True)
                     pipe.set(mark, encoded, ex=WRITE_MARK_TTL_S)
+                    if self._answered_mark:
+                        pipe.delete(self._answered_mark)
                     pipe.execute()
+                    self._answered_mark = mark  # the next adding write deletes it
                     return total
                 except WatchError:
                     continue

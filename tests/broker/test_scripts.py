@@ -519,8 +519,11 @@ def test_channel_push_applies_each_write_once_and_refuses_other_types(
     assert scripts.call("channel_push", keys, ["log", "a", 0, "", 60]) == 1
     # Sent again (its reply lost): the mark says it landed; nothing is pushed twice.
     assert scripts.call("channel_push", keys, ["log", "a", 0, "", 60]) == 1
-    other = [run.channel("log"), run.channel_index, run.channel_write("w2")]
+    # The next write deletes the mark of the one before (its reply came).
+    other = [run.channel("log"), run.channel_index, run.channel_write("w2"),
+             run.channel_write("w1")]
     assert scripts.call("channel_push", other, ["log", "z", 1, "30", 60]) == 2
+    assert not redis_client.exists(run.channel_write("w1"))
     assert redis_client.lrange(run.channel("log"), 0, -1) == [b"z", b"a"]
     assert 0 < redis_client.ttl(run.channel("log")) <= 30
     assert 0 < redis_client.ttl(run.channel_write("w2")) <= 60

@@ -1,11 +1,13 @@
 -- A channel's append or prepend, applied once even if it is sent again (its reply
 -- lost: redis-py sends it again on a new connection). `done_key` marks this call
--- (an id of its own) applied, with the list's length then. Returns that length, or
--- {WRONG_TYPE, list key, type} having written nothing (a value stored with `set`:
--- the caller makes it a list and calls again).
+-- (an id of its own) applied, with the list's length then; `answered_key` (optional)
+-- is the mark of the caller's previous write, whose reply came: no longer needed.
+-- Returns that length, or {WRONG_TYPE, list key, type} having written nothing (a value
+-- stored with `set`: the caller makes it a list and calls again).
 local list_key = KEYS[1]
 local index_key = KEYS[2]
 local done_key = KEYS[3]
+local answered_key = KEYS[4]
 local name = ARGV[1]
 local value = ARGV[2]
 local front = ARGV[3] == '1'
@@ -20,4 +22,5 @@ redis.call('SADD', index_key, name)
 local length = redis.call(front and 'LPUSH' or 'RPUSH', list_key, value)
 if ttl ~= '' then redis.call('EXPIRE', list_key, ttl) end
 redis.call('SET', done_key, length, 'EX', done_ttl)
+if answered_key then redis.call('DEL', answered_key) end
 return length
