@@ -159,15 +159,18 @@ class FaultCluster(LocalCluster):
     proxied:
         The services reach Redis through a `LoopbackProxy` (``proxy``), which cuts
         their connections on demand; the test's own client goes to Redis directly.
+    latency_s:
+        With ``proxied``, how long the proxy holds each reply (a distant Redis).
     """
 
     def __init__(self, data_dir: Path, *, worker_options: list[str],
                  coordinator_options: list[str], env: dict[str, str] | None = None,
-                 proxied: bool = False) -> None:
+                 proxied: bool = False, latency_s: float = 0.0) -> None:
         super().__init__(0, coordinators=0, data_dir=data_dir, worker_options=worker_options,
                          coordinator_options=coordinator_options, env=env)
         self.redis = RedisServer(appendonly=True, dir=data_dir / "redis")
         self.proxied = proxied
+        self.latency_s = latency_s
         self.proxy: LoopbackProxy | None = None
 
     def start(self, workers: int, coordinators: int = 1) -> FaultCluster:  # type: ignore[override]
@@ -175,7 +178,7 @@ class FaultCluster(LocalCluster):
         assert self.redis is not None
         self._url = self.redis.start().url
         if self.proxied:
-            self.proxy = LoopbackProxy(self.redis.port)
+            self.proxy = LoopbackProxy(self.redis.port, latency_s=self.latency_s)
         super().start()
         return self
 

@@ -8,6 +8,8 @@
 - `LoopbackProxy.cut()` cuts every open connection at once, wherever its commands are
   (a network blip); clients connect again through the proxy.
 
+- ``latency_s`` delays every reply (a slow network or a busy Redis).
+
 While Redis is down, a connection the proxy accepts is closed at once.
 """
 
@@ -15,13 +17,15 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from types import TracebackType
 
 _CHUNK = 65536
 
 
 class LoopbackProxy:
-    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, upstream_port: int, host: str = "127.0.0.1",
+                 latency_s: float = 0.0) -> None:
         self.upstream = (host, upstream_port)
         self.listener = socket.create_server((host, 0))
         self.port = self.listener.getsockname()[1]
@@ -32,6 +36,7 @@ class LoopbackProxy:
         self.lost = threading.Event()  # a reply was lost as armed
         self._open: set[socket.socket] = set()
         self.cuts = 0  # connections cut by `cut`
+        self.latency_s = latency_s
         self._closed = False
         threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
 
@@ -117,6 +122,8 @@ class LoopbackProxy:
                     self._refusing = self._refusing or self._then_refuse
                     self.lost.set()
                     break
+                if self.latency_s:
+                    time.sleep(self.latency_s)
                 client.sendall(data)
         except OSError:
             pass
