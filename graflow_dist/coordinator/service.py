@@ -70,6 +70,9 @@ _COMMIT_BUDGET_BYTES = 64 * 1024 * 1024
 # After Redis refused a command for a reason other than an outage (an ACL, a full
 # memory): wait this long before trying again.
 _REFUSED_BACKOFF_S = 2.0
+# Leader lease renewals further apart than this share of it are said (at most this often).
+_SLOW_RENEWAL_SHARE = 2 / 3
+_SLOW_RENEWAL_WARN_EVERY_S = 300.0
 # What loading a run may raise on data someone else wrote (the run fails, not us).
 _UNLOADABLE = (GraflowError, KeyError, TypeError, ValueError)
 _LOADS_PER_ROUND_TRIP = 100
@@ -154,6 +157,8 @@ class Coordinator:
         self._reap_at = 0.0
         self._housekeeping_at = 0.0  # see `_housekeeping`
         self._eviction_risk: str | None = None  # what was last said of it
+        self._renewed_at = 0.0  # the last renewal of the leader lease (see `_renewed`)
+        self._slow_warned_at = 0.0
         self.auto_checkpoints = AutoCheckpoints(checkpoint_every_steps, checkpoint_every_s)
         self._outage = OutageLog(log, "coordinator")
         self._released_jobs: list[str] = []  # reaped jobs whose lease records go
@@ -199,6 +204,20 @@ class Coordinator:
         finally:
             self._release()
 
+    def _renewed(self, now: float) -> None:
+        """The leader lease was renewed at ``now``. Renewals further apart than most of
+        the lease lose the lead sooner or later (a distant Redis, a slow machine): say
+        so, at most every `_SLOW_RENEWAL_WARN_EVERY_S`."""
+        gap, self._renewed_at = now - self._renewed_at, now
+        self._renew_at = now + self.leader_lease_s / 3
+        if gap > self.leader_lease_s * _SLOW_RENEWAL_SHARE and now >= self._slow_warned_at:
+            self._slow_warned_at = now + _SLOW_RENEWAL_WARN_EVERY_S
+            self.log.warning("the leader lease was renewed late: the lead may be lost",
+                             renewed_after_s=round(gap, 2),
+                             leader_lease_s=self.leader_lease_s,
+                             fix="raise --leader-lease-s (a distant Redis: see "
+                                 "docs/operations.md)")
+
     def _outage_of_redis(self, exc: Exception, why: str, stop: threading.Event) -> None:
         """Redis is gone or takes no writes: wait, then reload; the leases workers could
         not renew meanwhile get a grace period (`LeaseWatch.outage`)."""
@@ -243,10 +262,12 @@ class Coordinator:
                 self._drop_leadership("lease taken by another coordinator")
             self.ready.clear()
             return False
-        self._renew_at = now + self.leader_lease_s / 3
         if not self.is_leader or epoch != self.epoch:
+            self._renewed_at, self._renew_at = now, now + self.leader_lease_s / 3
             self.epoch = epoch
             self._take_over()
+        else:
+            self._renewed(now)
         return True
 
     def _take_over(self) -> None:
@@ -320,9 +341,11 @@ class Coordinator:
                     self._keep_lease()  # loading a large run takes a while
         self._loaded = {}
         if time.monotonic() >= self._reap_at:
-            touched |= self._reap(now)
+            self._keep_lease()  # each of these takes a few round trips: on a distant
+            touched |= self._reap(now)  # Redis, seconds
             self._reap_at = time.monotonic() + self.reap_interval_s
         if time.monotonic() >= self._housekeeping_at:
+            self._keep_lease()
             self._housekeeping()
             # no more often than data can expire (a TTL of seconds: tests)
             self._housekeeping_at = time.monotonic() + min(_HOUSEKEEPING_S,
@@ -365,7 +388,7 @@ class Coordinator:
             return
         if self.broker.leader.acquire(self.id, self.leader_lease_s) != self.epoch:
             raise NotLeaderError("the leader lease lapsed during a step")
-        self._renew_at = time.monotonic() + self.leader_lease_s / 3
+        self._renewed(time.monotonic())
 
     def _block_ms(self) -> int:
         waits = [_MAX_BLOCK_MS / 1000, max(0.0, self._renew_at - time.monotonic()),
@@ -541,8 +564,10 @@ class Coordinator:
         # Runs (and their feedback requests) submitted before this may have expired.
         before = time.time() - self.run_ttl_s
         for _page in range(_PRUNE_PAGES):
+            self._keep_lease()
             if not self.broker.indexes.prune(before, _PRUNED_PER_INDEX)[1]:
                 break
+        self._keep_lease()
         lost = self.broker.workers.forget_lost(FORGET_LOST_AFTER_S)
         if lost:
             self.log.info("lost workers forgotten", workers=lost[:20], count=len(lost))

@@ -1,16 +1,22 @@
 """A distant Redis: every reply 300 ms late (a loopback proxy the test owns holds it),
 services on their default settings. They start in seconds, keep their leases and the
-lead, and a run completes with every task run once."""
+lead, and a run completes with every task run once. A leader lease too short for it is
+said."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
+import structlog
 
 from graflow_dist import Client, TaskExecutionContext, parallel, task, workflow
+from graflow_dist.coordinator.service import Coordinator
+from graflow_dist.embedded.redis_server import RedisServer
 from reliability.harness import FaultCluster, Ledger, recorded_step
 
 pytestmark = pytest.mark.slow
@@ -43,7 +49,36 @@ def test_services_on_their_defaults_work_with_a_redis_300_ms_away(tmp_path: Path
         assert set(starts) == {f"s{i}" for i in range(6)}
         assert max(starts.values()) == 1, starts
         text = cluster.log_text()
-        for flapping in ("no longer leader", "lease lost", "re-dispatched", "Traceback"):
+        for flapping in ("no longer leader", "lease lost", "re-dispatched", "renewed late",
+                         "Traceback"):
             assert flapping not in text, flapping
     finally:
         cluster.stop()
+
+
+def test_leader_lease_renewals_late_for_the_lease_are_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps so slow that the lease is renewed after most of it (a distant Redis): the
+    operator hears why the lead keeps moving, and what to change; once, not per step."""
+    lease_s = 0.6
+    original = Coordinator.step
+
+    def slow_step(self: Coordinator) -> None:
+        time.sleep(lease_s * 0.75)  # as a step of many round trips to a distant Redis
+        original(self)
+
+    monkeypatch.setattr(Coordinator, "step", slow_step)
+    with RedisServer(dir=tmp_path / "redis") as server:
+        coordinator = Coordinator(redis.Redis.from_url(server.url),
+                                  checkpoint_dir=str(tmp_path / "ck"), leader_lease_s=lease_s)
+        stop = threading.Event()
+        thread = threading.Thread(target=coordinator.run, args=(stop,), daemon=True)
+        with structlog.testing.capture_logs() as logs:
+            thread.start()
+            time.sleep(3.0)  # several slow steps
+            stop.set()
+            thread.join(timeout=10)
+    said = [e for e in logs if e["event"].startswith("the leader lease was renewed late")]
+    assert len(said) == 1, said
+    assert said[0]["renewed_after_s"] >= lease_s * 0.75
+    assert "--leader-lease-s" in said[0]["fix"]
