@@ -6,7 +6,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -163,30 +163,31 @@ def connect(url: str | None = None, *, retries: int = 3) -> redis.Redis:
         raise ConnectionConfigError(f"malformed Redis URL {mask_url(resolved)}: {exc}") from None
 
 
+def _client_like(client: redis.Redis, retry: Retry, **settings: Any) -> redis.Redis:
+    """A client on ``client``'s server, with a pool of its own whose commands retry as
+    ``retry`` says (``settings``: other connection settings to change, e.g. timeouts)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "host" not in kwargs and "path" not in kwargs:
+        return client  # not a pool we can copy (e.g. a test double)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=client.connection_pool.connection_class,
+        **{**kwargs, **settings, "retry": retry},
+    ))
+
+
 def patient_client(client: redis.Redis, retries: int = DEFAULT_PATIENT_RETRIES) -> redis.Redis:
     """A client on the same server whose commands retry connection errors for longer
     (about 35 s with the default): for task code, which cannot do anything useful during
     a Redis restart but wait, rather than fail the task."""
-    kwargs = client.connection_pool.connection_kwargs
-    if "host" not in kwargs and "path" not in kwargs:
-        return client  # not a pool we can copy (e.g. a test double)
-    return redis.Redis(connection_pool=redis.ConnectionPool(
-        connection_class=client.connection_pool.connection_class,
-        **{**kwargs, "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries)},
-    ))
+    return _client_like(client, Retry(ExponentialBackoff(cap=1.0, base=0.05), retries))
 
 
-def single_attempt_client(client: redis.Redis) -> redis.Redis:
+def single_attempt_client(client: redis.Redis, **settings: Any) -> redis.Redis:
     """A client on the same server that sends each command once: a connection error
     reaches the caller instead of being retried, for commands that must not run twice
-    unnoticed (a job claim whose reply was lost would hold jobs nobody runs)."""
-    kwargs = client.connection_pool.connection_kwargs
-    if "host" not in kwargs and "path" not in kwargs:
-        return client  # not a pool we can copy (e.g. a test double)
-    return redis.Redis(connection_pool=redis.ConnectionPool(
-        connection_class=client.connection_pool.connection_class,
-        **{**kwargs, "retry": Retry(ExponentialBackoff(), 0)},
-    ))
+    unnoticed (a job claim whose reply was lost would hold jobs nobody runs), and for
+    probes."""
+    return _client_like(client, Retry(ExponentialBackoff(), 0), **settings)
 
 
 def check_connection(client: redis.Redis, url: str | None = None) -> None:

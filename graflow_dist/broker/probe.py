@@ -9,10 +9,8 @@ from __future__ import annotations
 import time
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from graflow_dist.broker.connection import TRANSIENT_ERRORS
+from graflow_dist.broker.connection import TRANSIENT_ERRORS, single_attempt_client
 
 DEFAULT_PROBE_TIMEOUT_S = 1.0
 # Kubernetes probes every few seconds; answers this fresh are reused.
@@ -25,11 +23,8 @@ class RedisProbe:
 
     def __init__(self, client: redis.Redis, timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
                  cache_s: float = DEFAULT_PROBE_CACHE_S) -> None:
-        kwargs = {**client.connection_pool.connection_kwargs,
-                  "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
-                  "retry": Retry(NoBackoff(), 0)}
-        self._client = redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=client.connection_pool.connection_class, **kwargs))
+        self._client = single_attempt_client(client, socket_timeout=timeout_s,
+                                             socket_connect_timeout=timeout_s)
         self._cache_s = cache_s
         self._checked_at = float("-inf")
         self._answer = False

@@ -72,7 +72,8 @@ class RedisChannel(Channel):
                  max_value_bytes: int | None = None) -> None:
         super().__init__(name)
         self.client = client
-        self.keys_of: RunKeys = Keyspace.from_env(prefix).run(check_session_id(name))
+        self._keyspace = Keyspace.from_env(prefix)
+        self.keys_of: RunKeys = self._keyspace.run(check_session_id(name))
         self.prefix = self.keys_of.prefix
         self._base = self.keys_of.channel_prefix
         self._index = self.keys_of.channel_index
@@ -172,7 +173,7 @@ class RedisChannel(Channel):
         encoded = self._encoded(key, value)
         if self._push_script is None:
             self._push_script = self.client.register_script(
-                source("channel_push", Keyspace.from_env(self.prefix)))
+                source("channel_push", self._keyspace))
         mark = self._write_mark()  # the same for each try of this call
         answered = [self._answered_mark] if self._answered_mark else []
         while True:

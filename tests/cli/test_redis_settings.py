@@ -4,23 +4,16 @@ workers at start, the leading coordinator when it takes over and when it changes
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from reliability.harness import wait_for
 
 from graflow_dist.broker import Broker
 from graflow_dist.embedded import RedisServer
 from graflow_dist.embedded.processes import ServiceProcess
 
 WARNING = '"event": "redis may drop keys"'
-
-
-def _wait_for(condition: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_services_warn_of_a_redis_that_evicts_keys(tmp_path: Path) -> None:
@@ -37,15 +30,15 @@ def test_services_warn_of_a_redis_that_evicts_keys(tmp_path: Path) -> None:
         coordinator.start()
         try:
             broker = Broker(r)
-            _wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
-            _wait_for(lambda: broker.workers.names(), "the worker")
+            wait_for(lambda: broker.leader.holder() is not None, "the coordinator")
+            wait_for(lambda: broker.workers.names(), "the worker")
             log = tmp_path / "coordinator.log"
-            _wait_for(lambda: WARNING in log.read_text(), "the coordinator's warning")
+            wait_for(lambda: WARNING in log.read_text(), "the coordinator's warning")
             assert "allkeys-lru" in log.read_text()
             r.config_set("maxmemory-policy", "noeviction")
             time.sleep(2.5)  # housekeeping sees it fixed, says nothing
             r.config_set("maxmemory-policy", "volatile-lru")
-            _wait_for(lambda: "volatile-lru" in log.read_text(), "the warning again")
+            wait_for(lambda: "volatile-lru" in log.read_text(), "the warning again")
             assert log.read_text().count(WARNING) == 2
         finally:
             worker.stop()
